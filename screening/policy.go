@@ -1,0 +1,78 @@
+package screening
+
+import (
+	"fmt"
+	"time"
+)
+
+// FailurePolicy says what a line gets when the store cannot answer in time.
+type FailurePolicy string
+
+const (
+	// FailOpen lets calls through (reason store.unavailable): a provider's choice.
+	FailOpen FailurePolicy = "open"
+	// FailWarn warns on every call: a care home's choice.
+	FailWarn FailurePolicy = "warn"
+)
+
+// Policy is one line's screening policy. Config files decode a line's policy
+// over a copy of DefaultPolicy, so a line names only what it changes.
+type Policy struct {
+	// Withheld is what calls with no caller ID get.
+	Withheld Action `yaml:"withheld" json:"withheld"`
+	// ReportThreshold: a reported (unconfirmed) number is blocked once it has
+	// this many reports; below it the call is warned. 0 never blocks on reports.
+	ReportThreshold int `yaml:"report_threshold" json:"report_threshold"`
+	// Cooldown is how long a caller who was warned or refused is refused on the
+	// same line (design D3; the police advise waiting five minutes).
+	Cooldown time.Duration `yaml:"cooldown" json:"cooldown"`
+	// VelocityLines: a caller reaching more than this many distinct lines
+	// within VelocityWindow is warned. 0 disables the rule.
+	VelocityLines int `yaml:"velocity_lines" json:"velocity_lines"`
+	// VelocityWindow is the window VelocityLines counts over.
+	VelocityWindow time.Duration `yaml:"velocity_window" json:"velocity_window"`
+	// Strict: only trusted contacts ring straight through; everyone else is warned.
+	Strict bool `yaml:"strict" json:"strict"`
+	// StoreFailure is what calls get when the store does not answer in time.
+	StoreFailure FailurePolicy `yaml:"store_failure" json:"store_failure"`
+	// StoreDeadline bounds the store lookup on the call path.
+	StoreDeadline time.Duration `yaml:"store_deadline" json:"store_deadline"`
+	// FlagAssertedMismatch records cli.asserted_mismatch when a trusted trunk's
+	// P-Asserted-Identity differs from From.
+	FlagAssertedMismatch bool `yaml:"flag_asserted_mismatch" json:"flag_asserted_mismatch"`
+}
+
+// DefaultPolicy is what a line gets unless its configuration says otherwise.
+func DefaultPolicy() Policy {
+	return Policy{
+		Withheld:             Warn,
+		ReportThreshold:      3,
+		Cooldown:             5 * time.Minute,
+		VelocityLines:        5,
+		VelocityWindow:       10 * time.Minute,
+		StoreFailure:         FailOpen,
+		StoreDeadline:        50 * time.Millisecond,
+		FlagAssertedMismatch: true,
+	}
+}
+
+// Validate names the first field that is wrong.
+func (p Policy) Validate() error {
+	switch {
+	case p.Withheld < Allow || p.Withheld > Block:
+		return fmt.Errorf("%w: withheld: want allow, warn or block", ErrPolicy)
+	case p.ReportThreshold < 0:
+		return fmt.Errorf("%w: report_threshold %d: want 0 or more", ErrPolicy, p.ReportThreshold)
+	case p.Cooldown < 0:
+		return fmt.Errorf("%w: cooldown %s: want 0 or more", ErrPolicy, p.Cooldown)
+	case p.VelocityLines < 0:
+		return fmt.Errorf("%w: velocity_lines %d: want 0 or more", ErrPolicy, p.VelocityLines)
+	case p.VelocityLines > 0 && p.VelocityWindow <= 0:
+		return fmt.Errorf("%w: velocity_window %s: want more than 0 when velocity_lines is set", ErrPolicy, p.VelocityWindow)
+	case p.StoreFailure != FailOpen && p.StoreFailure != FailWarn:
+		return fmt.Errorf("%w: store_failure %q: want open or warn", ErrPolicy, p.StoreFailure)
+	case p.StoreDeadline <= 0:
+		return fmt.Errorf("%w: store_deadline %s: want more than 0", ErrPolicy, p.StoreDeadline)
+	}
+	return nil
+}

@@ -1,0 +1,180 @@
+// Package screening decides what happens to a call: allow, warn or block,
+// with machine-readable reasons. It is pure logic over a blocklist.Store: it
+// knows nothing of SIP or sockets. Callers pass in what the signalling layer
+// extracted (caller ID, asserted identity, privacy, trunk kind, line).
+package screening
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cleanline/cleanline/blocklist"
+)
+
+// Call is what the signalling layer knows about an inbound call.
+type Call struct {
+	Line string // the called line
+	// From is the caller ID as presented (From URI, tel: URI or digits).
+	From string
+	// Asserted is the P-Asserted-Identity (RFC 3325) from a trusted trunk; it is
+	// what gets screened when present. Empty when absent or the trunk is untrusted.
+	Asserted string
+	// Privacy is set for "Privacy: id" (RFC 3325 §9.3): the caller is withheld
+	// from the line whatever the identity headers say.
+	Privacy bool
+	// International is set when the call arrived on a trunk marked international.
+	International bool
+	// DryRun screens without recording anything (velocity); the CLI uses it.
+	DryRun bool
+}
+
+// Config is the screener's configuration.
+type Config struct {
+	Region string // region national numbers are read in; GB when empty
+	// Protected are never-originate numbers known without asking the store:
+	// emergency and police short codes and the like. DefaultProtected when nil.
+	Protected []string
+	Default   Policy            // policy of lines with none of their own
+	Lines     map[string]Policy // per-line policies, keyed like Call.Line
+	CacheSize int               // normaliser cache entries; 0 means 65536
+}
+
+// DefaultProtected are UK numbers that never place calls: emergency (999,
+// 112), police non-emergency (101), NHS (111), power cut (105), Stop Scams UK
+// (159), and 119.
+var DefaultProtected = []string{"999", "112", "101", "111", "105", "119", "159"}
+
+// Screener applies the rules to calls.
+type Screener struct {
+	store  blocklist.Store
+	norm   *Normalizer
+	static map[string]bool
+	def    Policy
+	lines  map[string]Policy
+	now    func() time.Time
+}
+
+// New builds a screener over store.
+func New(store blocklist.Store, cfg Config) (*Screener, error) {
+	if store == nil {
+		return nil, fmt.Errorf("%w: no store", ErrPolicy)
+	}
+	size := cfg.CacheSize
+	if size == 0 {
+		size = 1 << 16
+	}
+	norm, err := NewNormalizer(cfg.Region, size)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Default == (Policy{}) {
+		cfg.Default = DefaultPolicy()
+	}
+	if err := cfg.Default.Validate(); err != nil {
+		return nil, fmt.Errorf("default policy: %w", err)
+	}
+	for line, p := range cfg.Lines {
+		if err := p.Validate(); err != nil {
+			return nil, fmt.Errorf("line %q policy: %w", line, err)
+		}
+	}
+	protected := cfg.Protected
+	if protected == nil {
+		protected = DefaultProtected
+	}
+	static := make(map[string]bool, len(protected))
+	for _, p := range protected {
+		k, err := norm.NormalizeKey(p)
+		if err != nil {
+			return nil, fmt.Errorf("protected number %q: %w", p, err)
+		}
+		static[k] = true
+	}
+	return &Screener{store: store, norm: norm, static: static, def: cfg.Default, lines: cfg.Lines, now: time.Now}, nil
+}
+
+// Normalizer is the screener's normaliser, for tools that must agree with it.
+func (sc *Screener) Normalizer() *Normalizer { return sc.norm }
+
+// Policy is the policy that applies to line.
+func (sc *Screener) Policy(line string) Policy {
+	if p, ok := sc.lines[line]; ok {
+		return p
+	}
+	return sc.def
+}
+
+// Screen decides a call. It always returns a verdict: when the store does not
+// answer within the line's StoreDeadline, the line's StoreFailure policy
+// applies and the verdict says store.unavailable.
+func (sc *Screener) Screen(ctx context.Context, c Call) Verdict {
+	s := state{call: c, policy: sc.Policy(c.Line), static: sc.static}
+	raw := c.From
+	if c.Asserted != "" {
+		raw = c.Asserted
+	}
+	s.num, s.numErr = sc.norm.Parse(raw)
+	if c.Privacy {
+		s.num, s.numErr = Number{}, ErrWithheld
+	}
+	s.verdict.Number = s.num.E164
+	if c.Asserted != "" && c.From != "" && s.policy.FlagAssertedMismatch && !c.Privacy {
+		if from, err := sc.norm.Parse(c.From); err != nil || from.E164 != s.num.E164 {
+			s.verdict.Reasons = append(s.verdict.Reasons, ReasonAssertedMismatch)
+		}
+	}
+	if s.num.E164 != "" {
+		s.facts, s.storeErr = sc.lookup(ctx, c, s.num.E164, s.policy)
+	}
+	for _, r := range rules {
+		if r.apply(&s) {
+			return s.verdict
+		}
+	}
+	s.verdict.Action = Allow
+	if s.verdict.Reasons == nil {
+		s.verdict.Reasons = []Reason{}
+	}
+	return s.verdict
+}
+
+func (sc *Screener) lookup(ctx context.Context, c Call, number string, p Policy) (blocklist.Facts, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.StoreDeadline)
+	defer cancel()
+	q := blocklist.Query{Caller: number, Line: c.Line, Now: sc.now()}
+	if !c.DryRun && p.VelocityLines > 0 {
+		q.VelocityWindow = p.VelocityWindow
+	}
+	f, err := sc.store.Lookup(ctx, q)
+	if err == nil && ctx.Err() != nil {
+		// Answered, but too late to count: the call path already moved on.
+		err = fmt.Errorf("%w: %w", blocklist.ErrUnavailable, ctx.Err())
+	}
+	return f, err
+}
+
+// Conclude records what a verdict implies for later calls: a caller who was
+// warned or refused is refused on the same line for the line's cooldown (D3).
+// The signalling layer calls it once the call is over, off the decision path.
+func (sc *Screener) Conclude(ctx context.Context, c Call, v Verdict) error {
+	p := sc.Policy(c.Line)
+	if v.Number == "" || v.Action == Allow || p.Cooldown == 0 || v.Has(ReasonCooldown) {
+		return nil
+	}
+	return sc.store.MarkCooldown(ctx, c.Line, v.Number, p.Cooldown)
+}
+
+// Report records a report of number by line: the "press 3" choice after a
+// warning and the report feature code.
+func (sc *Screener) Report(ctx context.Context, line, number string) (blocklist.Entry, error) {
+	n, err := sc.norm.Normalize(number)
+	if err != nil {
+		return blocklist.Entry{}, err
+	}
+	return sc.store.Report(ctx, n, "line:"+line, "reported by the line", sc.now())
+}
+
+// IsWithheld reports whether err says the caller ID was withheld.
+func IsWithheld(err error) bool { return errors.Is(err, ErrWithheld) }
