@@ -28,14 +28,11 @@ type rule struct {
 	apply func(s *state) bool
 }
 
-// rules is the order of the design (shared/design.md, "Screening rules"),
-// with one deliberate change: the protected check runs before the validity
-// check, because never-originate short codes (159, 999) are also invalid
-// CLIs and the more specific reason is the useful one. Both block.
+// rules is the order of the design (shared/design.md, "Screening rules").
 var rules = []rule{
 	{"trusted", ruleTrusted},
-	{"protected", ruleProtected},
 	{"invalid", ruleInvalid},
+	{"protected", ruleProtected},
 	{"uk_from_international", ruleUKFromInternational},
 	{"blocklist", ruleBlocklist},
 	{"cooldown", ruleCooldown},
@@ -61,13 +58,14 @@ func ruleTrusted(s *state) bool {
 // ruleProtected: a number on the Do-Not-Originate list never places calls,
 // so a call presenting it is spoofed by definition ("159 never calls you").
 func ruleProtected(s *state) bool {
-	if s.num.E164 == "" {
-		return false
-	}
-	if s.static[s.num.E164] || (s.storeOK() && s.facts.Protected) {
+	if s.protected() {
 		return decide(s, Block, ReasonProtectedSpoofed)
 	}
 	return false
+}
+
+func (s *state) protected() bool {
+	return s.num.E164 != "" && (s.static[s.num.E164] || (s.storeOK() && s.facts.Protected))
 }
 
 func ruleInvalid(s *state) bool {
@@ -78,6 +76,11 @@ func ruleInvalid(s *state) bool {
 		return decide(s, Block, ReasonInvalid)
 	}
 	if extra := ofcomInvalid(s.num); extra != nil || !s.num.Valid {
+		// Never-originate short codes (159, 999) are invalid CLIs too; say
+		// both, so that the spoofing shows in call records.
+		if s.protected() {
+			extra = append(extra, ReasonProtectedSpoofed)
+		}
 		return decide(s, Block, append([]Reason{ReasonInvalid}, extra...)...)
 	}
 	return false

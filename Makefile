@@ -1,0 +1,60 @@
+# CleanLine. `make run` starts the service on the embedded store with the demo
+# config; `make test` runs the whole suite (it needs redis-server, flite,
+# pocketsphinx and baresip from Debian: `make deps` installs them).
+GO      ?= go
+PKGS    ?= ./...
+BIN     := bin/cleanline
+CONFIG  ?= deploy/demo.yaml
+
+.PHONY: all build run test test-race bench fuzz lint deps clean
+
+all: lint test
+
+build:
+	$(GO) build -o $(BIN) ./cmd/cleanline
+
+run: build
+	$(BIN) serve --config $(CONFIG)
+
+test:
+	$(GO) test -count=1 -timeout 12m $(PKGS)
+
+test-race:
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+# Benchmarks: medians over 5 runs; feed the output to benchstat to compare.
+BENCHTIME ?= 1s
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count 5 -timeout 60m $(PKGS) | tee bench.out
+
+# Run each fuzz target for FUZZTIME (go test -fuzz takes one target at a time).
+FUZZTIME ?= 30s
+fuzz:
+	@set -e; for spec in \
+	  screening:FuzzNormalize \
+	  blocklist:FuzzParseImportLine \
+	  sip/media:FuzzParseSDP \
+	  sip/media:FuzzDecodeTelephoneEvent ; do \
+	  pkg=$${spec%%:*}; fn=$${spec##*:}; \
+	  echo "== $$pkg $$fn"; \
+	  $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) ./$$pkg; \
+	done
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	@if command -v staticcheck >/dev/null 2>&1; then staticcheck $(PKGS); \
+	 else echo "staticcheck not installed (go install honnef.co/go/tools/cmd/staticcheck@latest); skipped"; fi
+
+# Debian packages the suite uses: real Redis, the TTS voice the prompts were
+# made with, the speech recogniser that checks them, and a real SIP phone.
+DEB_PACKAGES := redis-server flite sox pocketsphinx pocketsphinx-en-us baresip sip-tester
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else echo "all Debian packages present"; fi
+
+clean:
+	rm -rf bin bench.out
