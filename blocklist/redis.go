@@ -1,0 +1,787 @@
+package blocklist
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Key layout (P is RedisOptions.Prefix, default "cl"). Everything one Lookup
+// touches for a caller N shares the hash tag {N}, so one Lua script can read
+// and update it on one Cluster node:
+//
+//	P:{N}:e          string  exact entry, redisCodec
+//	P:{N}:p          string  "1" when N is protected
+//	P:{N}:t          set     lines that trust N
+//	P:{N}:c:<line>   string  cooldown deadline (Unix ms), PX ttl
+//	P:{N}:v          zset    lines N reached, scored by Unix ms
+//	P:{ranges}       hash    prefix -> redisCodec
+//	P:{ranges}:i     zset    prefixes (listing)
+//	P:idx:blocked    zset    exact numbers (listing)
+//	P:idx:protected  zset    protected numbers (listing)
+//	P:line:{L}:t     zset    numbers line L trusts (listing)
+//
+// The listing sets are zsets with score 0 so that ZRANGE BYLEX pages through
+// them without the duplicates SCAN may return. In a Cluster they are single
+// keys, each on one node.
+
+// RedisOptions configures NewRedis. The topology follows from it: MasterName
+// set means Sentinel, Cluster or several Addrs means Cluster, else one server.
+type RedisOptions struct {
+	Addrs      []string // host:port; Sentinel addresses when MasterName is set
+	MasterName string   // Sentinel master name
+	Cluster    bool     // force Cluster even with one seed address
+	Username   string
+	Password   string
+	// SentinelUsername/SentinelPassword authenticate to the Sentinels
+	// themselves, when they differ from the master's credentials.
+	SentinelUsername string
+	SentinelPassword string
+	DB               int         // standalone and Sentinel only
+	TLS              *tls.Config // nil: plain TCP
+	Prefix           string      // key prefix, default "cl"
+	ClientName       string      // CLIENT SETNAME, default "cleanline"
+
+	// Latency settings; zero means the default in brackets. The call path
+	// must fail fast and fail open rather than queue behind a sick server.
+	DialTimeout   time.Duration // 500ms
+	ReadTimeout   time.Duration // 100ms
+	WriteTimeout  time.Duration // 100ms
+	PoolTimeout   time.Duration // 150ms
+	LookupTimeout time.Duration // 150ms, applied when ctx has no earlier deadline
+	PoolSize      int           // 32
+	MinIdleConns  int           // 4: warm connections, no dial on the call path
+	MaxRetries    int           // 1; -1 disables retries
+
+	// Clock replaces time.Now for Query.Now defaults and cooldown deadlines.
+	Clock func() time.Time
+}
+
+// RedisStore is the shared store on Redis (standalone, Sentinel or Cluster).
+type RedisStore struct {
+	rdb           redis.UniversalClient
+	where         string // for errors: "redis 127.0.0.1:6379"
+	p             string
+	lookupTimeout time.Duration
+	clock         func() time.Time
+	closed        atomic.Bool
+}
+
+// NewRedis builds the client; it does not dial. Call Ping at startup to
+// check the server and load the scripts.
+func NewRedis(opts RedisOptions) (*RedisStore, error) {
+	if len(opts.Addrs) == 0 {
+		return nil, fmt.Errorf("%w: redis: no address", ErrInvalid)
+	}
+	for _, a := range opts.Addrs {
+		if err := checkHostPort(a); err != nil {
+			return nil, err
+		}
+	}
+	if (opts.Cluster || len(opts.Addrs) > 1 && opts.MasterName == "") && opts.DB != 0 {
+		return nil, fmt.Errorf("%w: redis cluster has only database 0, not %d", ErrInvalid, opts.DB)
+	}
+	if opts.Cluster && opts.MasterName != "" {
+		return nil, fmt.Errorf("%w: redis: choose Sentinel (master %q) or Cluster, not both", ErrInvalid, opts.MasterName)
+	}
+	def := func(d, v time.Duration) time.Duration {
+		if d == 0 {
+			return v
+		}
+		return d
+	}
+	defInt := func(d, v int) int {
+		if d == 0 {
+			return v
+		}
+		return d
+	}
+	s := &RedisStore{
+		p:             opts.Prefix,
+		lookupTimeout: def(opts.LookupTimeout, 150*time.Millisecond),
+		clock:         opts.Clock,
+	}
+	if s.p == "" {
+		s.p = "cl"
+	}
+	if s.clock == nil {
+		s.clock = time.Now
+	}
+	if opts.ClientName == "" {
+		opts.ClientName = "cleanline"
+	}
+	u := &redis.UniversalOptions{
+		Addrs:              opts.Addrs,
+		MasterName:         opts.MasterName,
+		IsClusterMode:      opts.Cluster,
+		Username:           opts.Username,
+		Password:           opts.Password,
+		SentinelUsername:   opts.SentinelUsername,
+		SentinelPassword:   opts.SentinelPassword,
+		DB:                 opts.DB,
+		TLSConfig:          opts.TLS,
+		ClientName:         opts.ClientName,
+		DialTimeout:        def(opts.DialTimeout, 500*time.Millisecond),
+		ReadTimeout:        def(opts.ReadTimeout, 100*time.Millisecond),
+		WriteTimeout:       def(opts.WriteTimeout, 100*time.Millisecond),
+		PoolTimeout:        def(opts.PoolTimeout, 150*time.Millisecond),
+		PoolSize:           defInt(opts.PoolSize, 32),
+		MinIdleConns:       defInt(opts.MinIdleConns, 4),
+		MaxRetries:         defInt(opts.MaxRetries, 1),
+		MinRetryBackoff:    5 * time.Millisecond,
+		MaxRetryBackoff:    20 * time.Millisecond,
+		DialerRetries:      1,
+		DialerRetryTimeout: 10 * time.Millisecond,
+		// Without this go-redis ignores ctx deadlines on the socket and a
+		// Lookup could outlive the call it screens.
+		ContextTimeoutEnabled: true,
+	}
+	switch {
+	case opts.MasterName != "":
+		s.where = "redis-sentinel " + opts.MasterName + "@" + strings.Join(opts.Addrs, ",")
+	case opts.Cluster || len(opts.Addrs) > 1:
+		s.where = "redis-cluster " + strings.Join(opts.Addrs, ",")
+	default:
+		s.where = "redis " + opts.Addrs[0]
+	}
+	s.rdb = redis.NewUniversalClient(u)
+	return s, nil
+}
+
+// Client exposes the underlying client for health checks and metrics.
+func (s *RedisStore) Client() redis.UniversalClient { return s.rdb }
+
+// Ping checks the server (every master in a Cluster) and loads the scripts,
+// so the first Lookup does not pay an extra round trip for NOSCRIPT.
+func (s *RedisStore) Ping(ctx context.Context) error {
+	if err := s.begin(ctx); err != nil {
+		return err
+	}
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return s.fail("ping", err)
+	}
+	for _, sc := range []*redis.Script{lookupScript, upsertScript, upsertRangeScript, reportScript} {
+		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
+			return s.fail("script load", err)
+		}
+	}
+	return nil
+}
+
+func (s *RedisStore) begin(ctx context.Context) error {
+	if s.closed.Load() {
+		return fmt.Errorf("%w: %s", ErrClosed, s.where)
+	}
+	return nil
+}
+
+func (s *RedisStore) fail(op string, err error) error {
+	if errors.Is(err, redis.ErrClosed) || s.closed.Load() {
+		return fmt.Errorf("%w: %s", ErrClosed, s.where)
+	}
+	if errors.Is(err, ErrUnavailable) {
+		return fmt.Errorf("%s %s: %w", op, s.where, err)
+	}
+	return fmt.Errorf("%w: %s %s: %w", ErrUnavailable, op, s.where, err)
+}
+
+func (s *RedisStore) tag(n string) string        { return s.p + ":{" + n + "}" }
+func (s *RedisStore) entryKey(n string) string   { return s.tag(n) + ":e" }
+func (s *RedisStore) protKey(n string) string    { return s.tag(n) + ":p" }
+func (s *RedisStore) trustKey(n string) string   { return s.tag(n) + ":t" }
+func (s *RedisStore) rangesKey() string          { return s.p + ":{ranges}" }
+func (s *RedisStore) rangesIdx() string          { return s.p + ":{ranges}:i" }
+func (s *RedisStore) blockedIdx() string         { return s.p + ":idx:blocked" }
+func (s *RedisStore) protectedIdx() string       { return s.p + ":idx:protected" }
+func (s *RedisStore) lineIdx(line string) string { return s.p + ":line:{" + line + "}:t" }
+func (s *RedisStore) coolKey(caller, line string) string {
+	return s.tag(caller) + ":c:" + line
+}
+
+// lookupScript reads and updates everything under the caller's hash tag.
+// KEYS: entry, protected, trusted-by, cooldown, velocity.
+// ARGV: line, now (Unix ms), velocity window (ms, 0 = off).
+var lookupScript = redis.NewScript(`
+local e = redis.call('GET', KEYS[1])
+local p = redis.call('EXISTS', KEYS[2])
+local t = redis.call('SISMEMBER', KEYS[3], ARGV[1])
+local now = tonumber(ARGV[2])
+local c = 0
+local d = redis.call('GET', KEYS[4])
+if d and tonumber(d) > now then c = 1 end
+local n = 0
+local w = tonumber(ARGV[3])
+if w > 0 then
+  redis.call('ZADD', KEYS[5], 'GT', now, ARGV[1])
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - w)
+  n = redis.call('ZCARD', KEYS[5])
+  redis.call('PEXPIRE', KEYS[5], w)
+end
+return {e, p, t, c, n}
+`)
+
+// Lookup is one round trip: a pipeline of the caller script and an HMGET of
+// every prefix of the caller on the ranges hash. In a Cluster the two keys
+// may live on two nodes; go-redis sends to both in parallel, so it is still
+// one round-trip time.
+func (s *RedisStore) Lookup(ctx context.Context, q Query) (Facts, error) {
+	var f Facts
+	if err := s.begin(ctx); err != nil {
+		return f, err
+	}
+	if err := checkNumber("caller", q.Caller); err != nil {
+		return f, err
+	}
+	if err := checkQueryLine(q.Line); err != nil {
+		return f, err
+	}
+	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > s.lookupTimeout {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.lookupTimeout)
+		defer cancel()
+	}
+	now := nowOr(q.Now, s.clock).UnixMilli()
+	keys := []string{s.entryKey(q.Caller), s.protKey(q.Caller), s.trustKey(q.Caller),
+		s.coolKey(q.Caller, q.Line), s.tag(q.Caller) + ":v"}
+	args := []any{q.Line, now, q.VelocityWindow.Milliseconds()}
+	prefixes := make([]string, 0, len(q.Caller)-1)
+	for i := len(q.Caller); i >= 2; i-- {
+		prefixes = append(prefixes, q.Caller[:i])
+	}
+	run := func(useSha bool) (*redis.Cmd, *redis.SliceCmd, error) {
+		pipe := s.rdb.Pipeline()
+		var sc *redis.Cmd
+		if useSha {
+			sc = lookupScript.EvalSha(ctx, pipe, keys, args...)
+		} else {
+			sc = lookupScript.Eval(ctx, pipe, keys, args...)
+		}
+		hm := pipe.HMGet(ctx, s.rangesKey(), prefixes...)
+		_, err := pipe.Exec(ctx)
+		return sc, hm, err
+	}
+	sc, hm, err := run(true)
+	if isNoScript(sc.Err()) {
+		sc, hm, err = run(false) // script cache flushed (restart, failover)
+	}
+	if err != nil {
+		return Facts{}, s.fail("lookup", err)
+	}
+	res, err := sc.Slice()
+	if err != nil || len(res) != 5 {
+		return Facts{}, s.fail("lookup", fmt.Errorf("unexpected script reply %v: %v", res, err))
+	}
+	if v, ok := res[0].(string); ok {
+		e, err := decodeRedisEntry(q.Caller, false, v)
+		if err != nil {
+			return Facts{}, s.fail("lookup", err)
+		}
+		f.Entry = &e
+	}
+	f.Protected = res[1] == int64(1)
+	f.Trusted = res[2] == int64(1)
+	f.Cooldown = res[3] == int64(1)
+	if n, ok := res[4].(int64); ok {
+		f.DistinctLines = int(n)
+	}
+	for i, v := range hm.Val() { // longest prefix first
+		if str, ok := v.(string); ok {
+			e, err := decodeRedisEntry(prefixes[i], true, str)
+			if err != nil {
+				return Facts{}, s.fail("lookup", err)
+			}
+			f.Range = &e
+			break
+		}
+	}
+	return f, nil
+}
+
+func isNoScript(err error) bool { return redis.HasErrorPrefix(err, "NOSCRIPT") }
+
+// MarkCooldown stores the deadline as well as a TTL, so Lookup can compare it
+// with Query.Now exactly as the embedded store does; the TTL only cleans up.
+func (s *RedisStore) MarkCooldown(ctx context.Context, line, caller string, ttl time.Duration) error {
+	if err := s.begin(ctx); err != nil {
+		return err
+	}
+	if err := checkLine(line); err != nil {
+		return err
+	}
+	if err := checkNumber("caller", caller); err != nil {
+		return err
+	}
+	if ttl <= 0 {
+		return fmt.Errorf("%w: cooldown ttl %s must be positive", ErrInvalid, ttl)
+	}
+	deadline := s.clock().Add(ttl).UnixMilli()
+	if err := s.rdb.Set(ctx, s.coolKey(caller, line), deadline, ttl).Err(); err != nil {
+		return s.fail("cooldown", err)
+	}
+	return nil
+}
+
+// reportScript applies one report (see applyReport) to an exact entry.
+// KEYS: entry. ARGV: at (Unix ms), source, reason. Returns the new record.
+var reportScript = redis.NewScript(`
+local at = ARGV[1]
+local old = redis.call('GET', KEYS[1])
+local v
+if old then
+  local s, e, fs, n, st, ls, rl = string.find(old, '^(-?%d+)|(%d+)|(%a)|(-?%d+)|(%d+)|')
+  if s then
+    rl = tonumber(rl)
+    local reason = string.sub(old, e + 1, e + rl)
+    local source = string.sub(old, e + rl + 1)
+    if reason == '' then reason = ARGV[3] end
+    if source == '' then source = ARGV[2] end
+    if tonumber(at) > tonumber(ls) then ls = at end
+    v = fs .. '|' .. string.format('%d', tonumber(n) + 1) .. '|' .. st .. '|' .. ls .. '|' ..
+      string.len(reason) .. '|' .. reason .. source
+  end
+end
+if not v then
+  v = at .. '|1|r|' .. at .. '|' .. string.len(ARGV[3]) .. '|' .. ARGV[3] .. ARGV[2]
+end
+redis.call('SET', KEYS[1], v)
+return v
+`)
+
+func (s *RedisStore) Report(ctx context.Context, number, source, reason string, at time.Time) (Entry, error) {
+	if err := s.begin(ctx); err != nil {
+		return Entry{}, err
+	}
+	if err := checkNumber("number", number); err != nil {
+		return Entry{}, err
+	}
+	if err := checkText("source", source); err != nil {
+		return Entry{}, err
+	}
+	if err := checkText("reason", reason); err != nil {
+		return Entry{}, err
+	}
+	at = nowOr(at, s.clock)
+	keys := []string{s.entryKey(number)}
+	args := []any{at.UnixMilli(), source, reason}
+	// The index first: a crash in between leaves a listed number without an
+	// entry (Walk skips it), never an entry that Walk cannot find.
+	pipe := s.rdb.Pipeline()
+	pipe.ZAdd(ctx, s.blockedIdx(), redis.Z{Member: number})
+	sc := reportScript.EvalSha(ctx, pipe, keys, args...)
+	_, err := pipe.Exec(ctx)
+	if isNoScript(sc.Err()) {
+		sc = reportScript.Eval(ctx, s.rdb, keys, args...)
+		err = sc.Err()
+	}
+	if err != nil {
+		return Entry{}, s.fail("report", err)
+	}
+	v, err := sc.Text()
+	if err != nil {
+		return Entry{}, s.fail("report", err)
+	}
+	e, err := decodeRedisEntry(number, false, v)
+	if err != nil {
+		return Entry{}, s.fail("report", err)
+	}
+	return e, nil
+}
+
+// upsertScript writes an exact entry, keeping FirstSeen and Reports of an
+// existing one. KEYS: entry. ARGV: "fs|n|" for a new entry, the rest of the
+// record. Returns 1 when added, 0 when updated.
+var upsertScript = redis.NewScript(`
+local old = redis.call('GET', KEYS[1])
+local head = ARGV[1]
+if old then
+  local fs, n = string.match(old, '^(-?%d+)|(%d+)|')
+  if fs then head = fs .. '|' .. n .. '|' end
+end
+redis.call('SET', KEYS[1], head .. ARGV[2])
+if old then return 0 end
+return 1
+`)
+
+// upsertRangeScript is upsertScript for a field of the ranges hash, plus its
+// index (same hash tag, so atomic even in a Cluster).
+// KEYS: ranges hash, ranges index. ARGV: head, rest, prefix.
+var upsertRangeScript = redis.NewScript(`
+local old = redis.call('HGET', KEYS[1], ARGV[3])
+local head = ARGV[1]
+if old then
+  local fs, n = string.match(old, '^(-?%d+)|(%d+)|')
+  if fs then head = fs .. '|' .. n .. '|' end
+end
+redis.call('HSET', KEYS[1], ARGV[3], head .. ARGV[2])
+redis.call('ZADD', KEYS[2], 0, ARGV[3])
+if old then return 0 end
+return 1
+`)
+
+// putBatch is how many entries go in one pipeline: large enough to amortise
+// the round trip, small enough that the replies arrive within ReadTimeout.
+const putBatch = 1000
+
+func (s *RedisStore) Put(ctx context.Context, entries []Entry) (added, updated int, err error) {
+	if err := s.begin(ctx); err != nil {
+		return 0, 0, err
+	}
+	if err := validateEntries(entries); err != nil {
+		return 0, 0, err
+	}
+	now := s.clock()
+	type call struct {
+		sc   *redis.Script
+		keys []string
+		args []any
+		cmd  *redis.Cmd
+	}
+	calls := make([]call, 0, min(len(entries), putBatch))
+	for start := 0; start < len(entries); start += putBatch {
+		batch := entries[start:min(start+putBatch, len(entries))]
+		calls = calls[:0]
+		pipe := s.rdb.Pipeline()
+		for _, e := range batch {
+			e = prepare(e, now)
+			head, rest := encodeRedisParts(&e)
+			c := call{sc: upsertScript, keys: []string{s.entryKey(e.Number)}, args: []any{head, rest}}
+			if e.Range {
+				c = call{sc: upsertRangeScript, keys: []string{s.rangesKey(), s.rangesIdx()}, args: []any{head, rest, e.Number}}
+			} else {
+				pipe.ZAdd(ctx, s.blockedIdx(), redis.Z{Member: e.Number})
+			}
+			c.cmd = c.sc.EvalSha(ctx, pipe, c.keys, c.args...)
+			calls = append(calls, c)
+		}
+		cmds, _ := pipe.Exec(ctx)
+		for i := range calls {
+			// NOSCRIPT means the script did not run, so running it now is safe.
+			if c := &calls[i]; isNoScript(c.cmd.Err()) {
+				c.cmd = c.sc.Run(ctx, s.rdb, c.keys, c.args...)
+			}
+		}
+		for _, c := range cmds {
+			if err := c.Err(); err != nil && !isNoScript(err) {
+				return added, updated, s.fail("put", err)
+			}
+		}
+		for i := range calls {
+			n, err := calls[i].cmd.Int()
+			if err != nil {
+				return added, updated, s.fail("put", err)
+			}
+			if n == 1 {
+				added++
+			} else {
+				updated++
+			}
+		}
+	}
+	return added, updated, nil
+}
+
+func (s *RedisStore) Remove(ctx context.Context, number string, isRange bool) error {
+	if err := s.begin(ctx); err != nil {
+		return err
+	}
+	if err := checkKey(number, isRange); err != nil {
+		return err
+	}
+	var del *redis.IntCmd
+	var err error
+	if isRange {
+		_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			del = p.HDel(ctx, s.rangesKey(), number)
+			p.ZRem(ctx, s.rangesIdx(), number)
+			return nil
+		})
+	} else {
+		_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			del = p.Del(ctx, s.entryKey(number))
+			p.ZRem(ctx, s.blockedIdx(), number)
+			return nil
+		})
+	}
+	if err != nil {
+		return s.fail("remove", err)
+	}
+	if del.Val() == 0 {
+		return fmt.Errorf("%w: %s", ErrNotFound, number)
+	}
+	return nil
+}
+
+func (s *RedisStore) Get(ctx context.Context, number string, isRange bool) (Entry, error) {
+	if err := s.begin(ctx); err != nil {
+		return Entry{}, err
+	}
+	if err := checkKey(number, isRange); err != nil {
+		return Entry{}, err
+	}
+	var v string
+	var err error
+	if isRange {
+		v, err = s.rdb.HGet(ctx, s.rangesKey(), number).Result()
+	} else {
+		v, err = s.rdb.Get(ctx, s.entryKey(number)).Result()
+	}
+	if errors.Is(err, redis.Nil) {
+		return Entry{}, fmt.Errorf("%w: %s", ErrNotFound, number)
+	}
+	if err != nil {
+		return Entry{}, s.fail("get", err)
+	}
+	e, err := decodeRedisEntry(number, isRange, v)
+	if err != nil {
+		return Entry{}, s.fail("get", err)
+	}
+	return e, nil
+}
+
+const walkPage = 1000
+
+// Walk pages through the listing zsets by member, so it holds one page at a
+// time and sees each member once even while the set changes.
+func (s *RedisStore) Walk(ctx context.Context, fn func(Entry) error) error {
+	if err := s.begin(ctx); err != nil {
+		return err
+	}
+	for _, isRange := range []bool{false, true} {
+		idx := s.blockedIdx()
+		if isRange {
+			idx = s.rangesIdx()
+		}
+		start := "-"
+		for {
+			members, err := s.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{
+				Key: idx, Start: start, Stop: "+", ByLex: true, Count: walkPage,
+			}).Result()
+			if err != nil {
+				return s.fail("walk", err)
+			}
+			if len(members) == 0 {
+				break
+			}
+			var vals []any
+			if isRange {
+				vals, err = s.rdb.HMGet(ctx, s.rangesKey(), members...).Result()
+			} else {
+				vals, err = s.getMany(ctx, members)
+			}
+			if err != nil {
+				return s.fail("walk", err)
+			}
+			for i, v := range vals {
+				str, ok := v.(string)
+				if !ok {
+					continue // listed but gone: removed since, or a write cut short
+				}
+				e, err := decodeRedisEntry(members[i], isRange, str)
+				if err != nil {
+					return s.fail("walk", err)
+				}
+				if err := fn(e); err != nil {
+					return err
+				}
+			}
+			if len(members) < walkPage {
+				break
+			}
+			start = "(" + members[len(members)-1]
+		}
+	}
+	return nil
+}
+
+// getMany GETs entry keys in one pipeline (MGET would be CROSSSLOT in a
+// Cluster); missing keys come back as nil.
+func (s *RedisStore) getMany(ctx context.Context, numbers []string) ([]any, error) {
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(numbers))
+	for i, n := range numbers {
+		cmds[i] = pipe.Get(ctx, s.entryKey(n))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	out := make([]any, len(numbers))
+	for i, c := range cmds {
+		if v, err := c.Result(); err == nil {
+			out[i] = v
+		}
+	}
+	return out, nil
+}
+
+func (s *RedisStore) Protect(ctx context.Context, number string) error {
+	if err := s.begin(ctx); err != nil {
+		return err
+	}
+	if err := checkNumber("number", number); err != nil {
+		return err
+	}
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.ZAdd(ctx, s.protectedIdx(), redis.Z{Member: number})
+		p.Set(ctx, s.protKey(number), "1", 0)
+		return nil
+	})
+	if err != nil {
+		return s.fail("protect", err)
+	}
+	return nil
+}
+
+func (s *RedisStore) Unprotect(ctx context.Context, number string) error {
+	if err := s.begin(ctx); err != nil {
+		return err
+	}
+	if err := checkNumber("number", number); err != nil {
+		return err
+	}
+	var del *redis.IntCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		del = p.Del(ctx, s.protKey(number))
+		p.ZRem(ctx, s.protectedIdx(), number)
+		return nil
+	})
+	if err != nil {
+		return s.fail("unprotect", err)
+	}
+	if del.Val() == 0 {
+		return fmt.Errorf("%w: protected %s", ErrNotFound, number)
+	}
+	return nil
+}
+
+func (s *RedisStore) Protected(ctx context.Context) ([]string, error) {
+	if err := s.begin(ctx); err != nil {
+		return nil, err
+	}
+	return s.members(ctx, "protected", s.protectedIdx())
+}
+
+// members lists a score-0 zset, which Redis keeps in byte order.
+func (s *RedisStore) members(ctx context.Context, op, key string) ([]string, error) {
+	v, err := s.rdb.ZRange(ctx, key, 0, -1).Result()
+	if err != nil {
+		return nil, s.fail(op, err)
+	}
+	if v == nil {
+		v = []string{}
+	}
+	return v, nil
+}
+
+func (s *RedisStore) Trust(ctx context.Context, line, number string) error {
+	if err := s.begin(ctx); err != nil {
+		return err
+	}
+	if err := checkLine(line); err != nil {
+		return err
+	}
+	if err := checkNumber("number", number); err != nil {
+		return err
+	}
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.ZAdd(ctx, s.lineIdx(line), redis.Z{Member: number})
+		p.SAdd(ctx, s.trustKey(number), line)
+		return nil
+	})
+	if err != nil {
+		return s.fail("trust", err)
+	}
+	return nil
+}
+
+func (s *RedisStore) Untrust(ctx context.Context, line, number string) error {
+	if err := s.begin(ctx); err != nil {
+		return err
+	}
+	if err := checkLine(line); err != nil {
+		return err
+	}
+	if err := checkNumber("number", number); err != nil {
+		return err
+	}
+	var rem *redis.IntCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		rem = p.SRem(ctx, s.trustKey(number), line)
+		p.ZRem(ctx, s.lineIdx(line), number)
+		return nil
+	})
+	if err != nil {
+		return s.fail("untrust", err)
+	}
+	if rem.Val() == 0 {
+		return fmt.Errorf("%w: %s trusted by %s", ErrNotFound, number, line)
+	}
+	return nil
+}
+
+func (s *RedisStore) Trusted(ctx context.Context, line string) ([]string, error) {
+	if err := s.begin(ctx); err != nil {
+		return nil, err
+	}
+	if err := checkLine(line); err != nil {
+		return nil, err
+	}
+	return s.members(ctx, "trusted", s.lineIdx(line))
+}
+
+// Close releases the client's connections. It is safe to call more than once.
+func (s *RedisStore) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	if err := s.rdb.Close(); err != nil {
+		return fmt.Errorf("blocklist: close %s: %w", s.where, err)
+	}
+	return nil
+}
+
+// Redis record of an entry, kept textual so the Lua scripts can update the
+// counters in place:
+//
+//	firstMs|reports|status|lastMs|len(reason)|reason source
+//
+// status is 'r' or 'c'. The two leading fields are what Put preserves.
+func encodeRedisParts(e *Entry) (head, rest string) {
+	head = strconv.FormatInt(toMilli(e.FirstSeen), 10) + "|" + strconv.Itoa(e.Reports) + "|"
+	rest = string(statusByte(e.Status)) + "|" + strconv.FormatInt(toMilli(e.LastSeen), 10) + "|" +
+		strconv.Itoa(len(e.Reason)) + "|" + e.Reason + e.Source
+	return head, rest
+}
+
+func decodeRedisEntry(number string, isRange bool, v string) (Entry, error) {
+	e := Entry{Number: number, Range: isRange}
+	var f [5]string
+	for i := range f {
+		j := strings.IndexByte(v, '|')
+		if j < 0 {
+			return e, corrupt(number, errCorrupt)
+		}
+		f[i], v = v[:j], v[j+1:]
+	}
+	first, err1 := strconv.ParseInt(f[0], 10, 64)
+	reports, err2 := strconv.Atoi(f[1])
+	last, err3 := strconv.ParseInt(f[3], 10, 64)
+	rl, err4 := strconv.Atoi(f[4])
+	st, ok := Status(""), len(f[2]) == 1
+	if ok {
+		st, ok = byteStatus(f[2][0])
+	}
+	if err := errors.Join(err1, err2, err3, err4); err != nil || !ok || rl < 0 || rl > len(v) {
+		return e, corrupt(number, errCorrupt)
+	}
+	e.Status, e.Reports = st, reports
+	e.FirstSeen, e.LastSeen = fromMilli(first), fromMilli(last)
+	e.Reason, e.Source = v[:rl], v[rl:]
+	return e, nil
+}
