@@ -522,7 +522,7 @@ func testInvalid(t *testing.T, st blocklist.Admin) {
 		wantErr(t, fmt.Sprintf("Put range %q", p), err, blocklist.ErrInvalid)
 	}
 	for _, e := range []blocklist.Entry{
-		{Number: caller},                   // no status
+		{Number: caller},                    // no status
 		{Number: caller, Status: "blocked"}, // unknown status
 		{Number: caller, Status: blocklist.StatusConfirmed, Reason: "two\nlines"},
 		{Number: caller, Status: blocklist.StatusConfirmed, Reports: -1},
