@@ -1,0 +1,132 @@
+package media
+
+import (
+	"errors"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+var loopback = netip.MustParseAddr("127.0.0.1")
+
+// newTestPool returns a pool on a random range, so parallel test binaries
+// (other packages' tests, other sessions) rarely collide; collisions are
+// skipped by the relay anyway.
+func newTestPool(t testing.TB, pairs int) *PortPool {
+	t.Helper()
+	base := 20000 + rand.IntN(20000)&^1
+	p, err := NewPortPool(base, base+2*pairs-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func newTestRelay(t testing.TB, cfg RelayConfig) *Relay {
+	t.Helper()
+	if cfg.Pool == nil {
+		cfg.Pool = newTestPool(t, 16)
+	}
+	if !cfg.BindIP.IsValid() {
+		cfg.BindIP = loopback
+	}
+	r, err := NewRelay(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// peer is a phone's media endpoint on loopback: an RTP socket and, on the
+// next port, an RTCP socket.
+type peer struct {
+	rtp, rtcp *net.UDPConn
+}
+
+func newPeer(t testing.TB) *peer {
+	t.Helper()
+	for range 100 {
+		port := 40000 + rand.IntN(20000)&^1
+		a, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+		if err != nil {
+			continue
+		}
+		b, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port + 1})
+		if err != nil {
+			a.Close()
+			continue
+		}
+		p := &peer{rtp: a, rtcp: b}
+		t.Cleanup(func() { a.Close(); b.Close() })
+		return p
+	}
+	t.Fatal("no free port pair for a test peer")
+	return nil
+}
+
+func (p *peer) addr() netip.AddrPort     { return p.rtp.LocalAddr().(*net.UDPAddr).AddrPort() }
+func (p *peer) rtcpAddr() netip.AddrPort { return p.rtcp.LocalAddr().(*net.UDPAddr).AddrPort() }
+
+func send(t testing.TB, c *net.UDPConn, to netip.AddrPort, b []byte) {
+	t.Helper()
+	if _, err := c.WriteToUDPAddrPort(b, to); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// recv waits up to d for one datagram; ok is false on timeout.
+func recv(t testing.TB, c *net.UDPConn, d time.Duration) (b []byte, from netip.AddrPort, ok bool) {
+	t.Helper()
+	buf := make([]byte, 2048)
+	c.SetReadDeadline(time.Now().Add(d))
+	n, from, err := c.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return nil, from, false
+		}
+		t.Fatal(err)
+	}
+	return buf[:n], from, true
+}
+
+func rtpBytes(t testing.TB, pt uint8, seq uint16, ssrc uint32, payload []byte) []byte {
+	t.Helper()
+	p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: pt, SequenceNumber: seq, Timestamp: uint32(seq) * 160, SSRC: ssrc}, Payload: payload}
+	b, err := p.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// rtcpBytes is a minimal RTCP receiver report (RFC 3550 §6.4.2, no blocks).
+func rtcpBytes(ssrc uint32) []byte {
+	return []byte{0x80, 201, 0, 1, byte(ssrc >> 24), byte(ssrc >> 16), byte(ssrc >> 8), byte(ssrc)}
+}
+
+func envSet(k string) bool { return os.Getenv(k) != "" && os.Getenv(k) != "0" }
+
+// waitFor polls cond until it holds or a second passes: for state that has
+// no event to wait on (counters of packets that were deliberately dropped).
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -1,0 +1,380 @@
+package media
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtp"
+	"go.uber.org/zap"
+)
+
+// maxPacket bounds one datagram; larger ones are truncated by the kernel
+// and dropped as malformed. 1500 covers any G.711/G.722/Opus audio packet.
+const maxPacket = 1500
+
+// ErrRelayConfig is wrapped by NewRelay for an unusable configuration.
+var ErrRelayConfig = errors.New("media: invalid relay config")
+
+// RelayConfig configures one call's relay.
+type RelayConfig struct {
+	// Pool supplies the RTP/RTCP port pairs, one per leg. Required.
+	Pool *PortPool
+	// BindIP is the local address the sockets bind to, e.g. 127.0.0.1 or
+	// 0.0.0.0. Required.
+	BindIP netip.Addr
+	// AdvertiseIP is the address put in SDP (the public address when the box
+	// is behind NAT). Defaults to BindIP, which must then be specific.
+	AdvertiseIP netip.Addr
+	// Inactivity is how long a leg may send nothing (RTP or RTCP) before
+	// OnInactive is called for it; zero disables the watch. RTCP counts as
+	// activity because a held call still sends it (RFC 3264 §8.4).
+	Inactivity time.Duration
+	// OnInactive is called once per silent period, from a timer goroutine;
+	// it may call Relay.Close.
+	OnInactive func(side Side)
+	// Logger is optional.
+	Logger *zap.Logger
+}
+
+// RelayStats are a call's media counters, for call records and metrics.
+type RelayStats struct {
+	Trunk, Line LegStats
+	// Duration is the time from NewRelay to Close (or to now).
+	Duration time.Duration
+}
+
+// Relay anchors the media of one call: two legs, each with its own RTP and
+// RTCP sockets, and forwarding between them under the B2BUA's control.
+type Relay struct {
+	legs       [2]*Leg
+	fwd        [2]atomic.Bool // fwd[s]: packets received on leg s go to the other leg
+	pool       *PortPool
+	log        *zap.Logger
+	inactivity time.Duration
+	onInactive func(Side)
+	epoch      time.Time
+
+	// mu is held for reading around every send and for writing by Close: once
+	// Close returns, no goroutine is between "not closed" and a send, which
+	// is what makes "nothing after Close" a guarantee and not a likelihood.
+	mu       sync.RWMutex
+	closed   bool
+	closedAt time.Time
+
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+}
+
+// NewRelay binds both legs' sockets and starts relaying, not bridged: packets
+// are counted (and latch, and carry DTMF) but go nowhere until SetBridged or
+// SetForwarding says so.
+func NewRelay(cfg RelayConfig) (*Relay, error) {
+	if cfg.Pool == nil {
+		return nil, fmt.Errorf("%w: no port pool", ErrRelayConfig)
+	}
+	if !cfg.BindIP.IsValid() {
+		return nil, fmt.Errorf("%w: no bind address", ErrRelayConfig)
+	}
+	adv := cfg.AdvertiseIP
+	if !adv.IsValid() {
+		if cfg.BindIP.IsUnspecified() {
+			return nil, fmt.Errorf("%w: bind address %s needs an advertise address", ErrRelayConfig, cfg.BindIP)
+		}
+		adv = cfg.BindIP
+	}
+	if cfg.Inactivity < 0 {
+		return nil, fmt.Errorf("%w: negative inactivity %s", ErrRelayConfig, cfg.Inactivity)
+	}
+	r := &Relay{
+		pool:       cfg.Pool,
+		log:        cfg.Logger,
+		inactivity: cfg.Inactivity,
+		onInactive: cfg.OnInactive,
+		epoch:      time.Now(),
+	}
+	if r.log == nil {
+		r.log = zap.NewNop()
+	}
+	for _, side := range []Side{SideTrunk, SideLine} {
+		l, err := r.newLeg(side, cfg.BindIP.Unmap(), adv.Unmap())
+		if err != nil {
+			r.Close()
+			return nil, err
+		}
+		r.legs[side] = l
+	}
+	for _, l := range r.legs {
+		if r.inactivity > 0 {
+			l.timer = time.AfterFunc(r.inactivity, l.checkIdle)
+		}
+		r.wg.Add(2)
+		go r.readRTP(l)
+		go r.readRTCP(l)
+	}
+	return r, nil
+}
+
+// newLeg binds an RTP/RTCP pair, skipping ports another process holds.
+func (r *Relay) newLeg(side Side, bind, adv netip.Addr) (*Leg, error) {
+	network := "udp4"
+	if bind.Is6() {
+		network = "udp6"
+	}
+	var lastErr error
+	for range r.pool.Size() {
+		port, err := r.pool.acquire()
+		if err != nil {
+			break
+		}
+		rtpConn, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(bind, uint16(port))))
+		if err != nil {
+			lastErr = err
+			r.pool.release(port)
+			continue
+		}
+		rtcpConn, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(bind, uint16(port+1))))
+		if err != nil {
+			lastErr = err
+			rtpConn.Close()
+			r.pool.release(port)
+			continue
+		}
+		l := &Leg{
+			r: r, side: side, port: port,
+			rtpConn: rtpConn, rtcpConn: rtcpConn,
+			local: netip.AddrPortFrom(adv, uint16(port)),
+		}
+		l.dest.Store(&legDest{})
+		return l, nil
+	}
+	if lastErr != nil {
+		return nil, fmt.Errorf("%w: last bind error: %w", ErrNoPorts, lastErr)
+	}
+	return nil, ErrNoPorts
+}
+
+// Trunk is the leg facing the caller's trunk.
+func (r *Relay) Trunk() *Leg { return r.legs[SideTrunk] }
+
+// Line is the leg facing the landline.
+func (r *Relay) Line() *Leg { return r.legs[SideLine] }
+
+// Leg returns the leg of side s (nil for an unknown side).
+func (r *Relay) Leg(s Side) *Leg {
+	if !s.valid() {
+		return nil
+	}
+	return r.legs[s]
+}
+
+// SetBridged forwards RTP and RTCP both ways (true) or neither way (false).
+func (r *Relay) SetBridged(on bool) { r.SetForwarding(on, on) }
+
+// SetForwarding sets each direction separately; early media before answer
+// is SetForwarding(false, true): the line's ringback/announcement reaches the
+// trunk, but nothing from an unanswered caller reaches the line.
+func (r *Relay) SetForwarding(trunkToLine, lineToTrunk bool) {
+	r.fwd[SideTrunk].Store(trunkToLine)
+	r.fwd[SideLine].Store(lineToTrunk)
+}
+
+// OnTelephoneEvent reports RFC 4733 digits received on side, sent with
+// payload type pt (from that leg's negotiated SDP: never assume 101). Each
+// digit is reported once. fn runs on the leg's receive goroutine: it must
+// not block and must not call Close (hand the digit to a DigitCollector).
+// A nil fn stops reporting.
+func (r *Relay) OnTelephoneEvent(side Side, pt uint8, fn func(digit rune)) {
+	if !side.valid() {
+		return
+	}
+	if fn == nil {
+		r.legs[side].dtmf.Store(nil)
+		return
+	}
+	r.legs[side].dtmf.Store(&dtmfHook{pt: pt & 0x7F, dec: NewDTMFDecoder(), fn: fn})
+}
+
+// Stats returns both legs' counters.
+func (r *Relay) Stats() RelayStats {
+	r.mu.RLock()
+	end := r.closedAt
+	r.mu.RUnlock()
+	if end.IsZero() {
+		end = time.Now()
+	}
+	return RelayStats{Trunk: r.legs[SideTrunk].Stats(), Line: r.legs[SideLine].Stats(), Duration: end.Sub(r.epoch)}
+}
+
+// Close closes all four sockets at once, waits for the receive goroutines to
+// end and returns the ports to the pool. After Close returns, not one more
+// packet is sent to either peer (design.md D1/D2). Idempotent.
+func (r *Relay) Close() error {
+	r.closeOnce.Do(func() {
+		r.mu.Lock()
+		r.closed = true
+		r.closedAt = time.Now()
+		for _, l := range r.legs {
+			if l == nil {
+				continue
+			}
+			l.rtpConn.Close()
+			l.rtcpConn.Close()
+		}
+		r.mu.Unlock()
+		for _, l := range r.legs {
+			if l != nil && l.timer != nil {
+				l.timer.Stop()
+			}
+		}
+		r.wg.Wait()
+		for _, l := range r.legs {
+			if l != nil {
+				r.pool.release(l.port)
+			}
+		}
+		if r.legs[SideLine] != nil {
+			st := r.Stats()
+			r.log.Debug("relay closed",
+				zap.Int("trunk_port", r.legs[SideTrunk].port), zap.Int("line_port", r.legs[SideLine].port),
+				zap.Uint64("trunk_in", st.Trunk.PacketsIn), zap.Uint64("line_in", st.Line.PacketsIn))
+		}
+	})
+	return nil
+}
+
+func (r *Relay) isClosed() bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.closed
+}
+
+// readRTP is the receive loop of a leg's RTP port.
+func (r *Relay) readRTP(l *Leg) {
+	defer r.wg.Done()
+	var (
+		buf [maxPacket]byte
+		pkt rtp.Packet // reused for telephone-event decoding only
+	)
+	for {
+		n, src, err := l.rtpConn.ReadFromUDPAddrPort(buf[:])
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue // transient (e.g. ICMP-induced); the socket is still ours
+		}
+		src = unmap(src)
+		b := buf[:n]
+		// RFC 3550 §5.1: version 2, fixed header 12 bytes. Anything else is
+		// not RTP/RTCP and is never relayed.
+		if n < 8 || b[0]>>6 != 2 {
+			l.dropped.Add(1)
+			continue
+		}
+		// RFC 5761 §4: with rtcp-mux, second-byte values 192-223 are RTCP.
+		if b[1] >= 192 && b[1] <= 223 {
+			if !l.dest.Load().mux {
+				l.dropped.Add(1)
+				continue
+			}
+			if !l.acceptRTP(src) {
+				l.dropped.Add(1)
+				l.foreign.Add(1)
+				continue
+			}
+			l.rtcpIn.Add(1)
+			l.touch()
+			r.forward(l, b, true)
+			continue
+		}
+		if n < 12 {
+			l.dropped.Add(1)
+			continue
+		}
+		if !l.acceptRTP(src) {
+			l.dropped.Add(1)
+			l.foreign.Add(1)
+			continue
+		}
+		l.pktIn.Add(1)
+		l.bytesIn.Add(uint64(n))
+		l.touch()
+		if h := l.dtmf.Load(); h != nil && b[1]&0x7F == h.pt {
+			if pkt.Unmarshal(b) == nil {
+				if d, ok := h.dec.Decode(&pkt); ok {
+					h.fn(d)
+				}
+			}
+		}
+		r.forward(l, b, false)
+	}
+}
+
+// readRTCP is the receive loop of a leg's RTCP port.
+func (r *Relay) readRTCP(l *Leg) {
+	defer r.wg.Done()
+	var buf [maxPacket]byte
+	for {
+		n, src, err := l.rtcpConn.ReadFromUDPAddrPort(buf[:])
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		b := buf[:n]
+		if n < 8 || b[0]>>6 != 2 {
+			l.dropped.Add(1)
+			continue
+		}
+		if !l.acceptRTCP(unmap(src)) {
+			l.dropped.Add(1)
+			l.foreign.Add(1)
+			continue
+		}
+		l.rtcpIn.Add(1)
+		l.touch()
+		r.forward(l, b, true)
+	}
+}
+
+// forward sends a packet received on leg from to the other leg, if that
+// direction is open.
+func (r *Relay) forward(from *Leg, b []byte, rtcp bool) {
+	if !r.fwd[from.side].Load() {
+		from.dropped.Add(1)
+		return
+	}
+	to := r.legs[from.side.other()]
+	d := to.dest.Load()
+	conn, addr := to.rtpConn, d.rtp
+	if rtcp && !d.mux {
+		conn, addr = to.rtcpConn, d.rtcp
+	}
+	if !addr.IsValid() {
+		from.dropped.Add(1)
+		return
+	}
+	r.mu.RLock()
+	if r.closed {
+		r.mu.RUnlock()
+		return
+	}
+	_, err := conn.WriteToUDPAddrPort(b, addr)
+	r.mu.RUnlock()
+	if err != nil {
+		from.dropped.Add(1)
+		return
+	}
+	if rtcp {
+		to.rtcpOut.Add(1)
+		return
+	}
+	to.pktOut.Add(1)
+	to.bytesOut.Add(uint64(len(b)))
+}

@@ -1,0 +1,422 @@
+package media
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+)
+
+// bridgedCall is a relay with a trunk phone and a line phone attached, their
+// SDP addresses set as the B2BUA would.
+func bridgedCall(t *testing.T, cfg RelayConfig) (*Relay, *peer, *peer) {
+	t.Helper()
+	r := newTestRelay(t, cfg)
+	trunk, line := newPeer(t), newPeer(t)
+	r.Trunk().SetRemote(trunk.addr())
+	r.Line().SetRemote(line.addr())
+	r.SetBridged(true)
+	return r, trunk, line
+}
+
+func TestRelayPassesRTPBothWays(t *testing.T) {
+	r, trunk, line := bridgedCall(t, RelayConfig{})
+	if got := r.Trunk().LocalAddr().Addr(); got != loopback {
+		t.Fatalf("advertised %s, want %s", got, loopback)
+	}
+	for i := range 5 {
+		want := rtpBytes(t, 0, uint16(i), 0x1111, bytes.Repeat([]byte{byte(i)}, 160))
+		send(t, trunk.rtp, r.Trunk().LocalAddr(), want)
+		got, from, ok := recv(t, line.rtp, time.Second)
+		if !ok {
+			t.Fatalf("packet %d trunk→line not relayed", i)
+		}
+		if !bytes.Equal(got, want) || from != r.Line().LocalAddr() {
+			t.Fatalf("packet %d: got %d bytes from %s, want %d bytes from %s", i, len(got), from, len(want), r.Line().LocalAddr())
+		}
+	}
+	for i := range 3 {
+		want := rtpBytes(t, 8, uint16(i), 0x2222, bytes.Repeat([]byte{0xD5}, 160))
+		send(t, line.rtp, r.Line().LocalAddr(), want)
+		got, from, ok := recv(t, trunk.rtp, time.Second)
+		if !ok || !bytes.Equal(got, want) || from != r.Trunk().LocalAddr() {
+			t.Fatalf("packet %d line→trunk: ok=%v from %s", i, ok, from)
+		}
+	}
+	r.Close() // counters are final once the receive goroutines are gone
+	st := r.Stats()
+	pkt := uint64(12 + 160)
+	if st.Trunk.PacketsIn != 5 || st.Trunk.BytesIn != 5*pkt || st.Line.PacketsOut != 5 || st.Line.BytesOut != 5*pkt {
+		t.Errorf("trunk→line counters: %+v / %+v", st.Trunk, st.Line)
+	}
+	if st.Line.PacketsIn != 3 || st.Trunk.PacketsOut != 3 || st.Trunk.Dropped != 0 || st.Line.Dropped != 0 {
+		t.Errorf("line→trunk counters: %+v / %+v", st.Trunk, st.Line)
+	}
+	if st.Duration <= 0 {
+		t.Errorf("duration %v", st.Duration)
+	}
+}
+
+func TestRelayLatching(t *testing.T) {
+	r, trunk, line := bridgedCall(t, RelayConfig{})
+	nat := newPeer(t) // the line phone's real source, e.g. after a NAT
+
+	// The line's SDP says line.addr(), but its packets come from nat: the
+	// first packet's source wins (symmetric RTP).
+	send(t, nat.rtp, r.Line().LocalAddr(), rtpBytes(t, 0, 1, 7, make([]byte, 160)))
+	if _, _, ok := recv(t, trunk.rtp, time.Second); !ok {
+		t.Fatal("first packet from the NAT address not relayed")
+	}
+	send(t, trunk.rtp, r.Trunk().LocalAddr(), rtpBytes(t, 0, 1, 9, make([]byte, 160)))
+	if _, _, ok := recv(t, nat.rtp, time.Second); !ok {
+		t.Fatal("trunk audio did not follow the latched address")
+	}
+	if st := r.Line().Stats(); !st.Latched || st.Remote != nat.addr() {
+		t.Fatalf("line leg stats %+v, want latched to %s", st, nat.addr())
+	}
+
+	// Once latched, another source (stale or spoofed media) is dropped.
+	send(t, line.rtp, r.Line().LocalAddr(), rtpBytes(t, 0, 2, 7, make([]byte, 160)))
+	// ...and a packet from the latched source still passes, proving the
+	// foreign one was processed and dropped before it.
+	send(t, nat.rtp, r.Line().LocalAddr(), rtpBytes(t, 0, 3, 7, make([]byte, 160)))
+	got, _, ok := recv(t, trunk.rtp, time.Second)
+	if !ok || binary.BigEndian.Uint16(got[2:]) != 3 {
+		t.Fatalf("after a foreign packet: ok=%v seq=%v, want the latched source's seq 3", ok, got)
+	}
+
+	// A re-INVITE moves the line to a new port: the latch is dropped and
+	// the leg follows the new source.
+	moved := newPeer(t)
+	r.Line().SetRemote(moved.addr())
+	send(t, moved.rtp, r.Line().LocalAddr(), rtpBytes(t, 0, 4, 8, make([]byte, 160)))
+	if _, _, ok := recv(t, trunk.rtp, time.Second); !ok {
+		t.Fatal("packet from the new source not relayed")
+	}
+	send(t, trunk.rtp, r.Trunk().LocalAddr(), rtpBytes(t, 0, 2, 9, make([]byte, 160)))
+	if _, _, ok := recv(t, moved.rtp, time.Second); !ok {
+		t.Fatal("trunk audio did not follow the re-latched address")
+	}
+	r.Close()
+	if st := r.Line().Stats(); st.Foreign != 1 {
+		t.Errorf("foreign = %d, want 1", st.Foreign)
+	}
+}
+
+func TestRelayRTCP(t *testing.T) {
+	r, trunk, line := bridgedCall(t, RelayConfig{})
+	rtcpPort := func(l *Leg) netip.AddrPort { return netip.AddrPortFrom(l.LocalAddr().Addr(), l.LocalAddr().Port()+1) }
+
+	// RFC 3550 §11: RTCP on port+1 both ways.
+	send(t, trunk.rtcp, rtcpPort(r.Trunk()), rtcpBytes(1))
+	got, from, ok := recv(t, line.rtcp, time.Second)
+	if !ok || !bytes.Equal(got, rtcpBytes(1)) || from != rtcpPort(r.Line()) {
+		t.Fatalf("RTCP trunk→line: ok=%v from %s", ok, from)
+	}
+	send(t, line.rtcp, rtcpPort(r.Line()), rtcpBytes(2))
+	if got, _, ok := recv(t, trunk.rtcp, time.Second); !ok || !bytes.Equal(got, rtcpBytes(2)) {
+		t.Fatal("RTCP line→trunk not relayed")
+	}
+
+	// RFC 5761: the line turns on rtcp-mux; its RTCP now arrives on the RTP
+	// port and RTCP for it goes to its RTP address.
+	r.Line().SetRTCPMux(true)
+	send(t, line.rtp, r.Line().LocalAddr(), rtcpBytes(3))
+	if got, _, ok := recv(t, trunk.rtcp, time.Second); !ok || !bytes.Equal(got, rtcpBytes(3)) {
+		t.Fatal("muxed RTCP from the line not relayed to the trunk's RTCP port")
+	}
+	send(t, trunk.rtcp, rtcpPort(r.Trunk()), rtcpBytes(4))
+	if got, _, ok := recv(t, line.rtp, time.Second); !ok || !bytes.Equal(got, rtcpBytes(4)) {
+		t.Fatal("RTCP for a muxed line not sent to its RTP port")
+	}
+
+	// RFC 3605: an explicit a=rtcp address.
+	other := newPeer(t)
+	r.Trunk().SetRemoteRTCP(other.rtcpAddr())
+	r.Trunk().SetRemote(other.addr()) // re-INVITE: unlatch, send to SDP
+	send(t, line.rtp, r.Line().LocalAddr(), rtcpBytes(5))
+	if got, _, ok := recv(t, other.rtcp, time.Second); !ok || !bytes.Equal(got, rtcpBytes(5)) {
+		t.Fatal("RTCP not sent to the a=rtcp address")
+	}
+	r.Close()
+	if st := r.Stats(); st.Line.RTCPIn != 3 || st.Trunk.RTCPIn != 2 {
+		t.Errorf("RTCP counters: trunk %+v line %+v", st.Trunk, st.Line)
+	}
+}
+
+func TestRelayNotBridgedDropsAndEarlyMedia(t *testing.T) {
+	r, trunk, line := bridgedCall(t, RelayConfig{})
+	r.SetBridged(false)
+	for i := range 10 {
+		send(t, trunk.rtp, r.Trunk().LocalAddr(), rtpBytes(t, 0, uint16(i), 1, make([]byte, 160)))
+		send(t, line.rtp, r.Line().LocalAddr(), rtpBytes(t, 0, uint16(i), 2, make([]byte, 160)))
+	}
+	waitFor(t, "20 unbridged packets counted", func() bool {
+		return r.Trunk().Stats().Dropped == 10 && r.Line().Stats().Dropped == 10
+	})
+	// Early media: the line's audio may reach the trunk, not the reverse.
+	r.SetForwarding(false, true)
+	send(t, trunk.rtp, r.Trunk().LocalAddr(), rtpBytes(t, 0, 100, 1, make([]byte, 160)))
+	send(t, line.rtp, r.Line().LocalAddr(), rtpBytes(t, 0, 100, 2, make([]byte, 160)))
+	got, _, ok := recv(t, trunk.rtp, time.Second)
+	if !ok || binary.BigEndian.Uint16(got[2:]) != 100 {
+		t.Fatalf("early media line→trunk: ok=%v; the 10 unbridged packets must not arrive first", ok)
+	}
+	if _, _, ok := recv(t, line.rtp, 200*time.Millisecond); ok {
+		t.Fatal("trunk audio reached the line while not bridged")
+	}
+	r.Close()
+	st := r.Stats()
+	if st.Trunk.PacketsIn != 11 || st.Trunk.Dropped != 11 || st.Line.PacketsOut != 0 {
+		t.Errorf("trunk leg %+v, line leg %+v", st.Trunk, st.Line)
+	}
+	if st.Line.PacketsIn != 11 || st.Line.Dropped != 10 || st.Trunk.PacketsOut != 1 {
+		t.Errorf("line leg %+v, trunk leg %+v", st.Line, st.Trunk)
+	}
+}
+
+// TestRelayCloseStopsMedia is the product's promise (design.md D1/D2):
+// after Close, nothing a sender transmits reaches the other side.
+func TestRelayCloseStopsMedia(t *testing.T) {
+	pool := newTestPool(t, 8)
+	r, trunk, line := bridgedCall(t, RelayConfig{Pool: pool})
+
+	// Both sides stream continuously, numbering their packets.
+	var sent [2]atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, p := range []*peer{trunk, line} {
+		to := r.Trunk().LocalAddr()
+		if i == 1 {
+			to = r.Line().LocalAddr()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tk := time.NewTicker(time.Millisecond)
+			defer tk.Stop()
+			for n := uint16(1); ; n++ {
+				select {
+				case <-stop:
+					return
+				case <-tk.C:
+				}
+				b := rtpBytes(t, 0, n, uint32(i), make([]byte, 160))
+				p.rtp.WriteToUDPAddrPort(b, to) // errors after Close are expected (ICMP)
+				sent[i].Store(int64(n))
+			}
+		}()
+	}
+	defer func() { close(stop); wg.Wait() }()
+
+	// Media flows before the hang-up.
+	if _, _, ok := recv(t, line.rtp, time.Second); !ok {
+		t.Fatal("no media before Close")
+	}
+	if _, _, ok := recv(t, trunk.rtp, time.Second); !ok {
+		t.Fatal("no media before Close")
+	}
+	lastBefore := [2]int64{sent[0].Load(), sent[1].Load()}
+	r.Close()
+	closedAt := time.Now()
+	if err := r.Close(); err != nil { // idempotent
+		t.Fatal(err)
+	}
+
+	// Watch both receiving sockets for 400 ms: a packet the sender sent
+	// after Close started must never arrive. (Ones sent before may still
+	// be in the receiver's socket buffer.)
+	for i, rx := range []*peer{line, trunk} {
+		from := 1 - i // line receives what the trunk sent, and back
+		for {
+			left := 400*time.Millisecond - time.Since(closedAt)
+			if left <= 0 {
+				break
+			}
+			b, _, ok := recv(t, rx.rtp, left)
+			if !ok {
+				break
+			}
+			if seq := int64(binary.BigEndian.Uint16(b[2:])); seq > lastBefore[from] {
+				t.Fatalf("packet %d sent after Close reached the other side", seq)
+			}
+		}
+		if _, _, ok := recv(t, rx.rtcp, time.Millisecond); ok {
+			t.Fatal("RTCP after Close")
+		}
+	}
+	if sent[0].Load() <= lastBefore[0]+50 {
+		t.Fatalf("sender stalled (%d → %d): the window proved nothing", lastBefore[0], sent[0].Load())
+	}
+	if pool.Free() != pool.Size() {
+		t.Fatalf("%d of %d ports back in the pool", pool.Free(), pool.Size())
+	}
+	if err := r.Line().WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2}}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("WriteRTP after Close: %v, want ErrClosed", err)
+	}
+}
+
+func TestRelayInactivity(t *testing.T) {
+	fired := make(chan Side, 4)
+	r, trunk, _ := bridgedCall(t, RelayConfig{
+		Inactivity: 150 * time.Millisecond,
+		OnInactive: func(s Side) { fired <- s },
+	})
+	// The trunk keeps talking; the line is silent from the start.
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tk := time.NewTicker(20 * time.Millisecond)
+		defer tk.Stop()
+		for n := uint16(0); ; n++ {
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+				trunk.rtp.WriteToUDPAddrPort(rtpBytes(t, 0, n, 1, make([]byte, 160)), r.Trunk().LocalAddr())
+			}
+		}
+	}()
+	start := time.Now()
+	select {
+	case s := <-fired:
+		if s != SideLine {
+			t.Fatalf("inactive side %s, want line", s)
+		}
+		if el := time.Since(start); el < 140*time.Millisecond {
+			t.Fatalf("fired after %v, before the 150 ms timeout", el)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("OnInactive never fired for the silent line")
+	}
+	// The talking trunk must not be reported while it talks...
+	select {
+	case s := <-fired:
+		t.Fatalf("OnInactive(%s) while the trunk talks", s)
+	case <-time.After(300 * time.Millisecond):
+	}
+	// ...but is once it stops.
+	close(stop)
+	<-done
+	select {
+	case s := <-fired:
+		if s != SideTrunk {
+			t.Fatalf("inactive side %s, want trunk", s)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("OnInactive never fired for the trunk after it stopped")
+	}
+}
+
+func TestRelayTelephoneEvents(t *testing.T) {
+	r, _, line := bridgedCall(t, RelayConfig{})
+	dc := NewDigitCollector()
+	r.OnTelephoneEvent(SideLine, 96, dc.Feed) // the PT comes from SDP, not a constant 101
+	for i, d := range []rune{'1', '3'} {
+		pkts, err := EncodeDTMF(d, 96, 0xABC, uint16(100*i), uint32(8000*i), 100*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range pkts {
+			b, _ := p.Marshal()
+			send(t, line.rtp, r.Line().LocalAddr(), b)
+		}
+	}
+	ctx := context.Background()
+	for _, want := range []rune{'1', '3'} {
+		got, err := dc.Next(ctx, time.Second)
+		if err != nil || got != want {
+			t.Fatalf("digit %q, %v; want %q", got, err, want)
+		}
+	}
+	if got, err := dc.Next(ctx, 100*time.Millisecond); !errors.Is(err, ErrDigitTimeout) {
+		t.Fatalf("extra digit %q (%v): the three end packets must give one digit", got, err)
+	}
+}
+
+func TestRelayWriteRTP(t *testing.T) {
+	r, _, line := bridgedCall(t, RelayConfig{})
+	p := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: 5, SSRC: 42}, Payload: make([]byte, 160)}
+	if err := r.Line().WriteRTP(p); err != nil {
+		t.Fatal(err)
+	}
+	b, from, ok := recv(t, line.rtp, time.Second)
+	if !ok || from != r.Line().LocalAddr() {
+		t.Fatal("WriteRTP packet not received from the leg's address")
+	}
+	var got rtp.Packet
+	if err := got.Unmarshal(b); err != nil || got.SSRC != 42 || got.SequenceNumber != 5 {
+		t.Fatalf("got %v, %v", got.Header, err)
+	}
+	r2 := newTestRelay(t, RelayConfig{})
+	if err := r2.Line().WriteRTP(p); !errors.Is(err, ErrNoRemote) {
+		t.Fatalf("WriteRTP without remote: %v", err)
+	}
+}
+
+func TestRelayConfigAndPool(t *testing.T) {
+	if _, err := NewRelay(RelayConfig{BindIP: loopback}); !errors.Is(err, ErrRelayConfig) {
+		t.Fatalf("no pool: %v", err)
+	}
+	pool := newTestPool(t, 2)
+	if _, err := NewRelay(RelayConfig{Pool: pool, BindIP: netip.MustParseAddr("0.0.0.0")}); !errors.Is(err, ErrRelayConfig) {
+		t.Fatalf("wildcard bind without advertise: %v", err)
+	}
+	r := newTestRelay(t, RelayConfig{Pool: pool, BindIP: netip.MustParseAddr("0.0.0.0"), AdvertiseIP: netip.MustParseAddr("203.0.113.7")})
+	if a := r.Trunk().LocalAddr(); a.Addr() != netip.MustParseAddr("203.0.113.7") || a.Port()%2 != 0 {
+		t.Fatalf("advertised %s", a)
+	}
+	if _, err := NewRelay(RelayConfig{Pool: pool, BindIP: loopback}); !errors.Is(err, ErrNoPorts) {
+		t.Fatalf("exhausted pool: %v", err)
+	}
+	if pool.Free() != 0 {
+		t.Fatalf("failed relay leaked ports: %d free", pool.Free())
+	}
+	r.Close()
+	if pool.Free() != 2 {
+		t.Fatalf("%d free after Close", pool.Free())
+	}
+}
+
+func TestPortPoolReuseOrder(t *testing.T) {
+	p, err := NewPortPool(30001, 30010) // odd min is rounded up
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Size() != 4 { // 30002, 30004, 30006, 30008 (30010 has no RTCP port)
+		t.Fatalf("size %d", p.Size())
+	}
+	a, _ := p.acquire()
+	b, _ := p.acquire()
+	if a != 30002 || b != 30004 {
+		t.Fatalf("got %d, %d", a, b)
+	}
+	p.release(a)
+	// a was just released: the ports that rested longer come first.
+	for _, want := range []int{30006, 30008, 30002} {
+		if got, _ := p.acquire(); got != want {
+			t.Fatalf("acquire %d, want %d", got, want)
+		}
+	}
+	if _, err := p.acquire(); !errors.Is(err, ErrNoPorts) {
+		t.Fatalf("empty pool: %v", err)
+	}
+	p.release(a)
+	p.release(a) // double release must not duplicate the port
+	if p.Free() != 1 {
+		t.Fatalf("free %d after double release", p.Free())
+	}
+	for _, bad := range [][2]int{{1000, 2000}, {5000, 4000}, {60000, 70000}, {4000, 4000}} {
+		if _, err := NewPortPool(bad[0], bad[1]); !errors.Is(err, ErrPortRange) {
+			t.Errorf("NewPortPool(%d, %d): %v", bad[0], bad[1], err)
+		}
+	}
+}
