@@ -105,7 +105,7 @@ type Leg struct {
 	wmu  sync.Mutex // guards wbuf for WriteRTP
 	wbuf [maxPacket]byte
 
-	pktIn, bytesIn, pktOut, bytesOut atomic.Uint64
+	pktIn, bytesIn, pktOut, bytesOut  atomic.Uint64
 	rtcpIn, rtcpOut, dropped, foreign atomic.Uint64
 }
 
