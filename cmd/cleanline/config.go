@@ -1,0 +1,114 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/cleanline/cleanline/screening"
+)
+
+// Config is cleanline's whole configuration file. Every key is documented in
+// README.md; deploy/demo.yaml is a working example.
+type Config struct {
+	// Store selects the data store: "file:PATH" (embedded, one box; the
+	// default is file:./cleanline.db), "redis://[user:pass@]host:port[/db]",
+	// "redis-sentinel://host:port,host:port/master[/db]" or
+	// "redis-cluster://host:port,host:port".
+	Store string `yaml:"store"`
+	// Screening configures the decision engine.
+	Screening ScreeningConfig `yaml:"screening"`
+	// Log configures logging.
+	Log LogConfig `yaml:"log"`
+}
+
+// ScreeningConfig configures the screener for every line.
+type ScreeningConfig struct {
+	// Region is the ISO 3166 region national numbers are read in (default GB).
+	Region string `yaml:"region"`
+	// Protected lists never-originate numbers known without the store; a call
+	// presenting one is spoofed. Default: 999 112 101 111 105 119 159.
+	Protected []string `yaml:"protected"`
+	// DefaultPolicy is the policy of every line that does not set its own.
+	DefaultPolicy screening.Policy `yaml:"default_policy"`
+}
+
+// LogConfig configures zap.
+type LogConfig struct {
+	// Level is debug, info, warn or error (default info for serve, warn for
+	// the admin commands).
+	Level string `yaml:"level"`
+	// Format is console or json (default console).
+	Format string `yaml:"format"`
+}
+
+// DefaultStore is where the embedded store lives when nothing says otherwise.
+const DefaultStore = "file:./cleanline.db"
+
+func defaultConfig() Config {
+	return Config{
+		Store:     DefaultStore,
+		Screening: ScreeningConfig{Region: screening.DefaultRegion, DefaultPolicy: screening.DefaultPolicy()},
+		Log:       LogConfig{Format: "console"},
+	}
+}
+
+// errConfig marks errors in the configuration file.
+var errConfig = errors.New("config")
+
+// loadConfig reads path over the defaults; unknown keys are errors, so a typo
+// is reported instead of silently ignored.
+func loadConfig(path string) (Config, error) {
+	cfg := defaultConfig()
+	if path == "" {
+		return cfg, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("%w: %w", errConfig, err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return cfg, fmt.Errorf("%w: %s: %w", errConfig, path, err)
+	}
+	if err := cfg.validate(); err != nil {
+		return cfg, fmt.Errorf("%w: %s: %w", errConfig, path, err)
+	}
+	return cfg, nil
+}
+
+func (c Config) validate() error {
+	if c.Store == "" {
+		return errors.New("store: empty; want file:PATH or redis://host:port")
+	}
+	if _, err := screening.NewNormalizer(c.Screening.Region, 0); err != nil {
+		return fmt.Errorf("screening.region: %w", err)
+	}
+	if err := c.Screening.DefaultPolicy.Validate(); err != nil {
+		return fmt.Errorf("screening.default_policy: %w", err)
+	}
+	switch c.Log.Format {
+	case "", "console", "json":
+	default:
+		return fmt.Errorf("log.format %q: want console or json", c.Log.Format)
+	}
+	switch c.Log.Level {
+	case "", "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log.level %q: want debug, info, warn or error", c.Log.Level)
+	}
+	return nil
+}
+
+func (c Config) screeningConfig() screening.Config {
+	return screening.Config{
+		Region:    c.Screening.Region,
+		Protected: c.Screening.Protected,
+		Default:   c.Screening.DefaultPolicy,
+	}
+}

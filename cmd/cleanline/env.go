@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/cleanline/cleanline/blocklist"
+	"github.com/cleanline/cleanline/screening"
+)
+
+// env is what every command shares: output, configuration, store, logger.
+type env struct {
+	name           string
+	stdout, stderr io.Writer
+
+	configPath string
+	storeURL   string
+	cfg        Config
+	store      blocklist.Admin
+	log        *zap.Logger
+	code       int // exit status a command chose (check's verdict)
+}
+
+// usageError is a mistake in how the command was typed.
+type usageError struct{ msg string }
+
+func (u usageError) Error() string { return u.msg }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
+
+// flags returns a FlagSet with the flags every command takes.
+func (e *env) flags() *flag.FlagSet {
+	fs := flag.NewFlagSet(e.name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&e.configPath, "config", os.Getenv("CLEANLINE_CONFIG"), "configuration file")
+	fs.StringVar(&e.storeURL, "store", "", "store URL")
+	return fs
+}
+
+// parse accepts flags before, between and after positional arguments, as
+// people type them ("cleanline check 020 7946 0123 --json"); "--" ends flags.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var tail []string
+	for i, a := range args {
+		if a == "--" {
+			args, tail = args[:i], args[i+1:]
+			break
+		}
+	}
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, usageError{fmt.Sprintf("%v", err)}
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return append(pos, tail...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// number joins positional words into one number, so that a number typed with
+// spaces and no quotes ("block add 020 7946 0123") is read as typed.
+func number(words []string) string { return strings.Join(words, " ") }
+
+// setup loads the configuration and opens the store.
+func (e *env) setup(ctx context.Context) error {
+	cfg, err := loadConfig(e.configPath)
+	if err != nil {
+		return err
+	}
+	if e.storeURL != "" {
+		cfg.Store = e.storeURL
+	}
+	e.cfg = cfg
+	level := cfg.Log.Level
+	if level == "" {
+		level = "warn"
+	}
+	if e.log, err = newLogger(level, cfg.Log.Format, e.stderr); err != nil {
+		return err
+	}
+	e.store, err = openStore(ctx, cfg.Store)
+	return err
+}
+
+func (e *env) screener() (*screening.Screener, error) {
+	return screening.New(e.store, e.cfg.screeningConfig())
+}
+
+func (e *env) close() {
+	if e.store != nil {
+		e.store.Close()
+	}
+	if e.log != nil {
+		_ = e.log.Sync()
+	}
+}
+
+// exit prints err as one line and maps it to an exit status.
+func (e *env) exit(err error) int {
+	var u usageError
+	switch {
+	case err == nil:
+		return e.code
+	case errors.As(err, &u):
+		fmt.Fprintf(e.stderr, "cleanline %s: %v (run cleanline help)\n", e.name, err)
+		return exitUsage
+	default:
+		// One line, even for errors that arrive in several (YAML's).
+		msg := strings.Join(strings.Fields(err.Error()), " ")
+		fmt.Fprintf(e.stderr, "cleanline %s: %s\n", e.name, msg)
+		return exitError
+	}
+}
+
+func newLogger(level, format string, w io.Writer) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("%w: log.level: %w", errConfig, err)
+	}
+	ec := zap.NewProductionEncoderConfig()
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder
+	if strings.EqualFold(format, "json") {
+		enc = zapcore.NewJSONEncoder(ec)
+	} else {
+		enc = zapcore.NewConsoleEncoder(ec)
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), lvl)), nil
+}

@@ -1,0 +1,130 @@
+// Command cleanline is CleanLine's daemon and its operators' tool: serve
+// calls, check a number, and manage the blocklist, trusted contacts and
+// protected numbers. It only wires the packages together.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Exit statuses. check uses 0, 1 and 2 for its verdict, so errors start at 3.
+const (
+	exitOK    = 0
+	exitWarn  = 1
+	exitBlock = 2
+	exitError = 3
+	exitUsage = 64 // sysexits.h EX_USAGE
+)
+
+const usage = `cleanline: call screening for landlines
+
+Usage:
+  cleanline serve   [--config FILE]
+  cleanline check   NUMBER [--line L] [--international] [--json]
+  cleanline block   add NUMBER|RANGE* [--reason R] [--source S] [--reported]
+  cleanline block   remove NUMBER|RANGE*
+  cleanline block   list [--json]
+  cleanline report  NUMBER [--line L] [--reason R]
+  cleanline import  FILE [--reported] [--source S]
+  cleanline trust   add|remove LINE NUMBER
+  cleanline trust   list LINE
+  cleanline protect add|remove NUMBER
+  cleanline protect list
+
+Flags for every command (before or after the arguments):
+  --config FILE   configuration file (default $CLEANLINE_CONFIG)
+  --store URL     file:PATH (default file:./cleanline.db), redis://HOST:PORT[/DB],
+                  redis-sentinel://HOST:PORT,.../MASTER, redis-cluster://HOST:PORT,...
+
+check exits 0 for allow, 1 for warn, 2 for block; every command exits 3 on
+errors and 64 on usage errors.
+`
+
+func main() {
+	quietRedis()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run is main without the process: tests call it directly.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	cmds := map[string]func(context.Context, *env, []string) error{
+		"check":   cmdCheck,
+		"block":   cmdBlock,
+		"report":  cmdReport,
+		"import":  cmdImport,
+		"trust":   cmdTrust,
+		"protect": cmdProtect,
+	}
+	global, args, err := leadingFlags(args)
+	if err != nil || len(args) == 0 {
+		if err == nil {
+			err = usagef("no command given")
+		}
+		fmt.Fprintf(stderr, "cleanline: %v (run cleanline help)\n", err)
+		return exitUsage
+	}
+	// Flags typed before the command apply as if typed after it.
+	name, rest := args[0], append(args[1:len(args):len(args)], global...)
+	switch name {
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	fn, ok := cmds[name]
+	if !ok {
+		if serve, ok := serveCommand(); ok && name == "serve" {
+			fn = serve
+		} else {
+			fmt.Fprintf(stderr, "cleanline: unknown command %q (run cleanline help)\n", name)
+			return exitUsage
+		}
+	}
+	e := &env{name: name, stdout: stdout, stderr: stderr}
+	defer e.close()
+	return e.exit(fn(ctx, e, rest))
+}
+
+// leadingFlags splits off the flags typed before the command
+// ("cleanline --store redis://h:6379 check 12").
+func leadingFlags(args []string) (flags, rest []string, err error) {
+	for len(args) > 0 && strings.HasPrefix(args[0], "-") {
+		a := args[0]
+		switch {
+		case a == "-h" || a == "--help" || a == "-help":
+			return flags, args, nil
+		case strings.Contains(a, "="):
+			flags, args = append(flags, a), args[1:]
+		case strings.TrimLeft(a, "-") == "store" || strings.TrimLeft(a, "-") == "config":
+			if len(args) < 2 {
+				return nil, nil, usagef("flag needs an argument: %s", a)
+			}
+			flags, args = append(flags, a, args[1]), args[2:]
+		default:
+			return nil, nil, usagef("unknown flag %s before the command", a)
+		}
+	}
+	return flags, args, nil
+}
+
+// quietRedis stops go-redis printing its own log lines (dial failures and
+// the like) on stderr: cleanline reports store errors itself, once, clearly.
+func quietRedis() { redis.SetLogger(discardLogger{}) }
+
+type discardLogger struct{}
+
+func (discardLogger) Printf(context.Context, string, ...interface{}) {}
