@@ -448,14 +448,22 @@ func (s *RedisStore) Put(ctx context.Context, entries []Entry) (added, updated i
 		batch := entries[start:min(start+putBatch, len(entries))]
 		calls = calls[:0]
 		pipe := s.rdb.Pipeline()
+		// The listing index first (see Report); one ZADD for the whole batch.
+		var listed []redis.Z
+		for _, e := range batch {
+			if !e.Range {
+				listed = append(listed, redis.Z{Member: e.Number})
+			}
+		}
+		if len(listed) > 0 {
+			pipe.ZAdd(ctx, s.blockedIdx(), listed...)
+		}
 		for _, e := range batch {
 			e = prepare(e, now)
 			head, rest := encodeRedisParts(&e)
 			c := call{sc: upsertScript, keys: []string{s.entryKey(e.Number)}, args: []any{head, rest}}
 			if e.Range {
 				c = call{sc: upsertRangeScript, keys: []string{s.rangesKey(), s.rangesIdx()}, args: []any{head, rest, e.Number}}
-			} else {
-				pipe.ZAdd(ctx, s.blockedIdx(), redis.Z{Member: e.Number})
 			}
 			c.cmd = c.sc.EvalSha(ctx, pipe, c.keys, c.args...)
 			calls = append(calls, c)
