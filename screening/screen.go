@@ -38,7 +38,7 @@ type Config struct {
 	Protected []string
 	Default   Policy            // policy of lines with none of their own
 	Lines     map[string]Policy // per-line policies, keyed like Call.Line
-	CacheSize int               // normaliser cache entries; 0 means 65536
+	CacheSize int               // normaliser cache entries; 0 means 65536, <0 none
 }
 
 // DefaultProtected are UK numbers that never place calls: emergency (999,
@@ -62,8 +62,11 @@ func New(store blocklist.Store, cfg Config) (*Screener, error) {
 		return nil, fmt.Errorf("%w: no store", ErrPolicy)
 	}
 	size := cfg.CacheSize
-	if size == 0 {
+	switch {
+	case size == 0:
 		size = 1 << 16
+	case size < 0:
+		size = 0
 	}
 	norm, err := NewNormalizer(cfg.Region, size)
 	if err != nil {
