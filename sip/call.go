@@ -1,0 +1,261 @@
+package sip
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"go.uber.org/zap"
+
+	"github.com/cleanline/cleanline/screening"
+	"github.com/cleanline/cleanline/sip/media"
+)
+
+// side names who is on a leg, whatever its role in SIP.
+type side int
+
+const (
+	sideNone side = iota
+	sideTrunk
+	sideLine
+)
+
+func (s side) String() string {
+	switch s {
+	case sideTrunk:
+		return "trunk"
+	case sideLine:
+		return "line"
+	}
+	return "cleanline"
+}
+
+func (s side) media() media.Side {
+	if s == sideLine {
+		return media.SideLine
+	}
+	return media.SideTrunk
+}
+
+// direction of a call: who sent the INVITE we received.
+type direction int
+
+const (
+	inbound  direction = iota // trunk → line: screened
+	outbound                  // line → trunk (or a feature code)
+)
+
+func (d direction) String() string {
+	if d == outbound {
+		return "outbound"
+	}
+	return "inbound"
+}
+
+// call is one call: the dialog we received (in), the dialog we dialled
+// (out, nil for feature codes), the media relay, the verdict, and the
+// teardown that runs exactly once.
+type call struct {
+	s     *Server
+	id    string
+	dir   direction
+	line  *Line
+	trunk *Trunk
+	log   *zap.Logger
+
+	in *sipgo.DialogServerSession
+	m  *callMedia
+
+	ctx    context.Context // ends at teardown
+	cancel context.CancelFunc
+
+	// screening (inbound only)
+	scall    screening.Call
+	verdict  screening.Verdict
+	screened bool
+	dialled  string // outbound: what the line dialled
+
+	timer   *sessionTimer    // session timer of the received leg, nil if none
+	refresh [2]chan struct{} // refreshes by side (media.Side index)
+
+	ids []string // dialog IDs in the registry; guarded by registry.mu
+
+	mu       sync.Mutex
+	out      *sipgo.DialogClientSession
+	outTimer *sessionTimer
+	inUp     bool // our 2xx to in was ACKed: in needs a BYE
+	outUp    bool // we ACKed out's 2xx: out needs a BYE
+	ended    bool
+	outcome  string
+	endedBy  side
+	choice   string
+	start    time.Time
+	answered time.Time
+	stopped  time.Time
+}
+
+// Outcomes, as written in call records.
+const (
+	outcomeBlocked         = "blocked"
+	outcomeCompleted       = "completed" // answered, then someone hung up
+	outcomeCallerCancelled = "caller_cancelled"
+	outcomeNoAnswer        = "no_answer"
+	outcomeLineBusy        = "line_busy"
+	outcomeLineDeclined    = "line_declined"
+	outcomeLineFailed      = "line_failed"
+	outcomeWarnRefused     = "warn_refused" // line hung up during the warning
+	outcomeWarnTimeout     = "warn_timeout"
+	outcomeWarnReported    = "warn_reported"
+	outcomeMediaInactive   = "media_inactive"
+	outcomeSessionExpired  = "session_expired"
+	outcomeShutdown        = "shutdown"
+	outcomeReplaced        = "replaced_by_protected_call" // D4
+	outcomeNoAck           = "no_ack"
+	outcomeFeature         = "feature"
+	outcomeError           = "error"
+)
+
+func newCallID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func (s *Server) newCall(dir direction, line *Line, trunk *Trunk, in *sipgo.DialogServerSession) (*call, error) {
+	c := &call{s: s, id: newCallID(), dir: dir, line: line, trunk: trunk, in: in, start: time.Now()}
+	c.refresh = [2]chan struct{}{make(chan struct{}, 1), make(chan struct{}, 1)}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	fields := []zap.Field{zap.String("call", c.id), zap.String("dir", dir.String()), zap.String("line", line.Name)}
+	if trunk != nil {
+		fields = append(fields, zap.String("trunk", trunk.Name))
+	}
+	c.log = s.log.With(fields...)
+	m, err := s.newCallMedia(c)
+	if err != nil {
+		c.cancel()
+		return nil, err
+	}
+	c.m = m
+	s.reg.add(c)
+	s.reg.bind(in.ID, c, roleIn)
+	// Whatever ends the received dialog (CANCEL, our final answer, its BYE)
+	// ends the call; end is idempotent, so the first cause wins.
+	context.AfterFunc(in.Context(), func() { c.end(outcomeCallerCancelled, c.inSide()) })
+	return c, nil
+}
+
+// inSide is who is on the dialog we received.
+func (c *call) inSide() side {
+	if c.dir == outbound {
+		return sideLine
+	}
+	return sideTrunk
+}
+
+// outSide is who is on the dialog we dialled.
+func (c *call) outSide() side {
+	if c.dir == outbound {
+		return sideTrunk
+	}
+	return sideLine
+}
+
+// setOut records the dialled dialog; false if the call already ended.
+func (c *call) setOut(out *sipgo.DialogClientSession) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.out = out
+	return !c.ended
+}
+
+// up marks a leg established (it will need a BYE). When the call ended
+// meanwhile it returns false and the caller must hang that leg up itself.
+func (c *call) up(role legRole) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended {
+		return false
+	}
+	if role == roleIn {
+		c.inUp = true
+		c.answered = time.Now()
+	} else {
+		c.outUp = true
+	}
+	return true
+}
+
+func (c *call) isEnded() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ended
+}
+
+// end tears the call down, once: media first (the relay's sockets close, so
+// not one more packet reaches either side, D1/D2), then the registry (every
+// later request on either dialog gets 481), then BYE to every established
+// leg but the one that ended it, in the background and bounded, so a peer
+// that ignores our BYE changes nothing for the other side.
+func (c *call) end(outcome string, by side) {
+	c.mu.Lock()
+	if c.ended {
+		c.mu.Unlock()
+		return
+	}
+	c.ended = true
+	c.outcome, c.endedBy, c.stopped = outcome, by, time.Now()
+	byeIn := c.inUp && by != c.inSide()
+	byeOut := c.outUp && by != c.outSide()
+	out := c.out
+	c.mu.Unlock()
+
+	c.cancel()
+	c.m.close()
+	c.s.reg.remove(c)
+	if byeIn {
+		c.s.goCall(func() { c.byeIn() })
+	}
+	if byeOut && out != nil {
+		c.s.goCall(func() { c.byeOut(out) })
+	}
+	c.record()
+	if c.screened {
+		c.s.goCall(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			if err := c.s.sc.Conclude(ctx, c.scall, c.verdict); err != nil {
+				c.log.Warn("cooldown not recorded", zap.Error(err))
+			}
+		})
+	}
+}
+
+func (c *call) byeIn() {
+	ctx, cancel := context.WithTimeout(context.Background(), c.s.byeTimeout())
+	defer cancel()
+	if err := c.in.Bye(ctx); err != nil {
+		c.log.Info("BYE not answered", zap.Stringer("leg", c.inSide()), zap.Error(err))
+	}
+}
+
+func (c *call) byeOut(out *sipgo.DialogClientSession) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.s.byeTimeout())
+	defer cancel()
+	if err := out.Bye(ctx); err != nil {
+		c.log.Info("BYE not answered", zap.Stringer("leg", c.outSide()), zap.Error(err))
+	}
+}
+
+// refuse sends a final non-2xx to the received INVITE unless the caller is
+// already gone (CANCEL: sipgo answered 487 itself).
+func (c *call) refuse(code int, reason string) {
+	if c.in.Context().Err() != nil {
+		return
+	}
+	if err := c.in.Respond(code, reason, nil); err != nil {
+		c.log.Debug("final response not sent", zap.Int("code", code), zap.Error(err))
+	}
+}

@@ -1,0 +1,159 @@
+package sip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"go.uber.org/zap"
+
+	"github.com/cleanline/cleanline/sip/media"
+)
+
+// callMedia is everything a call does with media, in one place: the relay,
+// one SDP builder per side (stable o= line, RFC 3264 §5), the codec agreed
+// on the leg we answered (the relay does not transcode, so the other leg is
+// offered exactly that), and the digits the line presses.
+type callMedia struct {
+	relay  *media.Relay
+	sdp    [2]*media.SDPBuilder // indexed by media.Side
+	digits *media.DigitCollector
+
+	mu        sync.Mutex
+	codec     media.Codec // zero until the first answer
+	te        [2]uint8    // telephone-event PT per side, 0 when none
+	closeOnce sync.Once
+}
+
+// supportedCodecs is what we answer an offer with, in our preference.
+var supportedCodecs = []media.Codec{media.CodecPCMA, media.CodecPCMU}
+
+func (s *Server) newCallMedia(c *call) (*callMedia, error) {
+	r, err := media.NewRelay(media.RelayConfig{
+		Pool:        s.ports,
+		BindIP:      s.bindIP,
+		AdvertiseIP: s.advIP,
+		Logger:      c.log.Named("media"),
+	})
+	if err != nil {
+		if errors.Is(err, media.ErrNoPorts) {
+			return nil, fmt.Errorf("%w: %w", ErrOverloaded, err)
+		}
+		return nil, err
+	}
+	return &callMedia{
+		relay:  r,
+		sdp:    [2]*media.SDPBuilder{media.NewSDPBuilder("cleanline"), media.NewSDPBuilder("cleanline")},
+		digits: media.NewDigitCollector(),
+	}, nil
+}
+
+func (m *callMedia) leg(sd side) *media.Leg { return m.relay.Leg(sd.media()) }
+
+// answer applies an offer from sd's peer and writes our answer. The first
+// answer of a call picks the codec; later ones (re-INVITE, UPDATE) must keep
+// it, because the other leg was offered only that codec.
+func (m *callMedia) answer(sd side, offer []byte) ([]byte, error) {
+	si, err := media.ParseSDP(offer)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNotAcceptable, err)
+	}
+	m.mu.Lock()
+	supported := supportedCodecs
+	if m.codec.Name != "" {
+		supported = []media.Codec{m.codec}
+	}
+	m.mu.Unlock()
+	body, neg, err := m.sdp[sd.media()].Answer(si, m.leg(sd).LocalAddr(), supported)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNotAcceptable, err)
+	}
+	m.leg(sd).SetRemoteSDP(si)
+	m.mu.Lock()
+	if m.codec.Name == "" {
+		m.codec = neg.Codec
+	}
+	m.mu.Unlock()
+	if neg.TelephoneEvent != nil {
+		m.setTE(sd, neg.TelephoneEvent.PT)
+	}
+	return body, nil
+}
+
+// offer writes our offer to sd's peer: the call's codec and telephone-event.
+func (m *callMedia) offer(sd side) ([]byte, error) {
+	m.mu.Lock()
+	codec := m.codec
+	m.mu.Unlock()
+	if codec.Name == "" {
+		return nil, fmt.Errorf("%w: no codec agreed yet", ErrNotAcceptable)
+	}
+	return m.sdp[sd.media()].Offer(m.leg(sd).LocalAddr(), media.SendRecv, codec, media.CodecTelephoneEvent)
+}
+
+// applyAnswer applies sd's peer's answer to our offer.
+func (m *callMedia) applyAnswer(sd side, body []byte) error {
+	si, err := media.ParseSDP(body)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrNotAcceptable, err)
+	}
+	if si.Disabled || len(si.Codecs) == 0 {
+		return fmt.Errorf("%w: answer refuses the audio stream", ErrNotAcceptable)
+	}
+	m.leg(sd).SetRemoteSDP(si)
+	if si.TelephoneEvent != nil {
+		m.setTE(sd, si.TelephoneEvent.PT)
+	}
+	return nil
+}
+
+// setTE watches sd's RFC 4733 events; the line's feed the digit collector.
+func (m *callMedia) setTE(sd side, pt uint8) {
+	m.mu.Lock()
+	same := m.te[sd.media()] == pt
+	m.te[sd.media()] = pt
+	m.mu.Unlock()
+	if same || sd != sideLine {
+		return
+	}
+	m.relay.OnTelephoneEvent(media.SideLine, pt, m.digits.Feed)
+}
+
+func (m *callMedia) bridge() { m.relay.SetBridged(true) }
+
+// earlyMedia lets from's audio reach the other leg before answer (183).
+func (m *callMedia) earlyMedia(from side) {
+	m.relay.SetForwarding(from == sideTrunk, from == sideLine)
+}
+
+func (m *callMedia) close() { m.closeOnce.Do(func() { _ = m.relay.Close() }) }
+
+func (m *callMedia) stats() media.RelayStats { return m.relay.Stats() }
+
+// received is how many packets (RTP and RTCP) sd's peer has sent us.
+func (m *callMedia) received(sd side) uint64 {
+	st := m.leg(sd).Stats()
+	return st.PacketsIn + st.RTCPIn
+}
+
+// play sends a prompt to sd's peer in the call's codec, paced in real time,
+// until it ends or ctx does (media.Play).
+func (m *callMedia) play(ctx context.Context, sd side, p *media.Prompt) error {
+	m.mu.Lock()
+	codec := m.codec
+	m.mu.Unlock()
+	return media.Play(ctx, m.leg(sd), p, codec)
+}
+
+// playNamed plays a named prompt; a missing prompt is logged, not fatal.
+func (c *call) playNamed(ctx context.Context, sd side, name string) {
+	p, err := c.s.prompts.Get(name)
+	if err != nil {
+		c.log.Error("prompt missing", zap.String("prompt", name), zap.Error(err))
+		return
+	}
+	if err := c.m.play(ctx, sd, p); err != nil && ctx.Err() == nil {
+		c.log.Warn("prompt not played", zap.String("prompt", name), zap.Error(err))
+	}
+}

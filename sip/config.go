@@ -1,0 +1,380 @@
+package sip
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"gopkg.in/yaml.v3"
+
+	"github.com/cleanline/cleanline/screening"
+)
+
+// ErrConfig is wrapped by Config.Validate; the message names the key.
+var ErrConfig = errors.New("sip config")
+
+// Config is the `sip:` section of cleanline's configuration file.
+type Config struct {
+	// Listen are the SIP listeners. Default: one UDP listener on 0.0.0.0:5060.
+	Listen []Listener `yaml:"listen"`
+	// Advertise is the host put in our Via and Contact headers; default: the
+	// first listener's IP (which must then not be 0.0.0.0).
+	Advertise string `yaml:"advertise"`
+	// UserAgent is the User-Agent/Server header value. Default "cleanline".
+	UserAgent string `yaml:"user_agent"`
+	// Trunks are the providers whose INVITEs are screened. An INVITE from
+	// any other source (and not from a line) is answered 403.
+	Trunks []Trunk `yaml:"trunks"`
+	// Lines are the protected landlines behind cleanline.
+	Lines []Line `yaml:"lines"`
+	// Media configures the RTP relay.
+	Media MediaConfig `yaml:"media"`
+	// Timers bound every wait of a call.
+	Timers Timers `yaml:"timers"`
+	// Features are the codes a line can dial that cleanline answers itself.
+	Features Features `yaml:"features"`
+	// Prompts overrides built-in prompts: name (warning, blocked, line_clear,
+	// line_busy, reported) → path of an 8 kHz mono 16-bit WAV file.
+	Prompts map[string]string `yaml:"prompts"`
+}
+
+// Listener is one SIP socket.
+type Listener struct {
+	// Network is udp, tcp or tls.
+	Network string `yaml:"network"`
+	// Addr is host:port to listen on, e.g. 0.0.0.0:5060.
+	Addr string `yaml:"addr"`
+	// CertFile and KeyFile are the PEM certificate and key (tls only).
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Trunk is a SIP provider.
+type Trunk struct {
+	// Name identifies the trunk in logs and call records.
+	Name string `yaml:"name"`
+	// Sources are the IP addresses or CIDR prefixes the trunk's requests
+	// come from. Required: there is no "any".
+	Sources []string `yaml:"sources"`
+	// TrustAssertedIdentity: this trunk's P-Asserted-Identity (RFC 3325) is
+	// screened instead of From. Only for trunks inside a trust domain.
+	TrustAssertedIdentity bool `yaml:"trust_asserted_identity"`
+	// International marks a trunk carrying calls from abroad: a UK caller
+	// ID arriving on it is spoofed (Ofcom guidance).
+	International bool `yaml:"international"`
+	// Outbound is where calls the lines place are sent, as a SIP URI
+	// (sip:host:port;transport=udp). Lines' calls go to the first trunk
+	// that has one.
+	Outbound string `yaml:"outbound"`
+	// AnnounceBlocked: blocked callers first hear the `blocked` prompt as
+	// early media (183), then get 603.
+	AnnounceBlocked bool `yaml:"announce_blocked"`
+
+	sources []netip.Prefix
+	outURI  sip.Uri
+}
+
+// Line is one protected landline.
+type Line struct {
+	// Name identifies the line: the key of its trusted contacts, cooldowns
+	// and policy in the store, and of its call records. Required, unique.
+	Name string `yaml:"name"`
+	// Numbers are the numbers (Request-URI user parts) that ring this line,
+	// e.g. "+442079460123", "02079460123". The name always matches too.
+	Numbers []string `yaml:"numbers"`
+	// Contact is where the line is reached: sip:user@host:port.
+	Contact string `yaml:"contact"`
+	// Sources are the addresses the line's own calls come from; default the
+	// Contact's host. A request from there is a call placed by the line.
+	Sources []string `yaml:"sources"`
+	// Policy overrides the default screening policy for this line; only the
+	// keys given change (see screening.Policy).
+	Policy yaml.Node `yaml:"policy"`
+
+	contact sip.Uri
+	sources []netip.Prefix
+}
+
+// MediaConfig configures the RTP relay.
+type MediaConfig struct {
+	// PortMin and PortMax bound the RTP ports (RTCP uses port+1). Each call
+	// uses two ports pairs. Default 20000-20999.
+	PortMin int `yaml:"port_min"`
+	PortMax int `yaml:"port_max"`
+	// Bind is the IP RTP sockets bind to. Default 0.0.0.0.
+	Bind string `yaml:"bind"`
+	// Advertise is the IP put in SDP; default Bind, or sip.advertise when
+	// Bind is 0.0.0.0.
+	Advertise string `yaml:"advertise"`
+}
+
+// Timers bound every wait of a call. A zero value takes the default.
+type Timers struct {
+	// NoAnswer: how long the line rings before the caller gets 480. Default 60s.
+	NoAnswer time.Duration `yaml:"no_answer"`
+	// WarningChoice: how long after the warning the line has to press a digit
+	// before the call is refused. Default 15s.
+	WarningChoice time.Duration `yaml:"warning_choice"`
+	// MediaInactivity: a leg silent this long (no RTP nor RTCP) ends the call
+	// (D6). Default 60s; negative disables.
+	MediaInactivity time.Duration `yaml:"media_inactivity"`
+	// SessionExpires: the RFC 4028 session interval we ask for and enforce.
+	// Default 30m; negative disables session timers.
+	SessionExpires time.Duration `yaml:"session_expires"`
+	// MinSE: the smallest session interval we accept (RFC 4028 Min-SE).
+	// Default 90s.
+	MinSE time.Duration `yaml:"min_se"`
+	// Bye: how long we wait for a peer to answer our BYE. Whatever the peer
+	// does, our side of the call is gone at once (D1/D2). Default 5s.
+	Bye time.Duration `yaml:"bye"`
+}
+
+// Features are the codes a line can dial.
+type Features struct {
+	// LineCheck is answered by cleanline, which says whether any other call
+	// is still attached to the line (D5). Default "*99"; "-" disables.
+	LineCheck string `yaml:"line_check"`
+	// Report reports the line's last inbound caller. Default "*57"; "-" disables.
+	Report string `yaml:"report"`
+	// Protected are numbers that, when the line dials them, first tear down
+	// every other call of the line (D4), in addition to the screening
+	// protected numbers (999, 112, 101, 159, ...) and the store's.
+	Protected []string `yaml:"protected"`
+}
+
+// Defaults fills every unset key with its default.
+func (c *Config) Defaults() {
+	if len(c.Listen) == 0 {
+		c.Listen = []Listener{{Network: "udp", Addr: "0.0.0.0:5060"}}
+	}
+	if c.UserAgent == "" {
+		c.UserAgent = "cleanline"
+	}
+	if c.Media.PortMin == 0 && c.Media.PortMax == 0 {
+		c.Media.PortMin, c.Media.PortMax = 20000, 20999
+	}
+	if c.Media.Bind == "" {
+		c.Media.Bind = "0.0.0.0"
+	}
+	t := &c.Timers
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&t.NoAnswer, 60*time.Second)
+	def(&t.WarningChoice, 15*time.Second)
+	def(&t.MediaInactivity, 60*time.Second)
+	def(&t.SessionExpires, 30*time.Minute)
+	def(&t.MinSE, 90*time.Second)
+	def(&t.Bye, 5*time.Second)
+	if c.Features.LineCheck == "" {
+		c.Features.LineCheck = "*99"
+	}
+	if c.Features.Report == "" {
+		c.Features.Report = "*57"
+	}
+}
+
+func cfgErr(key, format string, a ...any) error {
+	return fmt.Errorf("%w: %s: %s", ErrConfig, key, fmt.Sprintf(format, a...))
+}
+
+// Validate checks the configuration (after Defaults) and prepares the
+// parsed forms the server uses; the error names the key and what is wrong.
+func (c *Config) Validate() error {
+	for i, l := range c.Listen {
+		key := fmt.Sprintf("sip.listen[%d]", i)
+		switch l.Network {
+		case "udp", "tcp":
+		case "tls":
+			if l.CertFile == "" || l.KeyFile == "" {
+				return cfgErr(key, "tls needs cert_file and key_file")
+			}
+		default:
+			return cfgErr(key+".network", "%q: want udp, tcp or tls", l.Network)
+		}
+		if _, err := netip.ParseAddrPort(l.Addr); err != nil {
+			return cfgErr(key+".addr", "%q: want IP:port (%v)", l.Addr, err)
+		}
+	}
+	adv := c.Advertise
+	if adv == "" && len(c.Listen) > 0 {
+		ap, _ := netip.ParseAddrPort(c.Listen[0].Addr)
+		if ap.Addr().IsUnspecified() {
+			return cfgErr("sip.advertise", "empty while sip.listen[0] is %s: say which address peers reach us on", c.Listen[0].Addr)
+		}
+	}
+	if len(c.Trunks) == 0 {
+		return cfgErr("sip.trunks", "none configured: every INVITE would be refused")
+	}
+	names := map[string]bool{}
+	for i := range c.Trunks {
+		t := &c.Trunks[i]
+		key := fmt.Sprintf("sip.trunks[%d]", i)
+		if t.Name == "" {
+			return cfgErr(key+".name", "empty")
+		}
+		if names["trunk:"+t.Name] {
+			return cfgErr(key+".name", "%q used twice", t.Name)
+		}
+		names["trunk:"+t.Name] = true
+		if len(t.Sources) == 0 {
+			return cfgErr(key+".sources", "empty: list the trunk's IPs or CIDRs")
+		}
+		var err error
+		if t.sources, err = parsePrefixes(key+".sources", t.Sources); err != nil {
+			return err
+		}
+		if t.Outbound != "" {
+			if err := sip.ParseUri(t.Outbound, &t.outURI); err != nil || t.outURI.Host == "" {
+				return cfgErr(key+".outbound", "%q: want a SIP URI such as sip:host:5060", t.Outbound)
+			}
+		}
+	}
+	if len(c.Lines) == 0 {
+		return cfgErr("sip.lines", "none configured")
+	}
+	numbers := map[string]string{}
+	for i := range c.Lines {
+		l := &c.Lines[i]
+		key := fmt.Sprintf("sip.lines[%d]", i)
+		if l.Name == "" {
+			return cfgErr(key+".name", "empty")
+		}
+		if names["line:"+l.Name] {
+			return cfgErr(key+".name", "%q used twice", l.Name)
+		}
+		names["line:"+l.Name] = true
+		for _, n := range append([]string{l.Name}, l.Numbers...) {
+			k := numberKey(n)
+			if other, ok := numbers[k]; ok && other != l.Name {
+				return cfgErr(key+".numbers", "%q also rings line %q", n, other)
+			}
+			numbers[k] = l.Name
+		}
+		if err := sip.ParseUri(l.Contact, &l.contact); err != nil || l.contact.Host == "" {
+			return cfgErr(key+".contact", "%q: want a SIP URI such as sip:landline@192.0.2.10:5060", l.Contact)
+		}
+		srcs := l.Sources
+		if len(srcs) == 0 {
+			srcs = []string{l.contact.Host}
+		}
+		var err error
+		if l.sources, err = parsePrefixes(key+".sources", srcs); err != nil {
+			return err
+		}
+		if _, err := l.policyOver(screening.DefaultPolicy()); err != nil {
+			return cfgErr(key+".policy", "%v", err)
+		}
+	}
+	m := c.Media
+	if m.PortMin < 1024 || m.PortMax > 65535 || m.PortMax-m.PortMin < 3 {
+		return cfgErr("sip.media", "port_min %d, port_max %d: want 1024 <= port_min < port_max <= 65535 with room for two port pairs", m.PortMin, m.PortMax)
+	}
+	if _, err := netip.ParseAddr(m.Bind); err != nil {
+		return cfgErr("sip.media.bind", "%q: want an IP address", m.Bind)
+	}
+	if m.Advertise != "" {
+		if _, err := netip.ParseAddr(m.Advertise); err != nil {
+			return cfgErr("sip.media.advertise", "%q: want an IP address", m.Advertise)
+		}
+	}
+	t := c.Timers
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"no_answer", t.NoAnswer}, {"warning_choice", t.WarningChoice}, {"bye", t.Bye}, {"min_se", t.MinSE}} {
+		if d.v <= 0 {
+			return cfgErr("sip.timers."+d.key, "%s: want more than 0", d.v)
+		}
+	}
+	if t.SessionExpires > 0 && t.SessionExpires < t.MinSE {
+		return cfgErr("sip.timers.session_expires", "%s is below min_se %s", t.SessionExpires, t.MinSE)
+	}
+	if t.MinSE < 90*time.Second {
+		// RFC 4028 §4: "Min-SE ... MUST NOT be less than 90 seconds".
+		return cfgErr("sip.timers.min_se", "%s: RFC 4028 forbids less than 90s", t.MinSE)
+	}
+	for _, f := range []struct{ key, v string }{{"line_check", c.Features.LineCheck}, {"report", c.Features.Report}} {
+		if f.v != "-" && strings.Trim(f.v, "0123456789*#") != "" {
+			return cfgErr("sip.features."+f.key, "%q: want digits, * and #, or - to disable", f.v)
+		}
+	}
+	for name := range c.Prompts {
+		switch name {
+		case "warning", "blocked", "line_clear", "line_busy", "reported":
+		default:
+			return cfgErr("sip.prompts", "%q: want warning, blocked, line_clear, line_busy or reported", name)
+		}
+	}
+	return nil
+}
+
+// Policies decodes every line's policy over def (the configured default
+// policy), for screening.Config.Lines. Lines without a policy are left out:
+// they get the default.
+func (c *Config) Policies(def screening.Policy) (map[string]screening.Policy, error) {
+	out := map[string]screening.Policy{}
+	for i, l := range c.Lines {
+		if l.Policy.Kind == 0 {
+			continue
+		}
+		p, err := l.policyOver(def)
+		if err != nil {
+			return nil, cfgErr(fmt.Sprintf("sip.lines[%d].policy", i), "%v", err)
+		}
+		out[l.Name] = p
+	}
+	return out, nil
+}
+
+func (l Line) policyOver(def screening.Policy) (screening.Policy, error) {
+	p := def
+	if l.Policy.Kind == 0 {
+		return p, nil
+	}
+	// Re-encode so unknown keys are errors (Node.Decode is not strict).
+	b, err := yaml.Marshal(&l.Policy)
+	if err != nil {
+		return p, err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&p); err != nil {
+		return p, err
+	}
+	return p, p.Validate()
+}
+
+func parsePrefixes(key string, in []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(in))
+	for _, s := range in {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, cfgErr(key, "%q: want an IP address or CIDR", s)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
+}
+
+// numberKey is how dialled numbers are compared: digits, '*' and '#' only,
+// with a leading + dropped, so "+44 20 7946 0123" matches "+442079460123".
+func numberKey(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if (r >= '0' && r <= '9') || r == '*' || r == '#' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || r == '-' || r == '_' {
+			b.WriteRune(r)
+		}
+	}
+	return strings.ToLower(b.String())
+}

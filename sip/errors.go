@@ -1,0 +1,88 @@
+package sip
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// Sentinel errors. Each maps to the SIP response a peer gets for it (see
+// statusOf); wrap them with %w to add detail.
+var (
+	// ErrNotTrunk: an INVITE from a source that is neither a configured trunk
+	// nor a configured line (RFC 3261 §21.4.4, 403: no open relay, no toll fraud).
+	ErrNotTrunk = errors.New("sip: request from an unknown source")
+	// ErrUnknownLine: the Request-URI names no configured line (404).
+	ErrUnknownLine = errors.New("sip: no such line")
+	// ErrMalformed: a request we cannot act on (400).
+	ErrMalformed = errors.New("sip: malformed request")
+	// ErrBadExtension: Require names an extension we do not support (420,
+	// RFC 3261 §8.2.2.3); notably 100rel, which sipgo does not implement.
+	ErrBadExtension = errors.New("sip: unsupported extension required")
+	// ErrNotAcceptable: the SDP cannot be used: unparsable, no audio, no
+	// common codec, or no offer at all (488, RFC 3261 §21.4.26).
+	ErrNotAcceptable = errors.New("sip: session not acceptable")
+	// ErrNoDialog: an in-dialog request for a dialog we do not have, or no
+	// longer have (481, RFC 3261 §12.2.2).
+	ErrNoDialog = errors.New("sip: call/transaction does not exist")
+	// ErrForbidden: a request that would move or re-bridge a line, such as
+	// REFER (RFC 3515) or INVITE with Replaces (RFC 3891) or Join (RFC 3911)
+	// naming one of our dialogs (403).
+	ErrForbidden = errors.New("sip: forbidden")
+	// ErrShuttingDown: the server no longer takes calls (503).
+	ErrShuttingDown = errors.New("sip: shutting down")
+	// ErrOverloaded: no media ports or call slots left (503).
+	ErrOverloaded = errors.New("sip: overloaded")
+	// ErrTooSmall: a Session-Expires below our Min-SE (422, RFC 4028 §8.1).
+	ErrTooSmall = errors.New("sip: session interval too small")
+)
+
+// statusError is an error that carries the SIP status it is answered with.
+type statusError struct {
+	code   int
+	reason string
+	err    error
+}
+
+func (e *statusError) Error() string {
+	return fmt.Sprintf("%d %s: %v", e.code, e.reason, e.err)
+}
+
+func (e *statusError) Unwrap() error { return e.err }
+
+// withStatus attaches an explicit status to err.
+func withStatus(code int, reason string, err error) error {
+	return &statusError{code: code, reason: reason, err: err}
+}
+
+// statusOf maps an error to the response a peer gets for it.
+func statusOf(err error) (int, string) {
+	var se *statusError
+	switch {
+	case err == nil:
+		return sip.StatusOK, "OK"
+	case errors.As(err, &se):
+		return se.code, se.reason
+	case errors.Is(err, ErrNotTrunk), errors.Is(err, ErrForbidden):
+		return sip.StatusForbidden, "Forbidden"
+	case errors.Is(err, ErrUnknownLine):
+		return sip.StatusNotFound, "Not Found"
+	case errors.Is(err, ErrMalformed):
+		return sip.StatusBadRequest, "Bad Request"
+	case errors.Is(err, ErrBadExtension):
+		return sip.StatusBadExtension, "Bad Extension"
+	case errors.Is(err, ErrNotAcceptable):
+		return sip.StatusNotAcceptableHere, "Not Acceptable Here"
+	case errors.Is(err, ErrNoDialog):
+		return sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist"
+	case errors.Is(err, ErrShuttingDown), errors.Is(err, ErrOverloaded):
+		return sip.StatusServiceUnavailable, "Service Unavailable"
+	case errors.Is(err, ErrTooSmall):
+		return 422, "Session Interval Too Small"
+	}
+	return sip.StatusInternalServerError, "Server Internal Error"
+}
+
+// statusDecline is 603 Decline (RFC 3261 §21.6.2), which sipgo has no name for.
+const statusDecline = 603

@@ -1,0 +1,159 @@
+package sip
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/cleanline/cleanline/blocklist"
+	"github.com/cleanline/cleanline/screening"
+	"github.com/cleanline/cleanline/sip/siptest"
+)
+
+// Loopback addresses of the parties in every end-to-end test. Linux routes
+// all of 127/8 to lo, so each party has its own IP and cleanline can tell a
+// trunk from a line from a stranger by source address, as in production.
+const (
+	ipCleanline = "127.0.0.1"
+	ipTrunk     = "127.0.0.2"
+	ipLine      = "127.0.0.3"
+	ipStranger  = "127.0.0.4"
+)
+
+// Numbers used by the tests (Ofcom drama ranges, valid for GB).
+const (
+	callerOK      = "+442079460018"
+	callerScam    = "+442079460666" // confirmed: blocked
+	callerSuspect = "+442079460777" // reported once: warned
+	lineNumber    = "+442079460123"
+)
+
+var portBase atomic.Int32
+
+// env is one cleanline with a trunk phone and a line phone around it.
+type env struct {
+	t     *testing.T
+	s     *Server
+	store *blocklist.FileStore
+	sc    *screening.Screener
+	trunk *siptest.Phone
+	line  *siptest.Phone
+}
+
+type envOption func(*Config)
+
+func newEnv(t *testing.T, opts ...envOption) *env {
+	t.Helper()
+	e := &env{t: t}
+	e.trunk = siptest.NewPhone(t, ipTrunk)
+	e.line = siptest.NewPhone(t, ipLine)
+	var err error
+	e.store, err = blocklist.OpenFile(filepath.Join(t.TempDir(), "cleanline.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.store.Close() })
+	now := time.Now()
+	if _, _, err := e.store.Put(context.Background(), []blocklist.Entry{
+		{Number: callerScam, Status: blocklist.StatusConfirmed, Reason: "bank impersonation", Source: "test", Reports: 5, FirstSeen: now, LastSeen: now},
+		{Number: callerSuspect, Status: blocklist.StatusReported, Reason: "courier scam", Source: "test", Reports: 1, FirstSeen: now, LastSeen: now},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.sc, err = screening.New(e.store, screening.Config{Region: "GB"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := 30000 + int(portBase.Add(1)%60)*400
+	cfg := Config{
+		Listen:    []Listener{{Network: "udp", Addr: ipCleanline + ":0"}},
+		Advertise: ipCleanline,
+		Trunks: []Trunk{{Name: "provider", Sources: []string{ipTrunk}, TrustAssertedIdentity: true,
+			Outbound: "sip:" + e.trunk.Addr.String()}},
+		Lines: []Line{{Name: "home", Numbers: []string{lineNumber}, Contact: e.line.URI("landline")}},
+		Media: MediaConfig{PortMin: base, PortMax: base + 399, Bind: ipCleanline},
+		Timers: Timers{NoAnswer: 5 * time.Second, WarningChoice: 2 * time.Second, Bye: 2 * time.Second,
+			MediaInactivity: -1, SessionExpires: -1},
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	log := zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel))
+	e.s, err = NewServer(cfg, e.sc, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := e.s.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		e.s.Close()
+	})
+	return e
+}
+
+// lineURI is the Request-URI a trunk dials to reach the line.
+func (e *env) lineURI() string {
+	return fmt.Sprintf("sip:%s@%s", lineNumber, e.s.Addr("udp"))
+}
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// call dials the line from the trunk as caller.
+func (e *env) dial(caller string, hdrs ...sip.Header) *siptest.Outgoing {
+	e.t.Helper()
+	out, err := e.trunk.Dial(ctxT(e.t, 5*time.Second), e.lineURI(), siptest.DialOptions{FromUser: caller, Headers: hdrs})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return out
+}
+
+// connect places an allowed call and answers it at the line.
+func (e *env) connect() (*siptest.Outgoing, *siptest.Incoming) {
+	e.t.Helper()
+	ctx := ctxT(e.t, 5*time.Second)
+	out := e.dial(callerOK)
+	in, err := e.line.Incoming(ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := in.Ring(); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := in.Answer(); err != nil {
+		e.t.Fatal(err)
+	}
+	res, err := out.WaitFinal(ctx)
+	if err != nil || res.StatusCode != 200 {
+		e.t.Fatalf("caller got %v, %v; want 200", res, err)
+	}
+	return out, in
+}
+
+func (e *env) waitNoCalls() {
+	e.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for e.s.ActiveCalls() != 0 || e.s.reg.dialogs() != 0 {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("calls still registered: %d calls, %d dialogs", e.s.ActiveCalls(), e.s.reg.dialogs())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

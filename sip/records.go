@@ -1,0 +1,49 @@
+package sip
+
+import (
+	"go.uber.org/zap"
+)
+
+// record writes the call's one call-record line: who called whom, what the
+// screening said and why, how it ended, how long each phase took, and what
+// media flowed. Called once, from end.
+func (c *call) record() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.m.stats()
+	fields := []zap.Field{
+		zap.String("outcome", c.outcome),
+		zap.Stringer("ended_by", c.endedBy),
+		zap.Time("start", c.start),
+		zap.Duration("duration", c.stopped.Sub(c.start)),
+	}
+	if !c.answered.IsZero() {
+		fields = append(fields,
+			zap.Duration("setup", c.answered.Sub(c.start)),
+			zap.Duration("talk", c.stopped.Sub(c.answered)))
+	}
+	if c.screened {
+		reasons := make([]string, len(c.verdict.Reasons))
+		for i, r := range c.verdict.Reasons {
+			reasons[i] = string(r)
+		}
+		fields = append(fields,
+			zap.String("from", c.scall.From),
+			zap.String("asserted", c.scall.Asserted),
+			zap.Bool("privacy", c.scall.Privacy),
+			zap.String("caller", c.verdict.Number),
+			zap.Stringer("verdict", c.verdict.Action),
+			zap.Strings("reasons", reasons))
+	}
+	if c.dialled != "" {
+		fields = append(fields, zap.String("dialled", c.dialled))
+	}
+	if c.choice != "" {
+		fields = append(fields, zap.String("choice", c.choice))
+	}
+	fields = append(fields,
+		zap.Uint64("trunk_rtp_in", st.Trunk.PacketsIn), zap.Uint64("trunk_rtp_out", st.Trunk.PacketsOut),
+		zap.Uint64("line_rtp_in", st.Line.PacketsIn), zap.Uint64("line_rtp_out", st.Line.PacketsOut),
+		zap.Uint64("rtp_dropped", st.Trunk.Dropped+st.Line.Dropped))
+	c.log.Info("call", fields...)
+}

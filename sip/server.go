@@ -1,0 +1,403 @@
+// Package sip is CleanLine's back-to-back user agent on sipgo: it screens
+// every call a trunk sends to a line, rings, warns or refuses it, anchors the
+// media of both legs in a relay (package sip/media), and tears both legs
+// down the instant either side ends the call (design.md, D1–D6).
+//
+// Every call has two dialogs that cleanline owns: the leg whose INVITE we
+// received (a sipgo DialogServerSession) and the leg we dialled (a
+// DialogClientSession). Nothing is forwarded between them but what we copy
+// on purpose: caller identity, and our own SDP.
+package sip
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"go.uber.org/zap"
+
+	"github.com/cleanline/cleanline/screening"
+	"github.com/cleanline/cleanline/sip/media"
+)
+
+// Server is the B2BUA: one sipgo UserAgent with its Server and Client, the
+// call registry, and the media port pool.
+type Server struct {
+	cfg     Config
+	sc      *screening.Screener
+	log     *zap.Logger
+	ua      *sipgo.UserAgent
+	srv     *sipgo.Server
+	cli     *sipgo.Client
+	dua     *sipgo.DialogUA
+	reg     *registry
+	ports   *media.PortPool
+	prompts *media.Prompts
+	bindIP  netip.Addr
+	advIP   netip.Addr
+	host    string // our host in Via and Contact
+
+	protected map[string]bool // numberKey of numbers that trigger D4
+
+	mu        sync.Mutex
+	closers   []func() error
+	addrs     map[string]netip.AddrPort // network → bound address
+	laddr     sip.Addr                  // the UDP listener: requests we originate leave from it
+	started   bool
+	closing   atomic.Bool
+	calls     sync.WaitGroup // running call goroutines (handlers, BYEs)
+	closeOnce sync.Once
+}
+
+// Option customises a Server.
+type Option func(*Server)
+
+// WithPrompts replaces the prompt set (default: media.DefaultPrompts with
+// the configured overrides).
+func WithPrompts(p *media.Prompts) Option { return func(s *Server) { s.prompts = p } }
+
+// NewServer builds the B2BUA. cfg must have been through Defaults and
+// Validate (NewServer calls both again, they are idempotent).
+func NewServer(cfg Config, sc *screening.Screener, log *zap.Logger, opts ...Option) (*Server, error) {
+	if sc == nil {
+		return nil, fmt.Errorf("%w: no screener", ErrConfig)
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, sc: sc, log: log, reg: newRegistry(), addrs: map[string]netip.AddrPort{}}
+	for _, o := range opts {
+		o(s)
+	}
+	var err error
+	if s.prompts == nil {
+		if s.prompts, err = media.DefaultPrompts(); err != nil {
+			return nil, err
+		}
+		for name, path := range cfg.Prompts {
+			if err := s.prompts.Override(name, path); err != nil {
+				return nil, cfgErr("sip.prompts."+name, "%v", err)
+			}
+		}
+	}
+	if s.ports, err = media.NewPortPool(cfg.Media.PortMin, cfg.Media.PortMax); err != nil {
+		return nil, cfgErr("sip.media", "%v", err)
+	}
+	s.bindIP = netip.MustParseAddr(cfg.Media.Bind)
+	s.host = cfg.Advertise
+	if s.host == "" {
+		s.host = netip.MustParseAddrPort(cfg.Listen[0].Addr).Addr().String()
+	}
+	s.advIP = s.bindIP
+	switch {
+	case cfg.Media.Advertise != "":
+		s.advIP = netip.MustParseAddr(cfg.Media.Advertise)
+	case s.bindIP.IsUnspecified():
+		a, err := netip.ParseAddr(s.host)
+		if err != nil {
+			return nil, cfgErr("sip.media.advertise", "empty while media.bind is %s and sip.advertise %q is not an IP", s.bindIP, s.host)
+		}
+		s.advIP = a
+	}
+	s.protected = map[string]bool{}
+	for _, n := range append(append([]string{}, screening.DefaultProtected...), cfg.Features.Protected...) {
+		s.protected[numberKey(n)] = true
+	}
+
+	slogger := newSlogLogger(log)
+	s.ua, err = sipgo.NewUA(
+		sipgo.WithUserAgent(cfg.UserAgent),
+		sipgo.WithUserAgentHostname(s.host),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(slogger)),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(slogger)),
+	)
+	if err != nil {
+		return nil, err
+	}
+	if s.srv, err = sipgo.NewServer(s.ua, sipgo.WithServerLogger(slogger)); err != nil {
+		s.ua.Close()
+		return nil, err
+	}
+	if s.cli, err = sipgo.NewClient(s.ua, sipgo.WithClientHostname(s.host), sipgo.WithClientLogger(slogger)); err != nil {
+		s.ua.Close()
+		return nil, err
+	}
+	s.srv.OnInvite(s.guard(s.onInvite))
+	s.srv.OnAck(s.guard(s.onAck))
+	s.srv.OnBye(s.guard(s.onBye))
+	s.srv.OnCancel(s.guard(s.onCancel))
+	s.srv.OnOptions(s.guard(s.onOptions))
+	s.srv.OnInfo(s.guard(s.onInfo))
+	s.srv.OnUpdate(s.guard(s.onUpdate))
+	s.srv.OnRefer(s.guard(s.onRefer))
+	s.srv.OnPrack(s.guard(s.onPrack))
+	return s, nil
+}
+
+// Start binds every listener and serves in the background. It returns once
+// the sockets are bound, so a caller can dial in straight away.
+func (s *Server) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return errors.New("sip: server already started")
+	}
+	s.started = true
+	var port int
+	for i, l := range s.cfg.Listen {
+		key := fmt.Sprintf("sip.listen[%d]", i)
+		switch l.Network {
+		case "udp":
+			pc, err := net.ListenPacket("udp", l.Addr)
+			if err != nil {
+				return cfgErr(key, "%v", err)
+			}
+			s.closers = append(s.closers, pc.Close)
+			ap := pc.LocalAddr().(*net.UDPAddr).AddrPort()
+			s.addrs["udp"], port = ap, int(ap.Port())
+			s.laddr = sip.Addr{IP: net.IP(ap.Addr().AsSlice()), Port: int(ap.Port())}
+			go s.srv.ServeUDP(pc) //nolint:errcheck // ends when pc is closed
+		case "tcp", "tls":
+			ln, err := net.Listen("tcp", l.Addr)
+			if err != nil {
+				return cfgErr(key, "%v", err)
+			}
+			ap := ln.Addr().(*net.TCPAddr).AddrPort()
+			if l.Network == "tls" {
+				cert, err := tls.LoadX509KeyPair(l.CertFile, l.KeyFile)
+				if err != nil {
+					ln.Close()
+					return cfgErr(key, "%v", err)
+				}
+				ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+				s.closers = append(s.closers, ln.Close)
+				go s.srv.ServeTLS(ln) //nolint:errcheck
+			} else {
+				s.closers = append(s.closers, ln.Close)
+				go s.srv.ServeTCP(ln) //nolint:errcheck
+			}
+			s.addrs[l.Network] = ap
+			if port == 0 {
+				port = int(ap.Port())
+			}
+		}
+	}
+	s.dua = &sipgo.DialogUA{
+		Client:     s.cli,
+		ContactHDR: sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "cleanline", Host: s.host, Port: port}},
+	}
+	s.log.Info("sip listening", zap.Any("listeners", s.addrs), zap.String("advertise", s.host),
+		zap.Stringer("media", s.advIP), zap.Int("trunks", len(s.cfg.Trunks)), zap.Int("lines", len(s.cfg.Lines)))
+	return nil
+}
+
+// Addr is the address the listener of network ("udp", "tcp", "tls") is
+// bound to, once started.
+func (s *Server) Addr(network string) netip.AddrPort {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addrs[network]
+}
+
+// ActiveCalls is the number of calls alive now.
+func (s *Server) ActiveCalls() int { return s.reg.count() }
+
+// Shutdown stops taking calls (new INVITEs get 503) and ends every call with
+// BYE on both legs, then waits for them to finish. When ctx ends first it
+// returns ctx's error: whatever is left is abandoned (the relays are already
+// closed, so no media flows). Close releases the sockets.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closing.Store(true)
+	for _, c := range s.reg.all() {
+		c.end(outcomeShutdown, sideNone)
+	}
+	done := make(chan struct{})
+	go func() {
+		s.calls.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("sip: shutdown: %d calls still finishing: %w", s.reg.count(), ctx.Err())
+	}
+}
+
+// Close ends every call at once (no waiting for BYE answers), closes the
+// listeners and the UserAgent.
+func (s *Server) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		s.closing.Store(true)
+		for _, c := range s.reg.all() {
+			c.end(outcomeShutdown, sideNone)
+		}
+		s.mu.Lock()
+		closers := s.closers
+		s.mu.Unlock()
+		for _, f := range closers {
+			err = errors.Join(err, f())
+		}
+		err = errors.Join(err, s.ua.Close())
+	})
+	return err
+}
+
+// guard runs a handler so that no input can take the process down: a panic
+// is logged and answered with 500 (the handler's bug is ours, not the
+// peer's, and one call must not end every call).
+func (s *Server) guard(h sipgo.RequestHandler) sipgo.RequestHandler {
+	return func(req *sip.Request, tx sip.ServerTransaction) {
+		defer func() {
+			if r := recover(); r != nil {
+				s.log.Error("handler panic", zap.Any("panic", r), zap.String("method", req.Method.String()), zap.Stack("stack"))
+				if tx != nil && !req.IsAck() {
+					_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusInternalServerError, "Server Internal Error", nil))
+				}
+			}
+		}()
+		h(req, tx)
+	}
+}
+
+// respondErr answers req with the status err maps to.
+func (s *Server) respondErr(req *sip.Request, tx sip.ServerTransaction, err error, hdrs ...sip.Header) {
+	code, reason := statusOf(err)
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
+	if err := tx.Respond(res); err != nil {
+		s.log.Debug("respond failed", zap.Error(err))
+	}
+}
+
+func (s *Server) respond(req *sip.Request, tx sip.ServerTransaction, code int, reason string, body []byte, hdrs ...sip.Header) {
+	res := sip.NewResponseFromRequest(req, code, reason, body)
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
+	if err := tx.Respond(res); err != nil {
+		s.log.Debug("respond failed", zap.Error(err))
+	}
+}
+
+// source is the transport address a request came from.
+func source(req *sip.Request) netip.AddrPort {
+	ap, err := netip.ParseAddrPort(req.Source())
+	if err != nil {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+func (s *Server) trunkFor(src netip.AddrPort) *Trunk {
+	for i := range s.cfg.Trunks {
+		for _, p := range s.cfg.Trunks[i].sources {
+			if p.Contains(src.Addr()) {
+				return &s.cfg.Trunks[i]
+			}
+		}
+	}
+	return nil
+}
+
+// lineFrom finds the line a request comes from: by source address, then,
+// when several lines share the address (a PBX), by the From user.
+func (s *Server) lineFrom(req *sip.Request, src netip.AddrPort) *Line {
+	var cands []*Line
+	for i := range s.cfg.Lines {
+		l := &s.cfg.Lines[i]
+		for _, p := range l.sources {
+			if p.Contains(src.Addr()) {
+				cands = append(cands, l)
+				break
+			}
+		}
+	}
+	if len(cands) <= 1 {
+		if len(cands) == 1 {
+			return cands[0]
+		}
+		return nil
+	}
+	if f := req.From(); f != nil {
+		if l := matchLine(cands, f.Address.User); l != nil {
+			return l
+		}
+	}
+	return cands[0]
+}
+
+// lineCalled finds the line a trunk's INVITE is for: Request-URI user, then To.
+func (s *Server) lineCalled(req *sip.Request) *Line {
+	lines := make([]*Line, len(s.cfg.Lines))
+	for i := range s.cfg.Lines {
+		lines[i] = &s.cfg.Lines[i]
+	}
+	if l := matchLine(lines, req.Recipient.User); l != nil {
+		return l
+	}
+	if to := req.To(); to != nil {
+		return matchLine(lines, to.Address.User)
+	}
+	return nil
+}
+
+func matchLine(lines []*Line, user string) *Line {
+	k := numberKey(user)
+	if k == "" {
+		return nil
+	}
+	for _, l := range lines {
+		if numberKey(l.Name) == k || numberKey(l.contact.User) == k {
+			return l
+		}
+		for _, n := range l.Numbers {
+			if numberKey(n) == k {
+				return l
+			}
+		}
+	}
+	return nil
+}
+
+// fromListener makes a request we originate leave from our UDP listener, so
+// peers (and their firewalls) see our signalling port, not an ephemeral one.
+func (s *Server) fromListener(req *sip.Request) {
+	if s.laddr.IP != nil && (req.Transport() == "" || strings.EqualFold(req.Transport(), "udp")) {
+		req.Laddr = s.laddr
+	}
+}
+
+// contact is our Contact header.
+func (s *Server) contact() sip.ContactHeader { return s.dua.ContactHDR }
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+// goCall runs fn as part of the server's call work (Shutdown waits for it).
+func (s *Server) goCall(fn func()) {
+	s.calls.Add(1)
+	go func() {
+		defer s.calls.Done()
+		fn()
+	}()
+}
+
+// byeTimeout bounds one BYE to a peer.
+func (s *Server) byeTimeout() time.Duration { return s.cfg.Timers.Bye }

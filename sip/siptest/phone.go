@@ -1,0 +1,339 @@
+// Package siptest is a scriptable SIP phone for end-to-end tests of the
+// B2BUA: a sipgo UserAgent on a loopback address with real RTP sockets. A
+// test makes one phone play the trunk and one the line, dials, answers,
+// sends audio and digits, and asserts what arrived where and when.
+package siptest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/cleanline/cleanline/sip/media"
+)
+
+// Phone is one SIP endpoint on a loopback IP.
+type Phone struct {
+	t    testing.TB
+	IP   netip.Addr
+	Addr netip.AddrPort // SIP over UDP
+
+	ua  *sipgo.UserAgent
+	srv *sipgo.Server
+	cli *sipgo.Client
+	dua *sipgo.DialogUA
+	pc  net.PacketConn
+
+	incoming chan *Incoming
+
+	mu        sync.Mutex
+	ignoreBye bool
+	servers   map[string]*Incoming
+	clients   map[string]*Outgoing
+	requests  []*sip.Request // every in-dialog request received
+	reqNotify chan struct{}
+	closeOnce sync.Once
+}
+
+// NewPhone starts a phone on ip (e.g. "127.0.0.3"); the test's cleanup
+// closes it and every socket it opened.
+func NewPhone(t testing.TB, ip string) *Phone {
+	t.Helper()
+	p := &Phone{t: t, IP: netip.MustParseAddr(ip), incoming: make(chan *Incoming, 16),
+		servers: map[string]*Incoming{}, clients: map[string]*Outgoing{}, reqNotify: make(chan struct{})}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var err error
+	p.ua, err = sipgo.NewUA(sipgo.WithUserAgent("siptest"), sipgo.WithUserAgentHostname(ip),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(quiet)),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(quiet)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.pc, err = net.ListenPacket("udp", ip+":0")
+	if err != nil {
+		t.Fatalf("siptest: listen on %s: %v (loopback aliases 127.0.0.x must be usable)", ip, err)
+	}
+	p.Addr = p.pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	p.srv, _ = sipgo.NewServer(p.ua, sipgo.WithServerLogger(quiet))
+	p.cli, _ = sipgo.NewClient(p.ua, sipgo.WithClientHostname(ip), sipgo.WithClientLogger(quiet),
+		sipgo.WithClientConnectionAddr(p.Addr.String()))
+	p.dua = &sipgo.DialogUA{Client: p.cli, ContactHDR: sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "phone", Host: ip, Port: int(p.Addr.Port())}}}
+	p.srv.OnInvite(p.onInvite)
+	p.srv.OnAck(p.onAck)
+	p.srv.OnBye(p.onBye)
+	for _, m := range []sip.RequestMethod{sip.INFO, sip.UPDATE, sip.OPTIONS, sip.NOTIFY} {
+		p.srv.OnRequest(m, p.onOther)
+	}
+	go p.srv.ServeUDP(p.pc) //nolint:errcheck
+	t.Cleanup(p.Close)
+	return p
+}
+
+// URI is a SIP URI for user at this phone.
+func (p *Phone) URI(user string) string { return fmt.Sprintf("sip:%s@%s", user, p.Addr) }
+
+// IgnoreBye makes the phone drop every BYE without answering, as a
+// fraudster's trunk leg that wants to keep the call open would.
+func (p *Phone) IgnoreBye(on bool) {
+	p.mu.Lock()
+	p.ignoreBye = on
+	p.mu.Unlock()
+}
+
+// Close stops the phone and closes every socket it opened.
+func (p *Phone) Close() {
+	p.closeOnce.Do(func() {
+		p.mu.Lock()
+		var rtps []*RTP
+		for _, c := range p.servers {
+			rtps = append(rtps, c.RTP)
+		}
+		for _, c := range p.clients {
+			rtps = append(rtps, c.RTP)
+		}
+		p.mu.Unlock()
+		for _, r := range rtps {
+			r.Close()
+		}
+		p.pc.Close()
+		p.ua.Close()
+	})
+}
+
+// Requests returns the in-dialog requests the phone received, in order.
+func (p *Phone) Requests() []*sip.Request {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]*sip.Request(nil), p.requests...)
+}
+
+// WaitRequest waits for an in-dialog request of method.
+func (p *Phone) WaitRequest(ctx context.Context, method sip.RequestMethod) (*sip.Request, error) {
+	for {
+		p.mu.Lock()
+		for _, r := range p.requests {
+			if r.Method == method {
+				p.mu.Unlock()
+				return r, nil
+			}
+		}
+		ch := p.reqNotify
+		p.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("siptest: no %s: %w", method, ctx.Err())
+		case <-ch:
+		}
+	}
+}
+
+func (p *Phone) record(req *sip.Request) {
+	p.mu.Lock()
+	p.requests = append(p.requests, req)
+	close(p.reqNotify)
+	p.reqNotify = make(chan struct{})
+	p.mu.Unlock()
+}
+
+// Incoming waits for the next call ringing this phone.
+func (p *Phone) Incoming(ctx context.Context) (*Incoming, error) {
+	select {
+	case c := <-p.incoming:
+		return c, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("siptest: no incoming call: %w", ctx.Err())
+	}
+}
+
+// NoIncoming fails unless no call rings the phone for d.
+func (p *Phone) NoIncoming(d time.Duration) error {
+	select {
+	case c := <-p.incoming:
+		return fmt.Errorf("siptest: unexpected call from %s", c.Req.From().Address.String())
+	case <-time.After(d):
+		return nil
+	}
+}
+
+func (p *Phone) onInvite(req *sip.Request, tx sip.ServerTransaction) {
+	if req.To().Params.Has("tag") {
+		p.record(req)
+		// A re-INVITE to us: answer with our address, same as before.
+		c := p.find(req)
+		if c == nil {
+			_ = tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
+			return
+		}
+		body, _ := media.BuildOffer(c.rtp().Local(), media.CodecPCMA, media.CodecPCMU, media.CodecTelephoneEvent)
+		res := sip.NewSDPResponseFromRequest(req, body)
+		_ = tx.Respond(res)
+		return
+	}
+	d, err := p.dua.ReadInvite(req, tx)
+	if err != nil {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 400, "Bad Request", nil))
+		return
+	}
+	r, err := newRTP(p.IP)
+	if err != nil {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 500, "No RTP", nil))
+		return
+	}
+	in := &Incoming{p: p, Req: req, D: d, RTP: r, done: make(chan struct{})}
+	if si, err := media.ParseSDP(req.Body()); err == nil {
+		in.Offer = si
+		r.SetRemote(si.RTP)
+	}
+	p.mu.Lock()
+	p.servers[d.ID] = in
+	p.mu.Unlock()
+	p.incoming <- in
+	// Keep the transaction alive until the test answers or refuses.
+	select {
+	case <-in.done:
+	case <-d.Context().Done():
+	case <-tx.Done():
+	}
+}
+
+type legOwner interface{ rtp() *RTP }
+
+func (p *Phone) find(req *sip.Request) legOwner {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if id, err := sip.DialogIDFromRequestUAS(req); err == nil {
+		if c, ok := p.servers[id]; ok {
+			return c
+		}
+	}
+	if id, err := sip.DialogIDFromRequestUAC(req); err == nil {
+		if c, ok := p.clients[id]; ok {
+			return c
+		}
+	}
+	return nil
+}
+
+func (p *Phone) onAck(req *sip.Request, tx sip.ServerTransaction) {
+	p.mu.Lock()
+	id, _ := sip.DialogIDFromRequestUAS(req)
+	c := p.servers[id]
+	p.mu.Unlock()
+	if c != nil {
+		_ = c.D.ReadAck(req, tx)
+	}
+}
+
+func (p *Phone) onBye(req *sip.Request, tx sip.ServerTransaction) {
+	p.record(req)
+	p.mu.Lock()
+	ignore := p.ignoreBye
+	p.mu.Unlock()
+	if ignore {
+		return
+	}
+	switch c := p.find(req).(type) {
+	case *Incoming:
+		_ = c.D.ReadBye(req, tx)
+	case *Outgoing:
+		_ = c.D.ReadBye(req, tx)
+	default:
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
+	}
+}
+
+func (p *Phone) onOther(req *sip.Request, tx sip.ServerTransaction) {
+	p.record(req)
+	_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+}
+
+// Incoming is a call ringing the phone.
+type Incoming struct {
+	p     *Phone
+	Req   *sip.Request
+	D     *sipgo.DialogServerSession
+	RTP   *RTP
+	Offer *media.SessionInfo
+	once  sync.Once
+	done  chan struct{}
+}
+
+func (c *Incoming) rtp() *RTP { return c.RTP }
+
+func (c *Incoming) finish() { c.once.Do(func() { close(c.done) }) }
+
+// Ring sends 180 Ringing.
+func (c *Incoming) Ring() error { return c.D.Respond(180, "Ringing", nil) }
+
+// EarlyMedia sends 183 with our SDP.
+func (c *Incoming) EarlyMedia() error {
+	body, err := c.answerSDP()
+	if err != nil {
+		return err
+	}
+	ct := sip.ContentTypeHeader("application/sdp")
+	return c.D.Respond(183, "Session Progress", body, &ct)
+}
+
+// Reject sends a final error response.
+func (c *Incoming) Reject(code int, reason string) error {
+	defer c.finish()
+	return c.D.Respond(code, reason, nil)
+}
+
+func (c *Incoming) answerSDP() ([]byte, error) {
+	if c.Offer == nil {
+		return nil, errors.New("siptest: no offer to answer")
+	}
+	body, _, err := media.BuildAnswer(c.Offer, c.RTP.Local(), []media.Codec{media.CodecPCMA, media.CodecPCMU})
+	return body, err
+}
+
+// Answer sends 200 with our SDP and waits for the ACK.
+func (c *Incoming) Answer(hdrs ...sip.Header) error {
+	defer c.finish()
+	body, err := c.answerSDP()
+	if err != nil {
+		return err
+	}
+	res := sip.NewSDPResponseFromRequest(c.D.InviteRequest, body)
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
+	return c.D.WriteResponse(res)
+}
+
+// TelephoneEventPT is the RFC 4733 payload type the offer carried (101 if none).
+func (c *Incoming) TelephoneEventPT() uint8 {
+	if c.Offer != nil && c.Offer.TelephoneEvent != nil {
+		return c.Offer.TelephoneEvent.PT
+	}
+	return 101
+}
+
+// Bye hangs up.
+func (c *Incoming) Bye(ctx context.Context) error { return c.D.Bye(ctx) }
+
+// Ended is closed when the dialog ends (BYE either way, or refusal).
+func (c *Incoming) Ended() <-chan struct{} { return c.D.Context().Done() }
+
+// Request sends an in-dialog request and returns the final response.
+func (c *Incoming) Request(ctx context.Context, method sip.RequestMethod, body []byte, ctype string) (*sip.Response, error) {
+	req := sip.NewRequest(method, c.D.InviteRequest.Contact().Address)
+	if ctype != "" {
+		ct := sip.ContentTypeHeader(ctype)
+		req.AppendHeader(&ct)
+	}
+	req.SetBody(body)
+	return c.D.Do(ctx, req)
+}
