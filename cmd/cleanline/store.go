@@ -38,7 +38,7 @@ func openStore(ctx context.Context, url string) (blocklist.Admin, error) {
 		defer cancel()
 		if err := st.Ping(pctx); err != nil {
 			st.Close()
-			return nil, fmt.Errorf("%w (start Redis there, or choose another store with --store file:PATH or --store redis://HOST:PORT)", err)
+			return nil, fmt.Errorf("%w; start Redis there or choose another store with --store file:PATH or --store redis://HOST:PORT", err)
 		}
 		return st, nil
 	case url == "":
