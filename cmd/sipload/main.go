@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/cleanline/cleanline/cmd/sipload/internal/load"
+	"github.com/emiago/sipgo/sip"
 )
 
 // Exit statuses.
@@ -97,11 +98,17 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (int,
 	return 0, true
 }
 
+// sipLogger is the SIP stack's log. sipgo also logs some transport
+// warnings through its process-wide default logger, which only a command may
+// set; the engine never touches it.
 func sipLogger(verbose bool, stderr io.Writer) *slog.Logger {
-	if !verbose {
-		return nil
+	w := io.Discard
+	if verbose {
+		w = stderr
 	}
-	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	l := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	sip.SetDefaultLogger(l)
+	return l
 }
 
 func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -205,7 +212,7 @@ func runAnswer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	)
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:5070", "IP:PORT to answer on")
 	fs.StringVar(&cfg.Transport, "transport", "udp", "udp or tcp")
-	fs.DurationVar(&cfg.Ring, "ring", 0, "ring this long (180 Ringing) before answering")
+	fs.DurationVar(&cfg.Ring, "ring", 10*time.Millisecond, "ring this long after 180 Ringing before answering (with 0 the 200 can overtake the 180 and hide the post-dial delay)")
 	fs.BoolVar(&cfg.RTP, "rtp", false, "send and check G.711 RTP (20 ms) while answered")
 	fs.DurationVar(&cfg.HangupAfter, "hangup-after", 0, "hang up answered calls ourselves after this (default: wait for the caller)")
 	fs.DurationVar(&cfg.Watch, "watch", 500*time.Millisecond, "after hang-up, keep watching each call's port and dialog this long")

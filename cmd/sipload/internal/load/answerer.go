@@ -130,7 +130,7 @@ type Answerer struct {
 	rep AnswerReport
 	// counters read by the progress line and the report
 	invites, answered, declined, cancelled, failed, active atomic.Int64
-	byeRecv, byeSent, byeFailed, lateCalls, stray  atomic.Int64
+	byeRecv, byeSent, byeFailed, lateCalls, stray          atomic.Int64
 }
 
 // StartAnswerer listens and answers until Close.
@@ -228,13 +228,14 @@ func (a *Answerer) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if f := req.From(); f != nil {
 		from = f.Address.User
 	}
-	if err := sess.Respond(180, "Ringing", nil); err != nil {
-		a.cancelled.Add(1) // the transaction ended already: CANCEL raced us
-		return
-	}
 	if a.cfg.Decline[from] {
+		// Like a screening hit: refused before the line ever rings.
 		a.declined.Add(1)
 		_ = sess.Respond(603, "Decline", nil)
+		return
+	}
+	if err := sess.Respond(180, "Ringing", nil); err != nil {
+		a.cancelled.Add(1) // the transaction ended already: CANCEL raced us
 		return
 	}
 	if a.cfg.Ring > 0 {

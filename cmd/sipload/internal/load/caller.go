@@ -19,10 +19,10 @@ import (
 // CallConfig configures RunCalls. Zero values are filled by the command's
 // defaults, not here; Validate says what is wrong.
 type CallConfig struct {
-	Target        string  // host:port of the SIP peer
-	Transport     string  // udp or tcp
-	Bind          string  // local ip:port; empty: the source address the kernel routes to Target from
-	To            string  // Request-URI user (the line called)
+	Target        string // host:port of the SIP peer
+	Transport     string // udp or tcp
+	Bind          string // local ip:port; empty: the source address the kernel routes to Target from
+	To            string // Request-URI user (the line called)
 	Steps         []float64
 	StepDuration  time.Duration
 	Hold          time.Duration // answered calls are hung up by us after this

@@ -71,7 +71,10 @@ func newEndpoint(transport string, bind *net.UDPAddr, log *slog.Logger) (*endpoi
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent("sipload"),
 		sipgo.WithUserAgentHostname(bind.IP.String()),
-		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(log)),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(log),
+			// A 1xx overtaken by the final response, or a retransmitted
+			// final response, lands here; nothing to do with it.
+			sip.WithTransactionLayerUnhandledResponseHandler(func(*sip.Response) {})),
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(log)),
 	)
 	if err != nil {

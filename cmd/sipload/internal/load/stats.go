@@ -83,29 +83,29 @@ type step struct {
 
 // StepResult is one row of the final table.
 type StepResult struct {
-	OfferedRate   float64         `json:"offered_rate"`
-	Seconds       float64         `json:"seconds"`
-	Attempted     int             `json:"attempted"`
-	Capped        int             `json:"not_placed_concurrency_cap"`
-	Completed     int             `json:"completed"` // answered + declined: the call got the answer it should
-	CompletedRate float64         `json:"completed_rate"`
-	Answered      int             `json:"answered"`
-	Declined      int             `json:"declined"`
-	DeclinedBlock int             `json:"declined_blocked_callers"`
-	BlockedDrawn  int             `json:"blocked_callers_drawn"`
-	FailedByCode  map[int]int     `json:"failed_by_code,omitempty"`
-	Failed        int             `json:"failed"`
-	TimedOut      int             `json:"timed_out"`
-	Errors        int             `json:"errors"`
-	HangupFailed  int             `json:"hangup_failed"`
-	PDD           Summary         `json:"post_dial_delay"`
-	Final         Summary         `json:"final_response"`
-	Hangup        Summary         `json:"hangup"`
-	RTPSent       uint64          `json:"rtp_sent"`
-	RTPRecv       uint64          `json:"rtp_received"`
-	RTPBad        uint64          `json:"rtp_bad"`
-	FailureRatio  float64         `json:"failure_ratio"`
-	Interrupted   bool            `json:"interrupted,omitempty"`
+	OfferedRate   float64     `json:"offered_rate"`
+	Seconds       float64     `json:"seconds"`
+	Attempted     int         `json:"attempted"`
+	Capped        int         `json:"not_placed_concurrency_cap"`
+	Completed     int         `json:"completed"` // answered + declined: the call got the answer it should
+	CompletedRate float64     `json:"completed_rate"`
+	Answered      int         `json:"answered"`
+	Declined      int         `json:"declined"`
+	DeclinedBlock int         `json:"declined_blocked_callers"`
+	BlockedDrawn  int         `json:"blocked_callers_drawn"`
+	FailedByCode  map[int]int `json:"failed_by_code,omitempty"`
+	Failed        int         `json:"failed"`
+	TimedOut      int         `json:"timed_out"`
+	Errors        int         `json:"errors"`
+	HangupFailed  int         `json:"hangup_failed"`
+	PDD           Summary     `json:"post_dial_delay"`
+	Final         Summary     `json:"final_response"`
+	Hangup        Summary     `json:"hangup"`
+	RTPSent       uint64      `json:"rtp_sent"`
+	RTPRecv       uint64      `json:"rtp_received"`
+	RTPBad        uint64      `json:"rtp_bad"`
+	FailureRatio  float64     `json:"failure_ratio"`
+	Interrupted   bool        `json:"interrupted,omitempty"`
 }
 
 func (s *step) add(r CallResult) {
