@@ -1,8 +1,14 @@
 package sip
 
 import (
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/cleanline/cleanline/sip/media"
+	"github.com/cleanline/cleanline/sip/siptest"
 )
 
 func TestAllowBridgesAudioBothWays(t *testing.T) {
@@ -31,4 +37,180 @@ func TestAllowBridgesAudioBothWays(t *testing.T) {
 		t.Fatal("line never got BYE")
 	}
 	e.waitNoCalls()
+}
+
+func wantFinal(t *testing.T, out *siptest.Outgoing, code int) *sip.Response {
+	t.Helper()
+	res, err := out.WaitFinal(ctxT(t, 30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != code {
+		t.Fatalf("caller got %d %s, want %d", res.StatusCode, res.Reason, code)
+	}
+	return res
+}
+
+func TestUnknownSourceGets403AndNothingIsForwarded(t *testing.T) {
+	e := newEnv(t)
+	stranger := siptest.NewPhone(t, ipStranger)
+	out, err := stranger.Dial(ctxT(t, 5*time.Second), e.lineURI(), siptest.DialOptions{FromUser: callerOK})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantFinal(t, out, 403)
+	if err := e.line.NoIncoming(300 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBlockGets603AndLineNeverRings(t *testing.T) {
+	e := newEnv(t)
+	out := e.dial(callerScam)
+	wantFinal(t, out, 603)
+	if err := e.line.NoIncoming(300 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	e.waitNoCalls()
+}
+
+func TestBlockWithAnnouncementPlaysNoticeThen603(t *testing.T) {
+	e := newEnv(t, withCfg(func(c *Config) { c.Trunks[0].AnnounceBlocked = true }))
+	ctx := ctxT(t, 15*time.Second)
+	out := e.dial(callerScam)
+	if _, err := out.WaitProvisional(ctx, 183); err != nil {
+		t.Fatal(err)
+	}
+	wantFinal(t, out, 603)
+	if n := out.RTP.Count(); n < 15 {
+		t.Fatalf("caller heard %d packets of the blocked notice, want a prompt", n)
+	}
+	if err := e.line.NoIncoming(100 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAssertedIdentityFromTrustedTrunkIsScreened(t *testing.T) {
+	e := newEnv(t)
+	// From looks fine; the asserted identity is the scammer's.
+	out := e.dial(callerOK, sip.NewHeader("P-Asserted-Identity", "<sip:"+callerScam+"@provider.example>"))
+	wantFinal(t, out, 603)
+}
+
+func TestLineBusyAndDeclineMapBack(t *testing.T) {
+	for _, tc := range []struct{ line, caller int }{{486, 486}, {603, 603}, {480, 480}, {500, 480}} {
+		t.Run(fmt.Sprint(tc.line), func(t *testing.T) {
+			e := newEnv(t)
+			out := e.dial(callerOK)
+			in, err := e.line.Incoming(ctxT(t, 5*time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = in.Reject(tc.line, "No")
+			wantFinal(t, out, tc.caller)
+			e.waitNoCalls()
+		})
+	}
+}
+
+func TestLineNoAnswerGets480(t *testing.T) {
+	e := newEnv(t, withCfg(func(c *Config) { c.Timers.NoAnswer = 500 * time.Millisecond }))
+	ctx := ctxT(t, 10*time.Second)
+	out := e.dial(callerOK)
+	in, err := e.line.Incoming(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = in.Ring()
+	if _, err := out.WaitProvisional(ctx, 180); err != nil {
+		t.Fatal(err)
+	}
+	wantFinal(t, out, 480)
+	select {
+	case <-in.Ended(): // CANCEL reached the line
+	case <-ctx.Done():
+		t.Fatal("line still ringing after no-answer")
+	}
+	e.waitNoCalls()
+}
+
+func TestCallerCancelEndsLineLeg(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t, 10*time.Second)
+	out := e.dial(callerOK)
+	in, err := e.line.Incoming(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = in.Ring()
+	if _, err := out.WaitProvisional(ctx, 180); err != nil {
+		t.Fatal(err)
+	}
+	out.Cancel()
+	wantFinal(t, out, 487)
+	select {
+	case <-in.Ended():
+	case <-ctx.Done():
+		t.Fatal("line still ringing after the caller's CANCEL")
+	}
+	e.waitNoCalls()
+}
+
+func TestEarlyMediaFromLineReachesCaller(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t, 10*time.Second)
+	out := e.dial(callerOK)
+	in, err := e.line.Incoming(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := in.EarlyMedia(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := out.WaitProvisional(ctx, 183); err != nil {
+		t.Fatal(err)
+	}
+	_ = in.RTP.Send(5, 8, 0x33)
+	if err := out.RTP.WaitCount(ctx, 5); err != nil {
+		t.Fatalf("caller heard %d early packets: %v", out.RTP.Count(), err)
+	}
+	_ = in.Reject(486, "Busy Here")
+	wantFinal(t, out, 486)
+}
+
+func TestHoldAndResumeAnsweredAtRelay(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t, 10*time.Second)
+	out, in := e.connect()
+	for _, dir := range []media.Direction{media.SendOnly, media.SendRecv} {
+		res, err := out.ReInvite(ctx, dir)
+		if err != nil || res.StatusCode != 200 {
+			t.Fatalf("re-INVITE %s: %v %v", dir, res, err)
+		}
+		si, err := media.ParseSDP(res.Body())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := dir.Reverse(); si.Direction != want {
+			t.Fatalf("answer direction %s, want %s", si.Direction, want)
+		}
+	}
+	// Still bridged after resume; the line heard no re-INVITE.
+	_ = out.RTP.Send(5, 8, 0x44)
+	if err := in.RTP.WaitCount(ctx, 5); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range e.line.Requests() {
+		if r.Method == sip.INVITE {
+			t.Fatal("re-INVITE was passed to the line")
+		}
+	}
+	res, err := out.Request(ctx, sip.OPTIONS, nil, "")
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("in-dialog OPTIONS: %v %v", res, err)
+	}
+	res, err = out.Request(ctx, sip.UPDATE, nil, "")
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("in-dialog UPDATE: %v %v", res, err)
+	}
 }

@@ -3,6 +3,7 @@ package sip
 import (
 	"context"
 	"fmt"
+	"math"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/cleanline/cleanline/blocklist"
 	"github.com/cleanline/cleanline/screening"
+	"github.com/cleanline/cleanline/sip/media"
 	"github.com/cleanline/cleanline/sip/siptest"
 )
 
@@ -47,7 +49,28 @@ type env struct {
 	line  *siptest.Phone
 }
 
-type envOption func(*Config)
+type envSetup struct {
+	cfg         *Config
+	realPrompts bool
+}
+
+type envOption func(*envSetup)
+
+// withCfg changes the server's configuration.
+func withCfg(f func(*Config)) envOption { return func(s *envSetup) { f(s.cfg) } }
+
+// realPrompts keeps the embedded prompts (the warning is 17 s long); by
+// default tests get 0.4 s tones so that they stay fast.
+func realPrompts(s *envSetup) { s.realPrompts = true }
+
+func tone(name string, d time.Duration) *media.Prompt {
+	n := int(d.Seconds() * 8000)
+	pcm := make([]int16, n)
+	for i := range pcm {
+		pcm[i] = int16(8000 * math.Sin(2*math.Pi*440*float64(i)/8000))
+	}
+	return media.NewPrompt(name, pcm)
+}
 
 func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
@@ -82,11 +105,21 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		Timers: Timers{NoAnswer: 5 * time.Second, WarningChoice: 2 * time.Second, Bye: 2 * time.Second,
 			MediaInactivity: -1, SessionExpires: -1},
 	}
+	setup := envSetup{cfg: &cfg}
 	for _, o := range opts {
-		o(&cfg)
+		o(&setup)
+	}
+	prompts, err := media.DefaultPrompts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !setup.realPrompts {
+		for _, name := range prompts.Names() {
+			prompts.Set(name, tone(name, 400*time.Millisecond))
+		}
 	}
 	log := zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel))
-	e.s, err = NewServer(cfg, e.sc, log)
+	e.s, err = NewServer(cfg, e.sc, log, WithPrompts(prompts))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,4 +189,8 @@ func (e *env) waitNoCalls() {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+func siptestOpts(caller string, hdrs ...sip.Header) siptest.DialOptions {
+	return siptest.DialOptions{FromUser: caller, Headers: hdrs}
 }

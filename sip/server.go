@@ -171,6 +171,7 @@ func (s *Server) Start() error {
 			s.addrs["udp"], port = ap, int(ap.Port())
 			s.laddr = sip.Addr{IP: net.IP(ap.Addr().AsSlice()), Port: int(ap.Port())}
 			go s.srv.ServeUDP(pc) //nolint:errcheck // ends when pc is closed
+			s.waitListening(ap)
 		case "tcp", "tls":
 			ln, err := net.Listen("tcp", l.Addr)
 			if err != nil {
@@ -203,6 +204,18 @@ func (s *Server) Start() error {
 	s.log.Info("sip listening", zap.Any("listeners", s.addrs), zap.String("advertise", s.host),
 		zap.Stringer("media", s.advIP), zap.Int("trunks", len(s.cfg.Trunks)), zap.Int("lines", len(s.cfg.Lines)))
 	return nil
+}
+
+// waitListening waits (briefly) until sipgo has registered a UDP listener,
+// which it does on ServeUDP's goroutine; requests we originate before that
+// would leave from an ephemeral socket.
+func (s *Server) waitListening(ap netip.AddrPort) {
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if c, _ := s.ua.TransportLayer().GetConnection("udp", ap.String()); c != nil {
+			return
+		}
+	}
+	s.log.Warn("UDP listener not registered in time", zap.Stringer("addr", ap))
 }
 
 // Addr is the address the listener of network ("udp", "tcp", "tls") is

@@ -75,6 +75,7 @@ func NewPhone(t testing.TB, ip string) *Phone {
 		p.srv.OnRequest(m, p.onOther)
 	}
 	go p.srv.ServeUDP(p.pc) //nolint:errcheck
+	waitListening(t, p.ua, p.Addr)
 	t.Cleanup(p.Close)
 	return p
 }
@@ -336,4 +337,19 @@ func (c *Incoming) Request(ctx context.Context, method sip.RequestMethod, body [
 	}
 	req.SetBody(body)
 	return c.D.Do(ctx, req)
+}
+
+// waitListening waits until sipgo has registered the listener, so the
+// first request leaves from it (ServeUDP registers it on its goroutine).
+func waitListening(t testing.TB, ua *sipgo.UserAgent, addr netip.AddrPort) {
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		if c, _ := ua.TransportLayer().GetConnection("udp", addr.String()); c != nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("siptest: listener %s never registered", addr)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
