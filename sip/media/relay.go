@@ -199,6 +199,22 @@ func (r *Relay) OnTelephoneEvent(side Side, pt uint8, fn func(digit rune)) {
 	r.legs[side].dtmf.Store(&dtmfHook{pt: pt & 0x7F, dec: NewDTMFDecoder(), fn: fn})
 }
 
+// ResetInactivity restarts both legs' inactivity clocks from now, e.g. when
+// the call is answered: a line that is still ringing sends no RTP, and the
+// watch should only judge an answered call. It also re-arms a leg whose
+// OnInactive already fired.
+func (r *Relay) ResetInactivity() {
+	if r.inactivity <= 0 || r.isClosed() {
+		return
+	}
+	now := int64(time.Since(r.epoch))
+	for _, l := range r.legs {
+		l.lastRx.Store(now)
+		l.idle.Store(false)
+		l.timer.Reset(r.inactivity)
+	}
+}
+
 // Stats returns both legs' counters.
 func (r *Relay) Stats() RelayStats {
 	r.mu.RLock()

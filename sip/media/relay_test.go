@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -314,6 +315,21 @@ func TestRelayInactivity(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("OnInactive never fired for the trunk after it stopped")
 	}
+	// Answer-time reset: both clocks restart, and both fire again.
+	r.ResetInactivity()
+	reset := time.Now()
+	got := map[Side]bool{}
+	for len(got) < 2 {
+		select {
+		case s := <-fired:
+			got[s] = true
+			if el := time.Since(reset); el < 140*time.Millisecond {
+				t.Fatalf("%s fired %v after the reset", s, el)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatalf("after ResetInactivity only %v fired", got)
+		}
+	}
 }
 
 func TestRelayTelephoneEvents(t *testing.T) {
@@ -420,3 +436,41 @@ func TestPortPoolReuseOrder(t *testing.T) {
 		}
 	}
 }
+
+func TestLegSetRemoteSDP(t *testing.T) {
+	r, trunk, line := bridgedCall(t, RelayConfig{})
+	// A re-INVITE with c=0.0.0.0 (RFC 2543 hold): nothing is sent to the line.
+	si, err := ParseSDP(crlf(`
+v=0
+o=- 1 2 IN IP4 0.0.0.0
+s=-
+c=IN IP4 0.0.0.0
+t=0 0
+m=audio 5004 RTP/AVP 0
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Line().SetRemoteSDP(si)
+	send(t, trunk.rtp, r.Trunk().LocalAddr(), rtpBytes(t, 0, 1, 1, make([]byte, 160)))
+	if _, _, ok := recv(t, line.rtp, 150*time.Millisecond); ok {
+		t.Fatal("audio sent to a held (c=0.0.0.0) line")
+	}
+	// Resume with an explicit a=rtcp and rtcp-mux.
+	body := "v=0\r\no=- 1 3 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio " +
+		itoa(line.addr().Port()) + " RTP/AVP 0\r\na=rtcp-mux\r\na=sendrecv\r\n"
+	if si, err = ParseSDP([]byte(body)); err != nil {
+		t.Fatal(err)
+	}
+	r.Line().SetRemoteSDP(si)
+	send(t, trunk.rtp, r.Trunk().LocalAddr(), rtpBytes(t, 0, 2, 1, make([]byte, 160)))
+	if _, _, ok := recv(t, line.rtp, time.Second); !ok {
+		t.Fatal("audio not resumed")
+	}
+	send(t, trunk.rtcp, netip.AddrPortFrom(loopback, r.Trunk().LocalAddr().Port()+1), rtcpBytes(9))
+	if b, _, ok := recv(t, line.rtp, time.Second); !ok || !bytes.Equal(b, rtcpBytes(9)) {
+		t.Fatal("RTCP not muxed onto the line's RTP port")
+	}
+}
+
+func itoa(n uint16) string { return strconv.Itoa(int(n)) }

@@ -44,7 +44,9 @@ func TestWarningPromptIntelligible(t *testing.T) {
 	// 2 ms per 20 ms frame: ten times real time, so the 17 s prompt crosses
 	// the socket in under 2 s. Timestamps are as in a real call.
 	done := make(chan error, 1)
-	go func() { done <- Play(context.Background(), r.Line(), warning, CodecPCMA, WithPacing(2*time.Millisecond)) }()
+	go func() {
+		done <- Play(context.Background(), r.Line(), warning, CodecPCMA, WithPacing(2*time.Millisecond))
+	}()
 	frames := (len(warning.Samples) + 159) / 160
 	var pcm []int16
 	var pkt rtp.Packet
