@@ -10,6 +10,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/cleanline/cleanline/screening"
+	"github.com/cleanline/cleanline/sip"
 )
 
 // Config is cleanline's whole configuration file. Every key is documented in
@@ -24,6 +25,9 @@ type Config struct {
 	Screening ScreeningConfig `yaml:"screening"`
 	// Log configures logging.
 	Log LogConfig `yaml:"log"`
+	// SIP configures the B2BUA that `serve` runs: listeners, trunks, lines,
+	// media, timers, feature codes and prompts (see sip.Config).
+	SIP sip.Config `yaml:"sip"`
 }
 
 // ScreeningConfig configures the screener for every line.

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/cleanline/cleanline/screening"
+	"github.com/cleanline/cleanline/sip"
+)
+
+// serveCommand returns the serve subcommand.
+func serveCommand() (func(context.Context, *env, []string) error, bool) { return cmdServe, true }
+
+// cmdServe runs the B2BUA until ctx ends (SIGINT/SIGTERM), then stops taking
+// calls and ends every call with BYE on both legs; a second signal, or the
+// --grace deadline, abandons what is left.
+func cmdServe(ctx context.Context, e *env, args []string) error {
+	fs := e.flags()
+	grace := fs.Duration("grace", 10*time.Second, "how long shutdown waits for calls to end")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return usagef("serve takes no arguments")
+	}
+	if err := e.setup(ctx); err != nil {
+		return err
+	}
+	if e.cfg.Log.Level == "" {
+		if e.log, err = newLogger("info", e.cfg.Log.Format, e.stderr); err != nil {
+			return err
+		}
+	}
+	sipCfg := e.cfg.SIP
+	sipCfg.Defaults()
+	if err := sipCfg.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", errConfig, err)
+	}
+	scfg := e.cfg.screeningConfig()
+	if scfg.Lines, err = sipCfg.Policies(e.cfg.Screening.DefaultPolicy); err != nil {
+		return fmt.Errorf("%w: %w", errConfig, err)
+	}
+	sc, err := screening.New(e.store, scfg)
+	if err != nil {
+		return err
+	}
+	srv, err := sip.NewServer(sipCfg, sc, e.log)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	if err := srv.Start(); err != nil {
+		return err
+	}
+	<-ctx.Done()
+
+	e.log.Info("shutting down", zap.Int("calls", srv.ActiveCalls()), zap.Duration("grace", *grace))
+	sctx, cancel := context.WithTimeout(context.Background(), *grace)
+	defer cancel()
+	again := make(chan os.Signal, 1)
+	signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(again)
+	go func() {
+		select {
+		case <-again:
+			e.log.Warn("second signal: abandoning calls")
+			cancel()
+		case <-sctx.Done():
+		}
+	}()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.Canceled) {
+		e.log.Warn("shutdown incomplete", zap.Error(err))
+	}
+	return nil
+}
