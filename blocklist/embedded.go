@@ -326,6 +326,9 @@ func applyReport(e *Entry, source, reason string, at time.Time) {
 	}
 }
 
+// bulkPut is the batch size from which Put packs pages densely.
+const bulkPut = 1000
+
 func (s *FileStore) Put(ctx context.Context, entries []Entry) (added, updated int, err error) {
 	if err := s.begin(ctx, "put"); err != nil {
 		return 0, 0, err
@@ -336,13 +339,13 @@ func (s *FileStore) Put(ctx context.Context, entries []Entry) (added, updated in
 	if len(entries) == 0 {
 		return 0, 0, nil
 	}
-	// Inserting in key order keeps bbolt's page splits local; a stable sort
-	// keeps the batch's own order among duplicates of one key.
+	// Inserting in key order keeps bbolt's page splits local; ties broken by
+	// position keep the batch's own order among duplicates of one key.
 	order := make([]int, len(entries))
 	for i := range order {
 		order[i] = i
 	}
-	slices.SortStableFunc(order, func(a, b int) int {
+	slices.SortFunc(order, func(a, b int) int {
 		ea, eb := &entries[a], &entries[b]
 		if ea.Range != eb.Range {
 			if ea.Range {
@@ -350,11 +353,19 @@ func (s *FileStore) Put(ctx context.Context, entries []Entry) (added, updated in
 			}
 			return -1
 		}
-		return strings.Compare(ea.Number, eb.Number)
+		if c := strings.Compare(ea.Number, eb.Number); c != 0 {
+			return c
+		}
+		return a - b
 	})
 	now := s.clock()
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketData)
+		if len(order) >= bulkPut {
+			// A big sorted batch fills pages nearly full instead of splitting
+			// them in half: about 40% smaller file for a bulk load.
+			b.FillPercent = 0.9
+		}
 		var buf []byte
 		for _, i := range order {
 			e := prepare(entries[i], now)

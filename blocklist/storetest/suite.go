@@ -246,6 +246,16 @@ func testPutCounts(t *testing.T, st blocklist.Admin) {
 	if got := get(t, st, c.Number, false); got.Reason != "dup" || got.Status != blocklist.StatusReported {
 		t.Fatalf("duplicate in batch: %+v, want the last one", got)
 	}
+	// An update alone in its batch (implementations may take another path).
+	a3 := blocklist.Entry{Number: a.Number, Status: blocklist.StatusReported, Reason: "r3", FirstSeen: later, LastSeen: later}
+	if ad, up := put(t, st, a3, blocklist.Entry{Number: "+442079460004", Status: blocklist.StatusReported}); ad != 1 || up != 1 {
+		t.Fatalf("third Put: added %d updated %d, want 1 1", ad, up)
+	}
+	want = a3
+	want.FirstSeen, want.Reports = a.FirstSeen, a.Reports
+	if got := get(t, st, a.Number, false); !sameEntry(got, want) {
+		t.Fatalf("updated entry = %+v, want %+v (FirstSeen and Reports kept)", got, want)
+	}
 	if ad, up := put(t, st); ad != 0 || up != 0 {
 		t.Fatalf("empty Put: %d %d", ad, up)
 	}
