@@ -320,11 +320,17 @@ func (r *Relay) readRTP(l *Leg) {
 		l.pktIn.Add(1)
 		l.bytesIn.Add(uint64(n))
 		l.touch()
-		if h := l.dtmf.Load(); h != nil && b[1]&0x7F == h.pt {
-			if pkt.Unmarshal(b) == nil {
-				if d, ok := h.dec.Decode(&pkt); ok {
-					h.fn(d)
+		if h := l.dtmf.Load(); h != nil {
+			if b[1]&0x7F == h.pt {
+				if pkt.Unmarshal(b) == nil {
+					if d, ok := h.dec.Decode(&pkt); ok {
+						h.fn(d)
+					}
 				}
+			} else if d, ok := h.dec.Flush(); ok {
+				// Audio resumed after an event whose end packets were all
+				// lost (RFC 4733 §2.5.2.2): the key was pressed, report it.
+				h.fn(d)
 			}
 		}
 		r.forward(l, b, false)

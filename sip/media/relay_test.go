@@ -346,8 +346,15 @@ func TestRelayTelephoneEvents(t *testing.T) {
 			send(t, line.rtp, r.Line().LocalAddr(), b)
 		}
 	}
+	// A '9' whose end packets are all lost is reported when audio resumes.
+	pkts, _ := EncodeDTMF('9', 96, 0xABC, 300, 24000, 60*time.Millisecond)
+	for _, p := range pkts[:2] {
+		b, _ := p.Marshal()
+		send(t, line.rtp, r.Line().LocalAddr(), b)
+	}
+	send(t, line.rtp, r.Line().LocalAddr(), rtpBytes(t, 0, 302, 0xABC, make([]byte, 160)))
 	ctx := context.Background()
-	for _, want := range []rune{'1', '3'} {
+	for _, want := range []rune{'1', '3', '9'} {
 		got, err := dc.Next(ctx, time.Second)
 		if err != nil || got != want {
 			t.Fatalf("digit %q, %v; want %q", got, err, want)

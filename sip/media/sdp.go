@@ -373,6 +373,11 @@ func (b *SDPBuilder) Answer(offer *SessionInfo, local netip.AddrPort, supported 
 	if offer == nil || offer.desc == nil {
 		return nil, nil, sdpErr("no offer")
 	}
+	if offer.Disabled {
+		// RFC 3264 §6: a stream offered with port 0 stays rejected; with no
+		// audio there is no call for cleanline to screen.
+		return nil, nil, sdpErr("audio stream disabled (port 0) in the offer")
+	}
 	neg := &Negotiated{RTCPMux: offer.RTCPMux}
 	for _, oc := range offer.Codecs {
 		for _, sc := range supported {

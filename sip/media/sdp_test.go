@@ -206,6 +206,10 @@ func TestSDPErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	off, _ := ParseSDP([]byte("v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\nm=audio 0 RTP/AVP 0\r\n"))
+	if _, _, err := BuildAnswer(off, netip.MustParseAddrPort("127.0.0.1:40000"), g711); !errors.Is(err, ErrSDP) {
+		t.Fatalf("disabled audio: %v", err)
+	}
 	_, _, err = BuildAnswer(si, netip.MustParseAddrPort("127.0.0.1:40000"), []Codec{{Name: "G722", Rate: 8000}})
 	if !errors.Is(err, ErrNoCommonCodec) || !errors.Is(err, ErrSDP) {
 		t.Fatalf("no common codec: %v", err)
