@@ -49,7 +49,7 @@ load_redis() {
 		v = now "|1|c|" now "|5|benchbench"
 		k = "cl:{" $1 "}:e"
 		printf "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", length(k), k, length(v), v
-		printf "*4\r\n$4\r\nZADD\r\n$13\r\ncl:idx:blocked\r\n$1\r\n0\r\n$%d\r\n%s\r\n", length($1), $1
+		printf "*4\r\n$4\r\nZADD\r\n$14\r\ncl:idx:blocked\r\n$1\r\n0\r\n$%d\r\n%s\r\n", length($1), $1
 	}' "$1" | redis-cli -p "$REDIS_PORT" --pipe >"$OUT/redis-load.log" 2>&1 || die "redis load failed: $(tail -3 "$OUT/redis-load.log")"
 	echo "redis: $(redis-cli -p "$REDIS_PORT" DBSIZE) keys, used_memory $(redis-cli -p "$REDIS_PORT" INFO memory | sed -n 's/^used_memory_human:\(.*\)\r$/\1/p')" >&2
 }
