@@ -44,7 +44,6 @@ type playOpts struct {
 	haveSSRC bool
 	haveSeq  bool
 	pacing   time.Duration
-	noMarker bool
 }
 
 // WithSSRC sets the stream's SSRC (default: random, RFC 3550 §8.1).
