@@ -6,12 +6,13 @@ PKGS    ?= ./...
 BIN     := bin/cleanline
 CONFIG  ?= deploy/demo.yaml
 
-.PHONY: all build run test test-race bench fuzz lint deps clean
+.PHONY: all build run test test-race bench bench-e2e bench-deps check-kamailio check-sipp fuzz lint deps clean
 
 all: lint test
 
 build:
 	$(GO) build -o $(BIN) ./cmd/cleanline
+	$(GO) build -o bin/sipload ./cmd/sipload
 
 run: build
 	$(BIN) serve --config $(CONFIG)
@@ -26,6 +27,22 @@ test-race:
 BENCHTIME ?= 1s
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count 5 -timeout 60m $(PKGS) | tee bench.out
+
+# End-to-end load benchmark against real peers (Kamailio + Redis holding
+# 1,000,000 numbers); see deploy/bench/run.sh and BENCHMARKS.md.
+bench-e2e: bench-deps
+	deploy/bench/run.sh kamailio
+
+# Interop checks with peers nobody here wrote.
+check-kamailio: bench-deps
+	deploy/kamailio/check.sh
+check-sipp: deps
+	deploy/sipp/check.sh
+
+BENCH_PACKAGES := kamailio kamailio-redis-modules
+bench-deps: deps
+	@missing=""; for p in $(BENCH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
 # Run each fuzz target for FUZZTIME (go test -fuzz takes one target at a time).
 FUZZTIME ?= 30s
