@@ -88,7 +88,7 @@ func TestWarningPromptIntelligible(t *testing.T) {
 	defer cancel()
 	out, err := exec.CommandContext(ctx, bin, "-infile", wav, "-logfn", os.DevNull).Output()
 	if err != nil {
-		t.Fatalf("%s: %v", bin, err)
+		t.Fatalf("%s: %v (the model comes from pocketsphinx-en-us: install it with `apt-get install -y pocketsphinx pocketsphinx-en-us`)", bin, err)
 	}
 	transcript := strings.ToLower(string(out))
 	var heard []string
