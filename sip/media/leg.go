@@ -96,7 +96,8 @@ type Leg struct {
 	sdpRTCP   netip.AddrPort
 	dest      atomic.Pointer[legDest]
 
-	dtmf atomic.Pointer[dtmfHook]
+	dtmf  atomic.Pointer[dtmfHook]
+	ptMap atomic.Pointer[[128]uint8] // PT rewrite for RTP received here; nil: none
 
 	lastRx atomic.Int64 // nanoseconds since r.epoch of the last accepted packet
 	idle   atomic.Bool  // OnInactive fired; re-armed by the next packet

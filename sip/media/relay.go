@@ -215,6 +215,29 @@ func (r *Relay) ResetInactivity() {
 	}
 }
 
+// SetPayloadTypeMap rewrites the payload type of RTP received on side from
+// before it is forwarded: the two legs negotiate separately, so the same
+// format can carry different dynamic numbers on each (the trunk offered
+// telephone-event as 96, the line answered cleanline's 101). Keys and
+// values are 0-127; unmapped types pass unchanged; nil or empty clears.
+func (r *Relay) SetPayloadTypeMap(from Side, m map[uint8]uint8) {
+	if !from.valid() {
+		return
+	}
+	if len(m) == 0 {
+		r.legs[from].ptMap.Store(nil)
+		return
+	}
+	var t [128]uint8
+	for i := range t {
+		t[i] = uint8(i)
+	}
+	for in, out := range m {
+		t[in&0x7F] = out & 0x7F
+	}
+	r.legs[from].ptMap.Store(&t)
+}
+
 // Stats returns both legs' counters.
 func (r *Relay) Stats() RelayStats {
 	r.mu.RLock()
@@ -381,6 +404,11 @@ func (r *Relay) forward(from *Leg, b []byte, rtcp bool) {
 	if !addr.IsValid() {
 		from.dropped.Add(1)
 		return
+	}
+	if !rtcp {
+		if m := from.ptMap.Load(); m != nil {
+			b[1] = b[1]&0x80 | m[b[1]&0x7F] // keep the marker bit
+		}
 	}
 	r.mu.RLock()
 	if r.closed {

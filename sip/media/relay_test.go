@@ -481,3 +481,26 @@ m=audio 5004 RTP/AVP 0
 }
 
 func itoa(n uint16) string { return strconv.Itoa(int(n)) }
+
+func TestRelayPayloadTypeMap(t *testing.T) {
+	r, trunk, line := bridgedCall(t, RelayConfig{})
+	// Trunk negotiated telephone-event as 96, the line as 101.
+	r.SetPayloadTypeMap(SideTrunk, map[uint8]uint8{96: 101})
+	r.SetPayloadTypeMap(SideLine, map[uint8]uint8{101: 96})
+	pkts, _ := EncodeDTMF('5', 96, 1, 1, 160, 20*time.Millisecond)
+	b, _ := pkts[0].Marshal()
+	send(t, trunk.rtp, r.Trunk().LocalAddr(), b)
+	got, _, ok := recv(t, line.rtp, time.Second)
+	var p rtp.Packet
+	if !ok || p.Unmarshal(got) != nil || p.PayloadType != 101 || !p.Marker || p.SequenceNumber != 1 {
+		t.Fatalf("trunk→line: ok=%v %+v", ok, p.Header)
+	}
+	send(t, line.rtp, r.Line().LocalAddr(), rtpBytes(t, 101, 7, 2, []byte{5, 0x80, 0, 160}))
+	send(t, line.rtp, r.Line().LocalAddr(), rtpBytes(t, 8, 8, 2, make([]byte, 160)))
+	for _, want := range []uint8{96, 8} { // mapped, then passed unchanged
+		got, _, ok := recv(t, trunk.rtp, time.Second)
+		if !ok || p.Unmarshal(got) != nil || p.PayloadType != want {
+			t.Fatalf("line→trunk: ok=%v pt %d, want %d", ok, p.PayloadType, want)
+		}
+	}
+}
