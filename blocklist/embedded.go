@@ -152,6 +152,11 @@ func OpenFile(path string, opts ...FileOption) (*FileStore, error) {
 	return &FileStore{db: db, path: path, clock: cfg.clock, mem: newShortLived()}, nil
 }
 
+// PreferredBatch is the Import batch size for this store: a bbolt commit
+// rewrites every page it touches, so 1M random numbers in batches of 5,000
+// took about 26 s and in batches of 100,000 about 7 s (BenchmarkImport1M).
+func (s *FileStore) PreferredBatch() int { return 100_000 }
+
 // Path is the file the store lives in.
 func (s *FileStore) Path() string { return s.path }
 

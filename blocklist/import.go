@@ -22,8 +22,11 @@ type ImportOptions struct {
 	Status          Status // for lines without a status column; default confirmed
 	Source          string // for lines without a source, e.g. "import:feed.csv"
 	Reason          string // for lines without a reason
-	BatchSize       int    // entries per Put; default 5000
-	MaxRejects      int    // rejected lines kept in the result; default 1000 (all are counted)
+	// BatchSize is entries per Put. Zero means the store's preference when
+	// it has one (FileStore: 100,000, since every bbolt commit rewrites the
+	// pages it touches), else 5000.
+	BatchSize  int
+	MaxRejects int // rejected lines kept in the result; default 1000 (all are counted)
 	// Now stamps FirstSeen/LastSeen of the imported entries; default time.Now.
 	Now func() time.Time
 }
@@ -192,6 +195,9 @@ func Import(ctx context.Context, r io.Reader, dst Admin, opt ImportOptions) (Imp
 	}
 	if opt.BatchSize <= 0 {
 		opt.BatchSize = 5000
+		if p, ok := dst.(interface{ PreferredBatch() int }); ok && p.PreferredBatch() > 0 {
+			opt.BatchSize = p.PreferredBatch()
+		}
 	}
 	if opt.MaxRejects <= 0 {
 		opt.MaxRejects = 1000

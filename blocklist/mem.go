@@ -50,10 +50,8 @@ func pairKey(line, caller string) string { return line + "\x00" + caller }
 func (m *shortLived) markCooldown(line, caller string, deadline, now int64) {
 	m.cmu.Lock()
 	defer m.cmu.Unlock()
-	k := pairKey(line, caller)
-	if d, ok := m.cooldown[k]; !ok || deadline > d {
-		m.cooldown[k] = deadline
-	}
+	// The latest mark wins, as a Redis SET with a TTL does.
+	m.cooldown[pairKey(line, caller)] = deadline
 	if len(m.cooldown) >= m.cNextScan {
 		for k, d := range m.cooldown {
 			if d <= now {
