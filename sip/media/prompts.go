@@ -35,7 +35,8 @@ var ErrUnknownPrompt = errors.New("media: unknown prompt")
 //go:embed prompts/*.wav
 var promptFS embed.FS
 
-// Prompt is a piece of audio to play: 8 kHz, 16-bit, mono PCM.
+// Prompt is a piece of audio to play: 8 kHz, 16-bit, mono PCM. Samples
+// must not change once the prompt has been played (its G.711 form is cached).
 type Prompt struct {
 	Name    string
 	Samples []int16

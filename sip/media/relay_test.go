@@ -504,3 +504,34 @@ func TestRelayPayloadTypeMap(t *testing.T) {
 		}
 	}
 }
+
+// The B2BUA ends a dead call from the inactivity callback itself.
+func TestRelayCloseFromOnInactive(t *testing.T) {
+	pool := newTestPool(t, 4)
+	closed := make(chan struct{})
+	var r *Relay
+	var ready sync.WaitGroup
+	ready.Add(1)
+	r, err := NewRelay(RelayConfig{Pool: pool, BindIP: loopback, Inactivity: 50 * time.Millisecond,
+		OnInactive: func(Side) {
+			ready.Wait()
+			r.Close()
+			select {
+			case <-closed:
+			default:
+				close(closed)
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready.Done()
+	select {
+	case <-closed:
+	case <-time.After(2 * time.Second):
+		t.Fatal("Close from OnInactive did not return")
+	}
+	if pool.Free() != pool.Size() {
+		t.Fatalf("%d of %d ports free", pool.Free(), pool.Size())
+	}
+}
