@@ -46,6 +46,54 @@ func TestRedisClusterSuite(t *testing.T) {
 	})
 }
 
+// TestRedisSentinelSuite runs the suite through the Sentinel client, as
+// configured from a redis-sentinel:// URL, against a real Sentinel that
+// names a real master: the client must ask the Sentinel and then use the
+// master it was told about.
+func TestRedisSentinelSuite(t *testing.T) {
+	srv := redistest.StartSentinel(t)
+	opts, err := blocklist.ParseRedisURL(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	storetest.Run(t, func(t *testing.T) blocklist.Admin {
+		srv.Master.FlushAll(t)
+		return newRedis(t, opts)
+	})
+}
+
+// TestRedisSentinelDown: with the master gone, and then the Sentinel too,
+// Lookup still fails fast with ErrUnavailable naming the Sentinel, since the
+// failover client asks the Sentinel again on every dial.
+func TestRedisSentinelDown(t *testing.T) {
+	srv := redistest.StartSentinel(t)
+	opts, err := blocklist.ParseRedisURL(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := newRedis(t, opts)
+	q := blocklist.Query{Caller: "+442079460123", Line: "home", VelocityWindow: time.Minute}
+	if _, err := st.Lookup(context.Background(), q); err != nil {
+		t.Fatal(err)
+	}
+	for _, down := range []*redistest.Server{srv.Master, srv.Sentinel} {
+		down.Stop()
+		for i := 0; i < 3; i++ {
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			start := time.Now()
+			_, err := st.Lookup(ctx, q)
+			took := time.Since(start)
+			cancel()
+			if !errors.Is(err, blocklist.ErrUnavailable) || !strings.Contains(err.Error(), srv.Sentinel.Addr) {
+				t.Fatalf("Lookup with %s down: %v; want ErrUnavailable naming %s", down.Addr, err, srv.Sentinel.Addr)
+			}
+			if took > 150*time.Millisecond {
+				t.Fatalf("Lookup with %s down took %s for a 50ms deadline", down.Addr, took)
+			}
+		}
+	}
+}
+
 // TestRedisDown: with the server gone, Lookup fails with ErrUnavailable,
 // names the address, and takes about the caller's deadline, not Redis' own
 // timeouts.

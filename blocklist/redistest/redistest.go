@@ -1,5 +1,6 @@
-// Package redistest runs a real redis-server for tests: standalone or as a
-// one-node Redis Cluster, on a free loopback port, stopped by t.Cleanup.
+// Package redistest runs a real redis-server for tests: standalone, as a
+// one-node Redis Cluster, or as a master watched by a real Sentinel, on free
+// loopback ports, stopped by t.Cleanup.
 //
 // There is no fallback and no skip: a test that needs Redis and cannot get it
 // fails and says how to install it.
@@ -13,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -30,8 +32,9 @@ const startTimeout = 10 * time.Second
 
 // Server is one running redis-server process.
 type Server struct {
-	Addr    string // 127.0.0.1:port
-	Cluster bool   // started with cluster-enabled yes
+	Addr     string // 127.0.0.1:port
+	Cluster  bool   // started with cluster-enabled yes
+	Sentinel bool   // a Sentinel, not a data server
 
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when the process has been reaped
@@ -42,14 +45,14 @@ type Server struct {
 // Start runs a standalone redis-server with no persistence.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	return start(t, false)
+	return start(t, modeStandalone, nil)
 }
 
 // StartCluster runs a one-node Redis Cluster owning all 16384 slots, so the
 // cluster client path (MOVED handling, CROSSSLOT rules) is exercised for real.
 func StartCluster(t testing.TB) *Server {
 	t.Helper()
-	s := start(t, true)
+	s := start(t, modeCluster, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	if _, err := s.Do(ctx, "CLUSTER", "ADDSLOTSRANGE", "0", "16383"); err != nil {
@@ -67,7 +70,17 @@ func StartCluster(t testing.TB) *Server {
 	}
 }
 
-func start(t testing.TB, cluster bool) *Server {
+type mode int
+
+const (
+	modeStandalone mode = iota
+	modeCluster
+	modeSentinel
+)
+
+// start runs one redis-server. sentinelConf, for modeSentinel, returns the
+// config for a Sentinel listening on port with working directory dir.
+func start(t testing.TB, m mode, sentinelConf func(port int, dir string) string) *Server {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -82,16 +95,28 @@ func start(t testing.TB, cluster bool) *Server {
 		if err != nil {
 			t.Fatalf("redistest: no free loopback port: %v", err)
 		}
-		args := []string{
-			"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-			"--save", "", "--appendonly", "no", "--dir", dir,
-			"--protected-mode", "yes", "--loglevel", "warning",
+		var args []string
+		if m == modeSentinel {
+			// Sentinel takes its settings from a file it can rewrite (it
+			// records what it learns there), so not from the command line.
+			conf := filepath.Join(dir, fmt.Sprintf("sentinel-%d.conf", port))
+			if err := os.WriteFile(conf, []byte(sentinelConf(port, dir)), 0o600); err != nil {
+				t.Fatalf("redistest: %v", err)
+			}
+			args = []string{conf, "--sentinel"}
+		} else {
+			args = []string{
+				"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+				"--save", "", "--appendonly", "no", "--dir", dir,
+				"--protected-mode", "yes", "--loglevel", "warning",
+			}
 		}
-		if cluster {
+		if m == modeCluster {
 			args = append(args, "--cluster-enabled", "yes",
 				"--cluster-config-file", filepath.Join(dir, fmt.Sprintf("nodes-%d.conf", port)))
 		}
-		s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Cluster: cluster,
+		s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+			Cluster: m == modeCluster, Sentinel: m == modeSentinel,
 			exited: make(chan struct{}), out: &lockedBuffer{}}
 		s.cmd = exec.Command(bin, args...)
 		s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
@@ -108,6 +133,48 @@ func start(t testing.TB, cluster bool) *Server {
 	}
 	t.Fatalf("redistest: redis-server did not start: %v", lastErr)
 	return nil
+}
+
+// SentinelServer is a data server (the master) and one real Sentinel that
+// monitors it, so the client's Sentinel path (ask the Sentinel, then dial
+// the master it names) runs for real.
+type SentinelServer struct {
+	Master     *Server
+	Sentinel   *Server // Addr is what a client is given
+	MasterName string  // "mymaster"
+}
+
+// URL is the redis-sentinel:// URL a client is configured with.
+func (s *SentinelServer) URL() string {
+	return "redis-sentinel://" + s.Sentinel.Addr + "/" + s.MasterName
+}
+
+// StartSentinel runs a master and a Sentinel with quorum 1 on free loopback
+// ports and returns once the Sentinel names the master. Both are stopped by
+// t.Cleanup, the Sentinel first so it never sees the master die.
+func StartSentinel(t testing.TB) *SentinelServer {
+	t.Helper()
+	const name = "mymaster"
+	master := start(t, modeStandalone, nil)
+	_, mport, _ := net.SplitHostPort(master.Addr)
+	sentinel := start(t, modeSentinel, func(port int, dir string) string {
+		return fmt.Sprintf("port %d\nbind 127.0.0.1\nprotected-mode yes\ndir %s\nloglevel warning\n"+
+			"sentinel monitor %s 127.0.0.1 %s 1\n", port, dir, name, mport)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	want := "127.0.0.1\n" + mport
+	for {
+		got, err := sentinel.Do(ctx, "SENTINEL", "get-master-addr-by-name", name)
+		if err == nil && got == want {
+			return &SentinelServer{Master: master, Sentinel: sentinel, MasterName: name}
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("redistest: Sentinel on %s does not name master %s within %s: %q, %v; log: %s",
+				sentinel.Addr, master.Addr, startTimeout, got, err, sentinel.out.String())
+		}
+		pause(ctx, 10*time.Millisecond)
+	}
 }
 
 func freePort() (int, error) {
