@@ -138,7 +138,7 @@ func (w *udpWriter) WriteRTP(p *rtp.Packet) error {
 
 // BenchmarkPlayer plays a 2 s prompt on 500 and 1,000 concurrent streams,
 // with the per-call Play (a goroutine and a timer per stream) and with the
-// shared Player (one pacing goroutine). Reported: CPU cores busy while
+// shared Player (one pacing goroutine per CPU, or a single one). Reported: CPU cores busy while
 // playing, CPU per packet, and inter-packet jitter |interval − 20 ms| p50
 // and p99 across all streams. One op is one full round. timer/streams=1
 // gives the machine's own wake-up jitter, the floor for the others.
@@ -152,7 +152,7 @@ func BenchmarkPlayer(b *testing.B) {
 	defer sink.Close()
 	sinkAddr := sink.LocalAddr().(*net.UDPAddr).AddrPort()
 
-	for _, mode := range []string{"timer", "scheduler"} {
+	for _, mode := range []string{"timer", "scheduler", "scheduler-1shard"} {
 		// timer/streams=1 is the floor: how punctually this machine wakes
 		// one goroutine every 20 ms at all.
 		counts := []int{500, 1000}
@@ -172,8 +172,12 @@ func BenchmarkPlayer(b *testing.B) {
 				}
 				var pl *Player
 				play := Play
-				if mode == "scheduler" {
-					pl = NewPlayer(PlayerConfig{})
+				if mode != "timer" {
+					shards := 0 // GOMAXPROCS
+					if mode == "scheduler-1shard" {
+						shards = 1
+					}
+					pl = NewPlayer(PlayerConfig{Shards: shards})
 					defer pl.Close()
 					play = pl.Play
 				}

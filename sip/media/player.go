@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/rtp"
@@ -184,16 +186,27 @@ type PlayerConfig struct {
 	// Slots spreads streams over this many sub-ticks of a frame so that
 	// 1,000 prompts started together are not all sent in one burst. Zero
 	// means 20 (1 ms ticks at 20 ms pacing).
-	Slots  int
+	Slots int
+	// Shards is the number of pacing goroutines; zero means GOMAXPROCS.
+	Shards int
 	Logger *zap.Logger
 }
 
-// Player plays many prompts at once from one pacing goroutine. Every frame
-// period is cut into Slots ticks; a stream is assigned to the least busy
-// tick when it starts and is served on that tick of every frame, so its
-// frame n is sent at epoch + (slot0 + n×Slots)×tick: evenly spaced, driftless,
-// with one wake-up per tick for all streams instead of one per stream.
+// Player plays many prompts at once from a few pacing goroutines (Shards,
+// default GOMAXPROCS) instead of a goroutine and timer per prompt. In each
+// shard, every frame period is cut into Slots ticks; a stream is assigned
+// to the least busy tick when it starts and is served on that tick of
+// every frame, so its frame n is sent at epoch + (slot0 + n×Slots)×tick:
+// evenly spaced and driftless, with one wake-up per tick for all of the
+// shard's streams. Several shards keep one descheduled OS thread from
+// delaying every prompt at once.
 type Player struct {
+	shards []*pacer
+	next   atomic.Uint64
+}
+
+// pacer is one shard of a Player.
+type pacer struct {
 	tick  time.Duration
 	slots int
 	log   *zap.Logger
@@ -218,19 +231,26 @@ func NewPlayer(cfg PlayerConfig) *Player {
 	if cfg.Slots <= 1 {
 		cfg.Slots = 20
 	}
+	if cfg.Shards <= 0 {
+		cfg.Shards = runtime.GOMAXPROCS(0)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	pl := &Player{
-		tick:    cfg.Pacing / time.Duration(cfg.Slots),
-		slots:   cfg.Slots,
-		log:     cfg.Logger,
-		buckets: make([][]*stream, cfg.Slots),
-		wake:    make(chan struct{}, 1),
-		quit:    make(chan struct{}),
+	pl := &Player{}
+	for range cfg.Shards {
+		pc := &pacer{
+			tick:    cfg.Pacing / time.Duration(cfg.Slots),
+			slots:   cfg.Slots,
+			log:     cfg.Logger,
+			buckets: make([][]*stream, cfg.Slots),
+			wake:    make(chan struct{}, 1),
+			quit:    make(chan struct{}),
+		}
+		pc.wg.Add(1)
+		go pc.run()
+		pl.shards = append(pl.shards, pc)
 	}
-	pl.wg.Add(1)
-	go pl.run()
 	return pl
 }
 
@@ -245,7 +265,8 @@ func (pl *Player) Play(ctx context.Context, w RTPWriter, p *Prompt, codec Codec,
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := pl.add(s); err != nil {
+	pc := pl.shards[pl.next.Add(1)%uint64(len(pl.shards))]
+	if err := pc.add(s); err != nil {
 		return err
 	}
 	select {
@@ -260,7 +281,7 @@ func (pl *Player) Play(ctx context.Context, w RTPWriter, p *Prompt, codec Codec,
 	}
 }
 
-func (pl *Player) add(s *stream) error {
+func (pl *pacer) add(s *stream) error {
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
 	if pl.closed {
@@ -289,10 +310,17 @@ func (pl *Player) add(s *stream) error {
 
 // Close stops the player; running plays return ErrPlayerClosed.
 func (pl *Player) Close() error {
+	for _, pc := range pl.shards {
+		pc.close()
+	}
+	return nil
+}
+
+func (pl *pacer) close() {
 	pl.mu.Lock()
 	if pl.closed {
 		pl.mu.Unlock()
-		return nil
+		return
 	}
 	pl.closed = true
 	close(pl.quit)
@@ -303,10 +331,9 @@ func (pl *Player) Close() error {
 			s.stop(ErrPlayerClosed)
 		}
 	}
-	return nil
 }
 
-func (pl *Player) run() {
+func (pl *pacer) run() {
 	defer pl.wg.Done()
 	var scratch []*stream
 	t := time.NewTimer(time.Hour)
@@ -367,7 +394,7 @@ func (pl *Player) run() {
 }
 
 // step serves one stream on its tick; true means it has ended.
-func (pl *Player) step(s *stream) bool {
+func (pl *pacer) step(s *stream) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stopped {
