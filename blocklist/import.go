@@ -24,7 +24,8 @@ type ImportOptions struct {
 	Reason          string // for lines without a reason
 	// BatchSize is entries per Put. Zero means the store's preference when
 	// it has one (FileStore: 100,000, since every bbolt commit rewrites the
-	// pages it touches), else 5000.
+	// pages it touches; RedisStore: 100,000, to group its listing writes),
+	// else 5000.
 	BatchSize  int
 	MaxRejects int // rejected lines kept in the result; default 1000 (all are counted)
 	// Now stamps FirstSeen/LastSeen of the imported entries; default time.Now.

@@ -94,6 +94,31 @@ func TestRedisSentinelDown(t *testing.T) {
 	}
 }
 
+// TestRedisListingIsIntset: the exact-number listing stays an intset, the
+// encoding that makes it cost about 9 bytes a number (see the key layout).
+func TestRedisListingIsIntset(t *testing.T) {
+	srv := redistest.Start(t)
+	st := newRedis(t, blocklist.RedisOptions{Addrs: []string{srv.Addr}})
+	ctx := context.Background()
+	var es []blocklist.Entry
+	for _, n := range []string{"+442079460123", "+447700900123", "+123"} {
+		es = append(es, blocklist.Entry{Number: n, Status: blocklist.StatusConfirmed})
+	}
+	if _, _, err := st.Put(ctx, es); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Report(ctx, "+15550100123", "s", "r", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	enc, err := srv.Do(ctx, "OBJECT", "ENCODING", "cl:idx:b:0123")
+	if err != nil || enc != "intset" {
+		t.Fatalf("listing bucket encoding %q, %v; want intset", enc, err)
+	}
+	if n, err := srv.Do(ctx, "SCARD", "cl:idx:b:0123"); err != nil || n != "4" {
+		t.Fatalf("listing bucket holds %s, %v; want 4", n, err)
+	}
+}
+
 // TestRedisDown: with the server gone, Lookup fails with ErrUnavailable,
 // names the address, and takes about the caller's deadline, not Redis' own
 // timeouts.

@@ -457,6 +457,11 @@ func testWalk(t *testing.T, st blocklist.Admin) {
 		es = append(es, e)
 		want[e.Number] = e
 	}
+	for _, num := range []string{"+12", "+123", "+1234", "+12345"} { // shorter than most keys
+		e := blocklist.Entry{Number: num, Status: blocklist.StatusReported, FirstSeen: t0, LastSeen: t0}
+		es = append(es, e)
+		want[e.Number] = e
+	}
 	for _, p := range []string{"+4420", "+4471", "+1"} {
 		e := blocklist.Entry{Number: p, Range: true, Status: blocklist.StatusReported, FirstSeen: t0, LastSeen: t0}
 		es = append(es, e)
