@@ -42,6 +42,12 @@ func (e regEntry) peer() side {
 }
 
 func (s *Server) onAck(req *sip.Request, tx sip.ServerTransaction) {
+	if id, err := sip.DialogIDFromRequestUAS(req); err == nil {
+		if d := s.reg.ackFor(id); d != nil {
+			_ = d.ReadAck(req, tx)
+			return
+		}
+	}
 	e, ok := s.match(req)
 	if !ok || e.role != roleIn {
 		return // ACK of a non-2xx is absorbed by the transaction layer

@@ -90,10 +90,6 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	e.sc, err = screening.New(e.store, screening.Config{Region: "GB"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	base := 30000 + int(portBase.Add(1)%60)*400
 	cfg := Config{
 		Listen:    []Listener{{Network: "udp", Addr: ipCleanline + ":0"}},
@@ -115,8 +111,20 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	}
 	if !setup.realPrompts {
 		for _, name := range prompts.Names() {
-			prompts.Set(name, tone(name, 400*time.Millisecond))
+			d := 400 * time.Millisecond
+			if name == media.PromptLineBusy {
+				d = 800 * time.Millisecond // tells busy from clear by length
+			}
+			prompts.Set(name, tone(name, d))
 		}
+	}
+	lines, err := cfg.Policies(screening.DefaultPolicy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.sc, err = screening.New(e.store, screening.Config{Region: "GB", Lines: lines})
+	if err != nil {
+		t.Fatal(err)
 	}
 	log := zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel))
 	e.s, err = NewServer(cfg, e.sc, log, WithPrompts(prompts))

@@ -332,9 +332,11 @@ func (c *call) warn() bool {
 	}
 	stopPlay()
 	<-played
-	c.mu.Lock()
-	c.choice = string(digit)
-	c.mu.Unlock()
+	if digit != 0 {
+		c.mu.Lock()
+		c.choice = string(digit)
+		c.mu.Unlock()
+	}
 	switch {
 	case err == nil && digit == '1':
 		return true
@@ -367,7 +369,10 @@ func (c *call) connect(trunkAnswer []byte) {
 	c.m.bridge()
 	res := sip.NewSDPResponseFromRequest(c.in.InviteRequest, trunkAnswer)
 	c.timer.addHeaders(res)
-	if err := c.in.WriteResponse(res); err != nil {
+	c.s.reg.awaitAck(c.in)
+	err := c.in.WriteResponse(res)
+	c.s.reg.acked(c.in)
+	if err != nil {
 		c.log.Info("caller did not ACK our 200", zap.Error(err))
 		c.end(outcomeNoAck, sideNone)
 		return

@@ -162,7 +162,10 @@ func (s *Server) trunkInvite(c *call, offer []byte) *sip.Request {
 // hangs up.
 func (c *call) feature(answer []byte, prompt string) {
 	res := sip.NewSDPResponseFromRequest(c.in.InviteRequest, answer)
-	if err := c.in.WriteResponse(res); err != nil {
+	c.s.reg.awaitAck(c.in)
+	err := c.in.WriteResponse(res)
+	c.s.reg.acked(c.in)
+	if err != nil {
 		c.end(outcomeNoAck, sideNone)
 		return
 	}

@@ -31,8 +31,6 @@ func (c *call) record() {
 			zap.String("from", c.scall.From),
 			zap.String("asserted", c.scall.Asserted),
 			zap.Bool("privacy", c.scall.Privacy),
-			zap.String("caller", c.verdict.Number),
-			zap.Stringer("verdict", c.verdict.Action),
 			zap.Strings("reasons", reasons))
 	}
 	if c.dialled != "" {

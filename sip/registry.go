@@ -1,6 +1,10 @@
 package sip
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/emiago/sipgo"
+)
 
 // legRole says which of a call's dialogs a dialog ID names.
 type legRole int
@@ -25,6 +29,11 @@ type registry struct {
 	calls  map[*call]struct{}
 	byLine map[string]map[*call]struct{}
 	last   map[string]string // line → E.164 of its last screened inbound caller
+	// acks are dialogs whose 2xx waits for its ACK. They outlive a teardown
+	// that happens meanwhile, so the ACK still completes the handshake and
+	// the dialog can then be hung up properly (RFC 3261 §15: no BYE before
+	// the ACK or the transaction's timeout).
+	acks map[string]*sipgo.DialogServerSession
 }
 
 func newRegistry() *registry {
@@ -33,6 +42,7 @@ func newRegistry() *registry {
 		calls:  map[*call]struct{}{},
 		byLine: map[string]map[*call]struct{}{},
 		last:   map[string]string{},
+		acks:   map[string]*sipgo.DialogServerSession{},
 	}
 }
 
@@ -147,4 +157,22 @@ func (r *registry) hasCallID(callID string) bool {
 		}
 	}
 	return false
+}
+
+func (r *registry) awaitAck(d *sipgo.DialogServerSession) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.acks[d.ID] = d
+}
+
+func (r *registry) acked(d *sipgo.DialogServerSession) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.acks, d.ID)
+}
+
+func (r *registry) ackFor(id string) *sipgo.DialogServerSession {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.acks[id]
 }

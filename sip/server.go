@@ -158,6 +158,7 @@ func (s *Server) Start() error {
 	}
 	s.started = true
 	var port int
+	var serve []func() // started once dua is set: handlers read it
 	for i, l := range s.cfg.Listen {
 		key := fmt.Sprintf("sip.listen[%d]", i)
 		switch l.Network {
@@ -170,8 +171,10 @@ func (s *Server) Start() error {
 			ap := pc.LocalAddr().(*net.UDPAddr).AddrPort()
 			s.addrs["udp"], port = ap, int(ap.Port())
 			s.laddr = sip.Addr{IP: net.IP(ap.Addr().AsSlice()), Port: int(ap.Port())}
-			go s.srv.ServeUDP(pc) //nolint:errcheck // ends when pc is closed
-			s.waitListening(ap)
+			serve = append(serve, func() {
+				go s.srv.ServeUDP(pc) //nolint:errcheck // ends when pc is closed
+				s.waitListening(ap)
+			})
 		case "tcp", "tls":
 			ln, err := net.Listen("tcp", l.Addr)
 			if err != nil {
@@ -186,10 +189,10 @@ func (s *Server) Start() error {
 				}
 				ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 				s.closers = append(s.closers, ln.Close)
-				go s.srv.ServeTLS(ln) //nolint:errcheck
+				serve = append(serve, func() { go s.srv.ServeTLS(ln) }) //nolint:errcheck
 			} else {
 				s.closers = append(s.closers, ln.Close)
-				go s.srv.ServeTCP(ln) //nolint:errcheck
+				serve = append(serve, func() { go s.srv.ServeTCP(ln) }) //nolint:errcheck
 			}
 			s.addrs[l.Network] = ap
 			if port == 0 {
@@ -200,6 +203,9 @@ func (s *Server) Start() error {
 	s.dua = &sipgo.DialogUA{
 		Client:     s.cli,
 		ContactHDR: sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "cleanline", Host: s.host, Port: port}},
+	}
+	for _, f := range serve {
+		f()
 	}
 	s.log.Info("sip listening", zap.Any("listeners", s.addrs), zap.String("advertise", s.host),
 		zap.Stringer("media", s.advIP), zap.Int("trunks", len(s.cfg.Trunks)), zap.Int("lines", len(s.cfg.Lines)))

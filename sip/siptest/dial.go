@@ -20,7 +20,8 @@ type Outgoing struct {
 
 	cancel    context.CancelFunc
 	responses chan *sip.Response
-	final     chan *sip.Response
+	done      chan struct{} // closed when the INVITE transaction is over
+	final     *sip.Response // set before done is closed
 	err       error
 }
 
@@ -81,7 +82,7 @@ func (p *Phone) Dial(ctx context.Context, uri string, o DialOptions) (*Outgoing,
 		r.Close()
 		return nil, err
 	}
-	c := &Outgoing{p: p, D: d, RTP: r, cancel: cancel, responses: make(chan *sip.Response, 16), final: make(chan *sip.Response, 1)}
+	c := &Outgoing{p: p, D: d, RTP: r, cancel: cancel, responses: make(chan *sip.Response, 16), done: make(chan struct{})}
 	p.mu.Lock()
 	p.clients["pending:"+d.InviteRequest.CallID().Value()] = c
 	p.mu.Unlock()
@@ -114,8 +115,8 @@ func (p *Phone) Dial(ctx context.Context, uri string, o DialOptions) (*Outgoing,
 			final = d.InviteResponse
 			c.err = err
 		}
-		c.final <- final
-		close(c.final)
+		c.final = final
+		close(c.done)
 	}()
 	_ = ctx
 	return c, nil
@@ -127,26 +128,15 @@ func (c *Outgoing) Responses() <-chan *sip.Response { return c.responses }
 // WaitFinal waits for the final response (nil and an error if there was none).
 func (c *Outgoing) WaitFinal(ctx context.Context) (*sip.Response, error) {
 	select {
-	case res, ok := <-c.final:
-		if !ok || res == nil {
+	case <-c.done:
+		res := c.final
+		if res == nil || res.IsProvisional() {
 			return nil, fmt.Errorf("siptest: no final response: %v", c.err)
 		}
-		if res.IsProvisional() {
-			return nil, fmt.Errorf("siptest: call ended with only %d: %v", res.StatusCode, c.err)
-		}
-		// keep it readable for later calls
-		c.final = closedWith(res)
 		return res, nil
 	case <-ctx.Done():
 		return nil, fmt.Errorf("siptest: no final response: %w", ctx.Err())
 	}
-}
-
-func closedWith(res *sip.Response) chan *sip.Response {
-	ch := make(chan *sip.Response, 1)
-	ch <- res
-	close(ch)
-	return ch
 }
 
 // WaitProvisional waits for a provisional response with code.
