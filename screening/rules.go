@@ -115,6 +115,10 @@ func ruleBlocklist(s *state) bool {
 		return decide(s, Block, append([]Reason{ReasonBlocklistConfirmed}, extra...)...)
 	case s.policy.ReportThreshold > 0 && e.Reports >= s.policy.ReportThreshold:
 		return decide(s, Block, append([]Reason{ReasonBlocklistReported, ReasonBlocklistThreshold}, extra...)...)
+	case s.facts.Cooldown:
+		// D3: a reported caller already warned on this line is refused now,
+		// not warned again.
+		return decide(s, Block, append([]Reason{ReasonBlocklistReported}, append(extra, ReasonCooldown)...)...)
 	default:
 		return decide(s, Warn, append([]Reason{ReasonBlocklistReported}, extra...)...)
 	}

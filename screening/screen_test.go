@@ -171,6 +171,8 @@ func TestCooldown(t *testing.T) {
 	if err := sc.Conclude(ctx, call, v); err != nil {
 		t.Fatal(err)
 	}
+	// warned once on this line: refused, not warned again
+	want(t, sc.Screen(ctx, call), Block, ReasonBlocklistReported, ReasonCooldown)
 	// the reported entry is removed: only the cooldown refuses the call now
 	if err := st.Remove(ctx, caller, false); err != nil {
 		t.Fatal(err)
