@@ -77,6 +77,7 @@ type RedisStore struct {
 	p             string
 	lookupTimeout time.Duration
 	clock         func() time.Time
+	cluster       bool // multi-key scripts would be CROSSSLOT
 	closed        atomic.Bool
 }
 
@@ -158,6 +159,7 @@ func NewRedis(opts RedisOptions) (*RedisStore, error) {
 		s.where = "redis " + opts.Addrs[0]
 	}
 	s.rdb = redis.NewUniversalClient(u)
+	_, s.cluster = s.rdb.(*redis.ClusterClient)
 	return s, nil
 }
 
@@ -173,7 +175,7 @@ func (s *RedisStore) Ping(ctx context.Context) error {
 	if err := s.rdb.Ping(ctx).Err(); err != nil {
 		return s.fail("ping", err)
 	}
-	for _, sc := range []*redis.Script{lookupScript, upsertScript, upsertRangeScript, reportScript} {
+	for _, sc := range []*redis.Script{lookupScript, upsertScript, upsertRangeScript, reportScript, putManyScript} {
 		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
 			return s.fail("script load", err)
 		}
@@ -213,14 +215,16 @@ func (s *RedisStore) coolKey(caller, line string) string {
 // idxBuckets is how many sets the exact-number listing is split over.
 const idxBuckets = 10_000
 
-// blockedIdx is the listing bucket of exact number n: its last four digits.
-func (s *RedisStore) blockedIdx(n string) string {
-	d := n[1:]
-	if len(d) < 4 {
-		d = strings.Repeat("0", 4-len(d)) + d
+// bucket is the listing bucket of exact number n: its last four digits.
+func bucket(n string) int {
+	b := 0
+	for i := max(1, len(n)-4); i < len(n); i++ {
+		b = b*10 + int(n[i]-'0')
 	}
-	return s.p + ":idx:b:" + d[len(d)-4:]
+	return b
 }
+
+func (s *RedisStore) blockedIdx(n string) string { return s.bucketKey(bucket(n)) }
 
 func (s *RedisStore) bucketKey(b int) string { return fmt.Sprintf("%s:idx:b:%04d", s.p, b) }
 
@@ -448,9 +452,75 @@ if old then return 0 end
 return 1
 `)
 
+// putManyScript is upsertScript for many exact entries in one call, so that
+// re-importing a feed (every number an update) costs one command per batch,
+// not one per number. Keys are handled in order, so a number twice in one
+// call is added, then updated. Standalone and Sentinel only: in a Cluster
+// the keys span slots.
+// KEYS: entries. ARGV: head and rest of each, in turn. Returns how many were
+// added; the others were updated.
+var putManyScript = redis.NewScript(`
+local added = 0
+for i = 1, #KEYS do
+  local head, rest = ARGV[2 * i - 1], ARGV[2 * i]
+  if redis.call('SET', KEYS[i], head .. rest, 'NX') then
+    added = added + 1
+  else
+    local fs, n = string.match(redis.call('GET', KEYS[i]) or '', '^(-?%d+)|(%d+)|')
+    if fs then head = fs .. '|' .. n .. '|' end
+    redis.call('SET', KEYS[i], head .. rest)
+  end
+end
+return added
+`)
+
 // putBatch is how many entries go in one pipeline: large enough to amortise
-// the round trip, small enough that the replies arrive within ReadTimeout.
-const putBatch = 1000
+// the round trip (5000 imported 1M numbers in 3.6 s against 4.6 s for 1000),
+// small enough that the replies arrive well within ReadTimeout.
+const putBatch = 5000
+
+// scriptBatch is how many entries one putManyScript call writes, so that it
+// holds Redis, and the Lookups queued behind it, for about 3 ms at most.
+const scriptBatch = 1000
+
+// manyCalls collects exact entries into putManyScript calls.
+type manyCalls []putCall
+
+func (m *manyCalls) add(key, head, rest string) {
+	if len(*m) == 0 || (*m)[len(*m)-1].n == scriptBatch {
+		*m = append(*m, putCall{sc: putManyScript})
+	}
+	c := &(*m)[len(*m)-1]
+	c.keys = append(c.keys, key)
+	c.args = append(c.args, head, rest)
+	c.n++
+}
+
+// send pipelines every call and appends them to calls.
+func (m manyCalls) send(ctx context.Context, p redis.Pipeliner, calls []putCall) []putCall {
+	for _, c := range m {
+		c.send(ctx, p)
+		calls = append(calls, c)
+	}
+	return calls
+}
+
+// putCall is one script call of a Put; n is how many entries it writes.
+type putCall struct {
+	sc   *redis.Script
+	keys []string
+	args []any
+	n    int
+	cmd  *redis.Cmd
+}
+
+func (c *putCall) send(ctx context.Context, p redis.Pipeliner) {
+	c.cmd = c.sc.EvalSha(ctx, p, c.keys, c.args...)
+}
+
+func (s *RedisStore) rangeCall(e *Entry, head, rest string) putCall {
+	return putCall{sc: upsertRangeScript, keys: []string{s.rangesKey(), s.rangesIdx()}, args: []any{head, rest, e.Number}, n: 1}
+}
 
 func (s *RedisStore) Put(ctx context.Context, entries []Entry) (added, updated int, err error) {
 	if err := s.begin(ctx); err != nil {
@@ -460,106 +530,126 @@ func (s *RedisStore) Put(ctx context.Context, entries []Entry) (added, updated i
 		return 0, 0, err
 	}
 	now := s.clock()
-	type call struct {
-		sc   *redis.Script
-		keys []string
-		args []any
-		cmd  *redis.Cmd
-	}
 	// The listing index first (see Report).
 	if err := s.index(ctx, entries); err != nil {
 		return 0, 0, s.fail("put", err)
 	}
-	calls := make([]call, 0, min(len(entries), putBatch))
 	for start := 0; start < len(entries); start += putBatch {
 		batch := entries[start:min(start+putBatch, len(entries))]
-		calls = calls[:0]
-		pipe := s.rdb.Pipeline()
-		// New exact entries, the bulk of an import, are a plain SET NX, several
-		// times cheaper for Redis than a script; only a number that already
-		// exists (SET NX refused) goes through the upsert script, in a second
-		// pipeline. Entries of a batch are unique by construction below.
-		type pending struct {
-			e    Entry
-			head string
-			rest string
-			nx   *redis.BoolCmd
+		a, u, err := s.putBatch(ctx, batch, now)
+		added += a
+		updated += u
+		if err != nil {
+			return added, updated, err
 		}
-		var nxs []pending
+	}
+	return added, updated, nil
+}
+
+// putBatch writes one batch. New exact entries, the bulk of an import, are
+// a plain SET NX: in a pipeline Redis starts on them while the client is
+// still sending, and one costs it 1.2us against 2.9us inside a script
+// (measured, 1M import). Only the numbers that already exist (SET NX
+// refused) are then updated by script, in a second round trip: one
+// putManyScript call, or one upsertScript per number in a Cluster.
+func (s *RedisStore) putBatch(ctx context.Context, batch []Entry, now time.Time) (added, updated int, err error) {
+	var calls []putCall
+	pipe := s.rdb.Pipeline()
+	if dupInBatch(batch) {
+		// Two writes of one number in one batch must apply in order; SET NX
+		// for both would lose the second. Rare: use the scripts.
+		var many manyCalls
 		for _, e := range batch {
 			e = prepare(e, now)
 			head, rest := encodeRedisParts(&e)
-			if e.Range {
-				c := call{sc: upsertRangeScript, keys: []string{s.rangesKey(), s.rangesIdx()}, args: []any{head, rest, e.Number}}
-				c.cmd = c.sc.EvalSha(ctx, pipe, c.keys, c.args...)
-				calls = append(calls, c)
+			if !s.cluster && !e.Range {
+				many.add(s.entryKey(e.Number), head, rest)
 				continue
 			}
-			nxs = append(nxs, pending{e: e, head: head, rest: rest, nx: pipe.SetNX(ctx, s.entryKey(e.Number), head+rest, 0)})
-		}
-		if dupInBatch(batch) {
-			// Two writes of one number in one batch must apply in order;
-			// SET NX for both would lose the second. Rare: use the script.
-			nxs = nil
-			calls = calls[:0]
-			pipe = s.rdb.Pipeline()
-			for _, e := range batch {
-				e = prepare(e, now)
-				head, rest := encodeRedisParts(&e)
-				c := call{sc: upsertScript, keys: []string{s.entryKey(e.Number)}, args: []any{head, rest}}
-				if e.Range {
-					c = call{sc: upsertRangeScript, keys: []string{s.rangesKey(), s.rangesIdx()}, args: []any{head, rest, e.Number}}
-				}
-				c.cmd = c.sc.EvalSha(ctx, pipe, c.keys, c.args...)
-				calls = append(calls, c)
+			c := putCall{sc: upsertScript, keys: []string{s.entryKey(e.Number)}, args: []any{head, rest}, n: 1}
+			if e.Range {
+				c = s.rangeCall(&e, head, rest)
 			}
+			c.send(ctx, pipe)
+			calls = append(calls, c)
 		}
+		calls = many.send(ctx, pipe, calls)
 		cmds, _ := pipe.Exec(ctx)
-		if len(nxs) > 0 {
-			var again redis.Pipeliner
-			for _, p := range nxs {
-				ok, err := p.nx.Result()
-				if err != nil {
-					return added, updated, s.fail("put", err)
-				}
-				if ok {
-					added++
-					continue
-				}
-				if again == nil {
-					again = s.rdb.Pipeline()
-				}
-				c := call{sc: upsertScript, keys: []string{s.entryKey(p.e.Number)}, args: []any{p.head, p.rest}}
-				c.cmd = c.sc.EvalSha(ctx, again, c.keys, c.args...)
-				calls = append(calls, c)
-			}
-			if again != nil {
-				more, _ := again.Exec(ctx)
-				cmds = append(cmds, more...)
-			}
+		return s.settle(ctx, cmds, calls)
+	}
+	type pending struct {
+		key, head, rest string
+		nx              *redis.BoolCmd
+	}
+	nxs := make([]pending, 0, len(batch))
+	for _, e := range batch {
+		e = prepare(e, now)
+		head, rest := encodeRedisParts(&e)
+		if e.Range {
+			c := s.rangeCall(&e, head, rest)
+			c.send(ctx, pipe)
+			calls = append(calls, c)
+			continue
 		}
-		for i := range calls {
-			// NOSCRIPT means the script did not run, so running it now is safe.
-			if c := &calls[i]; isNoScript(c.cmd.Err()) {
-				c.cmd = c.sc.Run(ctx, s.rdb, c.keys, c.args...)
-			}
+		k := s.entryKey(e.Number)
+		nxs = append(nxs, pending{key: k, head: head, rest: rest, nx: pipe.SetNX(ctx, k, head+rest, 0)})
+	}
+	cmds, _ := pipe.Exec(ctx)
+	var again redis.Pipeliner
+	var many manyCalls
+	for _, p := range nxs {
+		ok, err := p.nx.Result()
+		if err != nil {
+			return added, updated, s.fail("put", err)
 		}
-		for _, c := range cmds {
-			if err := c.Err(); err != nil && !isNoScript(err) {
-				return added, updated, s.fail("put", err)
-			}
+		if ok {
+			added++
+			continue
 		}
-		for i := range calls {
-			n, err := calls[i].cmd.Int()
-			if err != nil {
-				return added, updated, s.fail("put", err)
-			}
-			if n == 1 {
-				added++
-			} else {
-				updated++
-			}
+		if !s.cluster {
+			many.add(p.key, p.head, p.rest)
+			continue
 		}
+		if again == nil {
+			again = s.rdb.Pipeline()
+		}
+		c := putCall{sc: upsertScript, keys: []string{p.key}, args: []any{p.head, p.rest}, n: 1}
+		c.send(ctx, again)
+		calls = append(calls, c)
+	}
+	if len(many) > 0 {
+		again = s.rdb.Pipeline()
+		calls = many.send(ctx, again, calls)
+	}
+	if again != nil {
+		more, _ := again.Exec(ctx)
+		cmds = append(cmds, more...)
+	}
+	a, u, err := s.settle(ctx, cmds, calls)
+	return added + a, updated + u, err
+}
+
+// settle checks a Put's pipelined commands and counts what its script calls
+// added and updated. A call refused with NOSCRIPT did not run, so it runs
+// again here, loading the script.
+func (s *RedisStore) settle(ctx context.Context, cmds []redis.Cmder, calls []putCall) (added, updated int, err error) {
+	for i := range calls {
+		if c := &calls[i]; isNoScript(c.cmd.Err()) {
+			c.cmd = c.sc.Run(ctx, s.rdb, c.keys, c.args...)
+		}
+	}
+	for _, c := range cmds {
+		if err := c.Err(); err != nil && !isNoScript(err) {
+			return added, updated, s.fail("put", err)
+		}
+	}
+	for i := range calls {
+		n, err := calls[i].cmd.Int()
+		if err != nil {
+			return added, updated, s.fail("put", err)
+		}
+		added += n
+		updated += calls[i].n - n
 	}
 	return added, updated, nil
 }
@@ -567,16 +657,16 @@ func (s *RedisStore) Put(ctx context.Context, entries []Entry) (added, updated i
 // index adds the exact numbers of entries to the listing with one SADD per
 // bucket, so a Put of 100,000 numbers costs 10,000 commands, not 100,000.
 func (s *RedisStore) index(ctx context.Context, entries []Entry) error {
-	groups := make(map[string][]any)
+	groups := make(map[int][]any, min(len(entries), idxBuckets))
 	for _, e := range entries {
 		if !e.Range {
-			k := s.blockedIdx(e.Number)
-			groups[k] = append(groups[k], idxMember(e.Number))
+			b := bucket(e.Number)
+			groups[b] = append(groups[b], idxMember(e.Number))
 		}
 	}
 	pipe := s.rdb.Pipeline()
-	for k, members := range groups {
-		pipe.SAdd(ctx, k, members...)
+	for b, members := range groups {
+		pipe.SAdd(ctx, s.bucketKey(b), members...)
 		if pipe.Len() >= putBatch {
 			if _, err := pipe.Exec(ctx); err != nil {
 				return err

@@ -32,6 +32,7 @@ func Run(t *testing.T, open Open) {
 		{"RangeBlockGetRemove", testRange},
 		{"LongestPrefix", testLongestPrefix},
 		{"PutCounts", testPutCounts},
+		{"PutCountsLarge", testPutCountsLarge},
 		{"Report", testReport},
 		{"Protected", testProtected},
 		{"TrustedPerLine", testTrusted},
@@ -444,6 +445,52 @@ func testVelocity(t *testing.T, st blocklist.Admin) {
 	// Callers are counted separately.
 	if f := lookup(t, st, blocklist.Query{Caller: "+442079460124", Line: "a", Now: at(time.Hour), VelocityWindow: w}); f.DistinctLines != 1 {
 		t.Fatalf("other caller: %d", f.DistinctLines)
+	}
+}
+
+// testPutCountsLarge: counts and kept fields hold across the batch and
+// script sizes implementations split a large Put into.
+func testPutCountsLarge(t *testing.T, st blocklist.Admin) {
+	const n = 2503
+	mk := func(i int, reports int, at time.Time, reason string) blocklist.Entry {
+		return blocklist.Entry{Number: fmt.Sprintf("+4474%08d", i*7919%100000000), Status: blocklist.StatusReported,
+			Reason: reason, Reports: reports, FirstSeen: at, LastSeen: at}
+	}
+	var first, again, twice []blocklist.Entry
+	later := t0.Add(time.Hour)
+	for i := 0; i < n; i++ {
+		first = append(first, mk(i, 3, t0, "first"))
+		again = append(again, mk(i, 0, later, "again"))
+	}
+	if ad, up := put(t, st, first...); ad != n || up != 0 {
+		t.Fatalf("first Put: added %d updated %d, want %d 0", ad, up, n)
+	}
+	if ad, up := put(t, st, again...); ad != 0 || up != n {
+		t.Fatalf("second Put: added %d updated %d, want 0 %d", ad, up, n)
+	}
+	for _, i := range []int{0, 999, 1000, n - 1} {
+		want := again[i]
+		want.FirstSeen, want.Reports = t0, 3
+		if got := get(t, st, want.Number, false); !sameEntry(got, want) {
+			t.Fatalf("entry %d after update = %+v, want %+v", i, got, want)
+		}
+	}
+	// New numbers, each twice in one Put: added, then updated, last wins.
+	for i := n; i < 2*n; i++ {
+		twice = append(twice, mk(i, 0, t0, "one"))
+	}
+	for i := n; i < 2*n; i++ {
+		twice = append(twice, mk(i, 0, later, "two"))
+	}
+	if ad, up := put(t, st, twice...); ad != n || up != n {
+		t.Fatalf("Put with duplicates: added %d updated %d, want %d %d", ad, up, n, n)
+	}
+	for _, i := range []int{0, n - 1} {
+		want := twice[n+i]
+		want.FirstSeen = t0
+		if got := get(t, st, want.Number, false); !sameEntry(got, want) {
+			t.Fatalf("duplicated entry %d = %+v, want %+v", i, got, want)
+		}
 	}
 }
 
