@@ -4,32 +4,43 @@
 #
 #   run.sh kamailio        Redis with N blocked numbers + Kamailio 5.6
 #                          (deploy/kamailio) + sipload answer as the line
+#   run.sh cleanline       the same Redis + cleanline serve (generated config:
+#                          one trunk, one line = sipload answer) + the line
+#   run.sh compare         Kamailio and cleanline back to back on one Redis,
+#                          ROUNDS times (default 2), with the line answered
+#                          directly as a baseline (DIRECT=1); prints the
+#                          ratios cleanline/Kamailio
 #   run.sh answer          sipload answer alone: the load tool's own ceiling
-#   run.sh HOST:PORT       anything already running (later: cleanline serve
-#                          with its Redis loaded by this script's loader,
-#                          LOAD_ONLY=1 run.sh kamailio shows how)
+#   run.sh HOST:PORT       anything already running
 #
 # Environment (defaults in brackets): STEPS [250,500,1000,2000,3000,4000,6000,8000],
 # STEP_DURATION [5s], HOLD [1s], NUMBERS [1000000] blocked numbers in Redis,
 # BLOCKED_FRACTION [0.1], RTP [0] (1: G.711 both ways), KAM_CHILDREN [4],
-# OUT [a temp dir] for logs and report.json, NICE [10].
-# Figures depend on the machine and what else runs on it; say so with them.
+# ROUNDS [2], DIRECT [1], CL_LOG_LEVEL [warn], OUT [a temp dir] for logs and
+# the JSON reports, NICE [10] for the load tool.
+# Figures depend on the machine and what else runs on it: every run records
+# the load average before and after it; say so with the figures.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 
 target=${1:-}
-[ -n "$target" ] || die "usage: run.sh kamailio|answer|HOST:PORT"
+[ -n "$target" ] || die "usage: run.sh kamailio|cleanline|compare|answer|HOST:PORT"
 STEPS=${STEPS:-250,500,1000,2000,3000,4000,6000,8000}
 STEP_DURATION=${STEP_DURATION:-5s}
 HOLD=${HOLD:-1s}
 NUMBERS=${NUMBERS:-1000000}
 BLOCKED_FRACTION=${BLOCKED_FRACTION:-0.1}
 NICE=${NICE:-10}
+ROUNDS=${ROUNDS:-2}
+DIRECT=${DIRECT:-1}
 OUT=${OUT:-$(mktemp -d)}
 mkdir -p "$OUT"
 rtp=()
 [ "${RTP:-0}" = 1 ] && rtp=(--rtp)
+# The line answers on its own loopback address, so that cleanline tells the
+# line's requests (127.0.0.3) from the trunk's (the caller, 127.0.0.1).
+export ANSWER_IP=127.0.0.3
 
 build_sipload "$OUT"
 
@@ -41,7 +52,8 @@ blocked_numbers() {
 
 # load_redis FILE: every number as a confirmed entry in CleanLine's layout
 # (blocklist/redis.go: cl:{N}:e, "firstMs|reports|c|lastMs|len|reason source"),
-# plus its listing index, through redis-cli --pipe.
+# plus its listing index (cl:idx:b:NNNN, the digits in the bucket of the
+# number's last four digits), through redis-cli --pipe.
 load_redis() {
 	local now
 	now=$(date +%s000)
@@ -49,62 +61,103 @@ load_redis() {
 		v = now "|1|c|" now "|5|benchbench"
 		k = "cl:{" $1 "}:e"
 		printf "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", length(k), k, length(v), v
-		printf "*4\r\n$4\r\nZADD\r\n$14\r\ncl:idx:blocked\r\n$1\r\n0\r\n$%d\r\n%s\r\n", length($1), $1
+		b = "cl:idx:b:" substr($1, length($1) - 3)
+		d = substr($1, 2)
+		printf "*3\r\n$4\r\nSADD\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", length(b), b, length(d), d
 	}' "$1" | redis-cli -p "$REDIS_PORT" --pipe >"$OUT/redis-load.log" 2>&1 || die "redis load failed: $(tail -3 "$OUT/redis-load.log")"
+	grep -q 'errors: 0,' "$OUT/redis-load.log" || die "redis load had errors: $(tail -3 "$OUT/redis-load.log")"
 	echo "redis: $(redis-cli -p "$REDIS_PORT" DBSIZE) keys, used_memory $(redis-cli -p "$REDIS_PORT" INFO memory | sed -n 's/^used_memory_human:\(.*\)\r$/\1/p')" >&2
 }
 
-blocklist=()
-case "$target" in
-kamailio)
+setup_redis() {
+	[ -n "${REDIS_PORT:-}" ] && return 0
 	blocked_numbers "$NUMBERS" "$OUT/blocked.txt"
 	start_redis "$OUT"
 	load_redis "$OUT/blocked.txt"
-	start_answer "$OUT" "${rtp[@]}"
-	start_kamailio "$OUT" "$here/../kamailio/kamailio.cfg" "127.0.0.1:$ANSWER_PORT"
-	addr="127.0.0.1:$KAM_PORT"
-	blocklist=(--blocklist "$OUT/blocked.txt" --blocked-fraction "$BLOCKED_FRACTION")
-	echo "target: kamailio $(kamailio -v | sed -n 's/^version: //p' | head -1) on $addr (children ${KAM_CHILDREN:-4}), redis-server on 127.0.0.1:$REDIS_PORT with $NUMBERS blocked numbers, line: sipload answer on 127.0.0.1:$ANSWER_PORT" >&2
+}
+
+# step NAME ADDR ARGS...: step the rate against ADDR; the report goes to
+# $OUT/NAME.json, the load average before and after to $OUT/NAME.load.
+step() {
+	local name=$1 addr=$2
+	shift 2
+	echo "load before $(loadavg)" >"$OUT/$name.load"
+	echo "== $name: $addr, load average before $(loadavg)" >&2
+	nice -n "$NICE" "$SIPLOAD" call --target "$addr" --steps "$STEPS" --step-duration "$STEP_DURATION" \
+		--hold "$HOLD" --stop-above 0.01 --answer-timeout 5s "$@" "${rtp[@]}" \
+		--json >"$OUT/$name.json" 2>"$OUT/$name.err" || die "sipload call failed: $(tail -3 "$OUT/$name.err")"
+	echo "load after $(loadavg)" >>"$OUT/$name.load"
+	echo "== $name: load average after $(loadavg)" >&2
+}
+
+blocklist=(--blocklist "$OUT/blocked.txt" --blocked-fraction "$BLOCKED_FRACTION")
+
+# run_kamailio NAME / run_cleanline NAME / run_direct NAME: one stepped run
+# with a fresh line (and proxy), everything stopped afterwards.
+run_kamailio() {
+	local d=$OUT/$1
+	mkdir -p "$d"
+	setup_redis
+	start_answer "$d" "${rtp[@]}"
+	start_kamailio "$d" "$here/../kamailio/kamailio.cfg" "$ANSWER_IP:$ANSWER_PORT"
+	echo "target: kamailio $(kamailio -v | sed -n 's/^version: //p' | head -1) on 127.0.0.1:$KAM_PORT (children ${KAM_CHILDREN:-4}), redis-server on 127.0.0.1:$REDIS_PORT with $NUMBERS blocked numbers, line: sipload answer on $ANSWER_IP:$ANSWER_PORT" >&2
+	step "$1" "127.0.0.1:$KAM_PORT" "${blocklist[@]}"
+	stop_kamailio
+	stop_answer
+}
+
+run_cleanline() {
+	local d=$OUT/$1 peak
+	mkdir -p "$d"
+	setup_redis
+	build_cleanline "$OUT"
+	start_answer "$d" "${rtp[@]}"
+	start_cleanline "$d" "redis://127.0.0.1:$REDIS_PORT" "$ANSWER_IP:$ANSWER_PORT"
+	echo "target: cleanline on 127.0.0.1:$CL_PORT (log level ${CL_LOG_LEVEL:-warn}, GOMAXPROCS ${GOMAXPROCS:-all}), redis-server on 127.0.0.1:$REDIS_PORT with $NUMBERS blocked numbers, line: sipload answer on $ANSWER_IP:$ANSWER_PORT" >&2
+	echo "rss_kb idle $(rss_kb "$CL_PID")" >"$d/rss"
+	step "$1" "127.0.0.1:$CL_PORT" "${blocklist[@]}"
+	peak=$(awk '/^VmHWM:/ { print $2 }' "/proc/$CL_PID/status")
+	echo "rss_kb after $(rss_kb "$CL_PID") peak $peak" >>"$d/rss"
+	stop_cleanline
+	stop_answer
+	grep -v '"level":"info"' "$d/cleanline.log" | head -5 >&2 || true
+}
+
+run_direct() {
+	local d=$OUT/$1
+	mkdir -p "$d"
+	start_answer "$d" "${rtp[@]}"
+	echo "target: sipload answer on $ANSWER_IP:$ANSWER_PORT (no proxy: the baseline)" >&2
+	step "$1" "$ANSWER_IP:$ANSWER_PORT"
+	stop_answer
+}
+
+echo "machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(uname -r), load average $(loadavg); sipload at nice $NICE" >&2
+runs=()
+case "$target" in
+kamailio | cleanline)
+	"run_$target" "$target"
+	runs=("$target")
 	;;
 answer)
-	start_answer "$OUT" "${rtp[@]}"
-	addr="127.0.0.1:$ANSWER_PORT"
-	echo "target: sipload answer on $addr" >&2
+	run_direct direct
+	runs=(direct)
+	;;
+compare)
+	for ((r = 1; r <= ROUNDS; r++)); do
+		run_kamailio "kamailio-$r"
+		run_cleanline "cleanline-$r"
+		runs+=("kamailio-$r" "cleanline-$r")
+		if [ "$DIRECT" = 1 ]; then
+			run_direct "direct-$r"
+			runs+=("direct-$r")
+		fi
+	done
 	;;
 *)
-	addr=$target
-	echo "target: $addr (started elsewhere)" >&2
+	step target "$target"
+	runs=(target)
 	;;
 esac
-
-echo "machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), load average $(cut -d' ' -f1-3 /proc/loadavg); sipload at nice $NICE" >&2
-nice -n "$NICE" "$SIPLOAD" call --target "$addr" --steps "$STEPS" --step-duration "$STEP_DURATION" \
-	--hold "$HOLD" --stop-above 0.01 --answer-timeout 5s "${blocklist[@]}" "${rtp[@]}" \
-	--json >"$OUT/report.json" 2>"$OUT/call.err" || die "sipload call failed: $(tail -3 "$OUT/call.err")"
-if [ -n "${ANSWER_PID:-}" ]; then
-	stop_answer
-	echo "--- line (sipload answer):" && cat "$OUT/answer.out"
-fi
-echo "--- sipload call, steps until >1% failed (post-dial delay = INVITE -> 180):"
-python3 - "$OUT/report.json" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))
-ms = lambda ns: "%.2f" % (ns / 1e6) if ns else "-"
-print("%9s %10s %7s %8s %8s %6s %7s %6s %6s %8s %8s %8s %8s" % (
-    "offered/s", "achieved/s", "placed", "answered", "declined", "failed", "timeout", "error", "fail%",
-    "pdd p50", "pdd p90", "pdd p99", "pdd max"))
-best = None
-for s in r["steps"]:
-    print("%9g %10.1f %7d %8d %8d %6d %7d %6d %6.2f %8s %8s %8s %8s" % (
-        s["offered_rate"], s["completed_rate"], s["attempted"], s["answered"], s["declined"], s["failed"],
-        s["timed_out"], s["errors"] + s["not_placed_concurrency_cap"], 100 * s["failure_ratio"],
-        ms(s["post_dial_delay"]["p50_ns"]), ms(s["post_dial_delay"]["p90_ns"]),
-        ms(s["post_dial_delay"]["p99_ns"]), ms(s["post_dial_delay"]["max_ns"])))
-    if s["failure_ratio"] <= 0.01:
-        best = s
-if best:
-    print("highest clean rate (<=1%% failed): %g calls/s offered, %.1f completed/s" % (best["offered_rate"], best["completed_rate"]))
-else:
-    print("no step stayed under 1% failures")
-PY
-echo "logs and report.json in $OUT" >&2
+python3 "$here/report.py" "$OUT" "${runs[@]}"
+echo "logs and JSON reports in $OUT" >&2

@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""Print the tables of deploy/bench/run.sh: one per run (sipload call's JSON
+report), then, when Kamailio and cleanline ran in the same invocation, the
+ratios cleanline/Kamailio per round.
+
+usage: report.py OUT NAME...   (OUT/NAME.json, OUT/NAME.load, OUT/NAME/...)
+"""
+import json
+import os
+import sys
+
+out, names = sys.argv[1], sys.argv[2:]
+
+
+def ms(ns):
+    return "%.2f" % (ns / 1e6) if ns else "-"
+
+
+def load(name):
+    with open(os.path.join(out, name + ".json")) as f:
+        return json.load(f)
+
+
+def best(rep):
+    """The highest step with at most 1% failures, or None."""
+    b = None
+    for s in rep["steps"]:
+        if s["failure_ratio"] <= 0.01:
+            b = s
+    return b
+
+
+def table(name):
+    rep = load(name)
+    print("--- %s" % name)
+    try:
+        with open(os.path.join(out, name + ".load")) as f:
+            print("    " + "; ".join(l.strip() for l in f))
+    except OSError:
+        pass
+    print("%9s %10s %7s %8s %8s %6s %7s %6s %6s %8s %8s %8s %8s" % (
+        "offered/s", "achieved/s", "placed", "answered", "declined", "failed", "timeout", "error", "fail%",
+        "pdd p50", "pdd p90", "pdd p99", "pdd max"))
+    for s in rep["steps"]:
+        p = s["post_dial_delay"]
+        print("%9g %10.1f %7d %8d %8d %6d %7d %6d %6.2f %8s %8s %8s %8s" % (
+            s["offered_rate"], s["completed_rate"], s["attempted"], s["answered"], s["declined"], s["failed"],
+            s["timed_out"], s["errors"] + s["not_placed_concurrency_cap"] + s["hangup_failed"],
+            100 * s["failure_ratio"], ms(p["p50_ns"]), ms(p["p90_ns"]), ms(p["p99_ns"]), ms(p["max_ns"])))
+        if s.get("blocked_callers_drawn") and s["declined_blocked_callers"] != s["blocked_callers_drawn"]:
+            print("          note: %d callers from the blocklist, %d declined" % (
+                s["blocked_callers_drawn"], s["declined_blocked_callers"]))
+    b = best(rep)
+    if b:
+        print("highest clean rate (<=1%% failed): %g calls/s offered, %.1f completed/s" % (
+            b["offered_rate"], b["completed_rate"]))
+    else:
+        print("no step stayed under 1% failures")
+    rss = os.path.join(out, name, "rss")
+    if os.path.exists(rss):
+        with open(rss) as f:
+            print("cleanline memory: " + "; ".join(l.strip() for l in f))
+    ans = os.path.join(out, name, "answer.out")
+    if os.path.exists(ans):
+        with open(ans) as f:
+            lines = [l.rstrip() for l in f if l.strip()]
+        print("line (sipload answer): " + "; ".join(" ".join(l.split()) for l in lines[1:8]))
+    print()
+
+
+def step_at(rep, rate):
+    for s in rep["steps"]:
+        if s["offered_rate"] == rate:
+            return s
+    return None
+
+
+for n in names:
+    table(n)
+
+rounds = sorted({n.split("-", 1)[1] for n in names if n.startswith("kamailio-")})
+for r in rounds:
+    k, c = "kamailio-" + r, "cleanline-" + r
+    if c not in names:
+        continue
+    kr, cr = load(k), load(c)
+    kb, cb = best(kr), best(cr)
+    print("=== round %s: cleanline / Kamailio" % r)
+    if not kb or not cb:
+        print("    a side had no clean step; no ratio")
+        continue
+    print("    highest clean rate: cleanline %g/s (%.1f completed/s), Kamailio %g/s (%.1f completed/s): ratio %.2f (offered), %.2f (completed)" % (
+        cb["offered_rate"], cb["completed_rate"], kb["offered_rate"], kb["completed_rate"],
+        cb["offered_rate"] / kb["offered_rate"], cb["completed_rate"] / kb["completed_rate"]))
+    common = min(cb["offered_rate"], kb["offered_rate"])
+    ks, cs = step_at(kr, common), step_at(cr, common)
+    kp, cp = ks["post_dial_delay"], cs["post_dial_delay"]
+    print("    post-dial delay at %g/s (highest rate clean on both): p50 %s vs %s ms, p99 cleanline %s ms, Kamailio %s ms: ratio %.2f" % (
+        common, ms(cp["p50_ns"]), ms(kp["p50_ns"]), ms(cp["p99_ns"]), ms(kp["p99_ns"]),
+        cp["p99_ns"] / kp["p99_ns"] if kp["p99_ns"] else float("nan")))
+    d = "direct-" + r
+    if d in names:
+        ds = step_at(load(d), common)
+        if ds and ds["post_dial_delay"]["n"]:
+            dp = ds["post_dial_delay"]
+            print("    direct to the line at %g/s: p50 %s, p99 %s ms; cleanline minus direct (an estimate of what cleanline adds to INVITE->180, both ways): p50 %.2f, p99 %.2f ms" % (
+                common, ms(dp["p50_ns"]), ms(dp["p99_ns"]),
+                (cp["p50_ns"] - dp["p50_ns"]) / 1e6, (cp["p99_ns"] - dp["p99_ns"]) / 1e6))
