@@ -44,6 +44,6 @@ func openStore(ctx context.Context, url string) (blocklist.Admin, error) {
 	case url == "":
 		return nil, errors.New("no store: pass --store file:PATH or redis://HOST:PORT")
 	default:
-		return nil, fmt.Errorf("store %q: want file:PATH, redis://HOST:PORT[/DB], redis-sentinel://HOST:PORT,.../MASTER or redis-cluster://HOST:PORT,...", url)
+		return nil, fmt.Errorf("store %q: want file:PATH, redis://HOST:PORT[/DB], redis-sentinel://HOST:PORT,HOST:PORT/MASTER or redis-cluster://HOST:PORT,HOST:PORT", url)
 	}
 }

@@ -176,5 +176,5 @@ func (s *step) result() StepResult {
 
 // live are the counters the progress line reads once a second.
 type live struct {
-	launched, active, answered, declined, failed, timedOut, errors atomic.Int64
+	launched, answered, declined, failed, timedOut, errors atomic.Int64
 }
