@@ -209,6 +209,9 @@ func TestBaresipWarnPress1Connects(t *testing.T) {
 	if err := b.WaitRecorded(ctx, "dec", 300*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
+	if n := out.RTP.Count(); n != 0 {
+		t.Fatalf("caller received %d RTP packets before the line chose", n)
+	}
 	if r, err := b.Command(ctx, "sndcode 1"); err != nil || !r.OK {
 		t.Fatalf("baresip sndcode: %+v, %v", r, err)
 	}

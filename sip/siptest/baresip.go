@@ -149,7 +149,7 @@ func startBaresip(t testing.TB, bin string, o BaresipOptions) (*Baresip, error) 
 	// default it advertises the host's first interface). RTP ports stay
 	// above the ranges the e2e tests give cleanline's relay.
 	config := fmt.Sprintf(`poll_method epoll
-module_path /usr/lib/baresip/modules
+module_path %[6]s
 net_interface %[1]s
 sip_listen %[1]s:%[2]d
 call_local_timeout 20
@@ -171,7 +171,7 @@ module_app menu.so
 module_app ctrl_tcp.so
 ctrl_tcp_listen %[1]s:%[4]d
 snd_path %[5]s
-`, o.IP, sipPort, tonePath, ctrlPort, b.RecDir)
+`, o.IP, sipPort, tonePath, ctrlPort, b.RecDir, moduleDir(bin))
 	if err := os.WriteFile(filepath.Join(dir, "config"), []byte(config), 0o644); err != nil {
 		return nil, err
 	}
@@ -214,6 +214,18 @@ snd_path %[5]s
 	b.ctrlOut = bufio.NewReader(b.ctrl)
 	go b.readCtrl()
 	return b, nil
+}
+
+// moduleDir is where the installed baresip keeps its modules: Debian's
+// path, or a source install's next to the binary's prefix.
+func moduleDir(bin string) string {
+	for _, d := range []string{"/usr/lib/baresip/modules",
+		filepath.Join(filepath.Dir(filepath.Dir(bin)), "lib", "baresip", "modules")} {
+		if _, err := os.Stat(filepath.Join(d, "g711.so")); err == nil {
+			return d
+		}
+	}
+	return "/usr/lib/baresip/modules"
 }
 
 func freePort(ip string, udpToo bool) (int, error) {
