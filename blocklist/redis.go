@@ -56,10 +56,13 @@ type RedisOptions struct {
 	ClientName       string      // CLIENT SETNAME, default "cleanline"
 
 	// Latency settings; zero means the default in brackets. The call path
-	// must fail fast and fail open rather than queue behind a sick server.
+	// must fail fast and fail open rather than queue behind a sick server:
+	// Lookup is bounded by LookupTimeout and its ctx (ContextTimeoutEnabled),
+	// so the socket timeouts are sized for bulk writes (a 5,000-command
+	// import pipeline on a loaded box), not for the call path.
 	DialTimeout   time.Duration // 500ms
-	ReadTimeout   time.Duration // 100ms
-	WriteTimeout  time.Duration // 100ms
+	ReadTimeout   time.Duration // 3s
+	WriteTimeout  time.Duration // 3s
 	PoolTimeout   time.Duration // 150ms
 	LookupTimeout time.Duration // 150ms, applied when ctx has no earlier deadline
 	PoolSize      int           // 32
@@ -136,8 +139,8 @@ func NewRedis(opts RedisOptions) (*RedisStore, error) {
 		TLSConfig:          opts.TLS,
 		ClientName:         opts.ClientName,
 		DialTimeout:        def(opts.DialTimeout, 500*time.Millisecond),
-		ReadTimeout:        def(opts.ReadTimeout, 100*time.Millisecond),
-		WriteTimeout:       def(opts.WriteTimeout, 100*time.Millisecond),
+		ReadTimeout:        def(opts.ReadTimeout, 3*time.Second),
+		WriteTimeout:       def(opts.WriteTimeout, 3*time.Second),
 		PoolTimeout:        def(opts.PoolTimeout, 150*time.Millisecond),
 		PoolSize:           defInt(opts.PoolSize, 32),
 		MinIdleConns:       defInt(opts.MinIdleConns, 4),
