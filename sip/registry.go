@@ -176,3 +176,10 @@ func (r *registry) ackFor(id string) *sipgo.DialogServerSession {
 	defer r.mu.Unlock()
 	return r.acks[id]
 }
+
+// pendingAcks is the number of 2xx still waiting for their ACK (for leak checks).
+func (r *registry) pendingAcks() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.acks)
+}

@@ -59,6 +59,9 @@ type Server struct {
 	closeOnce sync.Once
 }
 
+// udpReadBuffer is the receive buffer asked for on UDP SIP listeners.
+const udpReadBuffer = 4 << 20
+
 // Option customises a Server.
 type Option func(*Server)
 
@@ -168,6 +171,13 @@ func (s *Server) Start() error {
 				return cfgErr(key, "%v", err)
 			}
 			s.closers = append(s.closers, pc.Close)
+			if uc, ok := pc.(*net.UDPConn); ok {
+				// A trunk's burst of INVITEs (and their retransmissions) must
+				// not overflow the kernel's default ~200 KB queue while
+				// sipgo's reader catches up: a dropped ACK costs a caller
+				// seconds of retransmissions. Capped by net.core.rmem_max.
+				_ = uc.SetReadBuffer(udpReadBuffer)
+			}
 			ap := pc.LocalAddr().(*net.UDPAddr).AddrPort()
 			s.addrs["udp"], port = ap, int(ap.Port())
 			s.laddr = sip.Addr{IP: net.IP(ap.Addr().AsSlice()), Port: int(ap.Port())}

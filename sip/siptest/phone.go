@@ -63,6 +63,9 @@ func NewPhone(t testing.TB, ip string) *Phone {
 	if err != nil {
 		t.Fatalf("siptest: listen on %s: %v (loopback aliases 127.0.0.x must be usable)", ip, err)
 	}
+	if uc, ok := p.pc.(*net.UDPConn); ok {
+		_ = uc.SetReadBuffer(4 << 20) // load tests burst hundreds of messages
+	}
 	p.Addr = p.pc.LocalAddr().(*net.UDPAddr).AddrPort()
 	p.srv, _ = sipgo.NewServer(p.ua, sipgo.WithServerLogger(quiet))
 	p.cli, _ = sipgo.NewClient(p.ua, sipgo.WithClientHostname(ip), sipgo.WithClientLogger(quiet),
