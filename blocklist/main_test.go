@@ -1,13 +1,19 @@
 package blocklist_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 )
+
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...interface{}) {}
 
 // leakGrace bounds how long goroutines may take to end after the tests.
 // go-redis needs up to a second: once a pool has failed PoolSize dials (the
@@ -21,6 +27,9 @@ const leakGrace = 3 * time.Second
 // reloads), and redistest must reap every process it ran. goleak.Find
 // itself retries for about half a second; VerifyTestMain would give up then.
 func TestMain(m *testing.M) {
+	// go-redis logs every Sentinel switch and failed dial through a global
+	// logger; the tests assert on those events themselves.
+	redis.SetLogger(quiet{})
 	code := m.Run()
 	if code == 0 {
 		deadline := time.Now().Add(leakGrace)

@@ -67,7 +67,7 @@ type RedisOptions struct {
 	LookupTimeout time.Duration // 150ms, applied when ctx has no earlier deadline
 	PoolSize      int           // 32
 	MinIdleConns  int           // 4: warm connections, no dial on the call path
-	MaxRetries    int           // 1; -1 disables retries
+	MaxRetries    int           // none (-1); see NewRedis
 
 	// Clock replaces time.Now for Query.Now defaults and cooldown deadlines.
 	Clock func() time.Time
@@ -128,23 +128,27 @@ func NewRedis(opts RedisOptions) (*RedisStore, error) {
 		opts.ClientName = "cleanline"
 	}
 	u := &redis.UniversalOptions{
-		Addrs:              opts.Addrs,
-		MasterName:         opts.MasterName,
-		IsClusterMode:      opts.Cluster,
-		Username:           opts.Username,
-		Password:           opts.Password,
-		SentinelUsername:   opts.SentinelUsername,
-		SentinelPassword:   opts.SentinelPassword,
-		DB:                 opts.DB,
-		TLSConfig:          opts.TLS,
-		ClientName:         opts.ClientName,
-		DialTimeout:        def(opts.DialTimeout, 500*time.Millisecond),
-		ReadTimeout:        def(opts.ReadTimeout, 3*time.Second),
-		WriteTimeout:       def(opts.WriteTimeout, 3*time.Second),
-		PoolTimeout:        def(opts.PoolTimeout, 150*time.Millisecond),
-		PoolSize:           defInt(opts.PoolSize, 32),
-		MinIdleConns:       defInt(opts.MinIdleConns, 4),
-		MaxRetries:         defInt(opts.MaxRetries, 1),
+		Addrs:            opts.Addrs,
+		MasterName:       opts.MasterName,
+		IsClusterMode:    opts.Cluster,
+		Username:         opts.Username,
+		Password:         opts.Password,
+		SentinelUsername: opts.SentinelUsername,
+		SentinelPassword: opts.SentinelPassword,
+		DB:               opts.DB,
+		TLSConfig:        opts.TLS,
+		ClientName:       opts.ClientName,
+		DialTimeout:      def(opts.DialTimeout, 500*time.Millisecond),
+		ReadTimeout:      def(opts.ReadTimeout, 3*time.Second),
+		WriteTimeout:     def(opts.WriteTimeout, 3*time.Second),
+		PoolTimeout:      def(opts.PoolTimeout, 150*time.Millisecond),
+		PoolSize:         defInt(opts.PoolSize, 32),
+		MinIdleConns:     defInt(opts.MinIdleConns, 4),
+		// No retries by default: go-redis replays a whole pipeline after a
+		// timeout, and a replayed SET NX batch counts every new number as
+		// updated (seen on a Cluster under load). The call path has a 50 ms
+		// budget that a retry would not fit in anyway.
+		MaxRetries:         defInt(opts.MaxRetries, -1),
 		MinRetryBackoff:    5 * time.Millisecond,
 		MaxRetryBackoff:    20 * time.Millisecond,
 		DialerRetries:      1,
