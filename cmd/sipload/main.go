@@ -135,6 +135,7 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&cfg.RTP, "rtp", false, "send and check G.711 RTP (20 ms) both ways while answered")
 	fs.DurationVar(&cfg.LateRTP, "late-rtp", 0, "misbehave: keep sending RTP this long after the call ended")
 	fs.BoolVar(&cfg.LateInfo, "late-info", false, "misbehave: send an INFO in the dialog after it ended")
+	fs.BoolVar(&cfg.Stamp, "stamp", false, "put the send time in the INVITE's From display name, so a sipload answer on this host reports the INVITE's transit through the peer")
 	fs.Float64Var(&cfg.StopAbove, "stop-above", 0, "stop stepping after a step whose failure ratio exceeds this (0.01 = 1%)")
 	fs.DurationVar(&cfg.ProbeTimeout, "probe-timeout", 3*time.Second, "OPTIONS probe of the target before the run; 0 skips it")
 	fs.StringVar(&nc.File, "numbers", "", "file of caller numbers, one a line (default: a generated pool)")

@@ -59,22 +59,30 @@ start_redis() {
 }
 
 # start_answer DIR ARGS...: sipload answer on a free port of ANSWER_IP
-# (default 127.0.0.1); sets ANSWER_PORT.
+# (default 127.0.0.1); its report goes to DIR/answer.out, or as JSON to
+# DIR/answer.json with ANSWER_JSON=1. Sets ANSWER_PORT and ANSWER_PID.
 start_answer() {
 	local dir=$1
 	shift
 	ANSWER_IP=${ANSWER_IP:-127.0.0.1}
 	ANSWER_PORT=$(free_port)
-	"$SIPLOAD" answer --listen "$ANSWER_IP:$ANSWER_PORT" --quiet "$@" >"$dir/answer.out" 2>"$dir/answer.err" &
+	local fmt=() out=$dir/answer.out
+	if [ "${ANSWER_JSON:-0}" = 1 ]; then
+		fmt=(--json)
+		out=$dir/answer.json
+	fi
+	"$SIPLOAD" answer --listen "$ANSWER_IP:$ANSWER_PORT" --quiet "${fmt[@]}" "$@" >"$out" 2>"$dir/answer.err" &
 	PIDS+=($!)
 	ANSWER_PID=$!
 	wait_line "$dir/answer.err" "listening on" 10
 }
 
-# stop_answer: SIGINT makes sipload answer print its report and exit.
+# stop_answer: SIGINT makes sipload answer print its report
+# and exit; sets ANSWER_RC (1 with --strict when a call saw late traffic).
 stop_answer() {
 	kill -INT "$ANSWER_PID" 2>/dev/null || true
-	wait "$ANSWER_PID" 2>/dev/null || true
+	ANSWER_RC=0
+	wait "$ANSWER_PID" 2>/dev/null || ANSWER_RC=$?
 }
 
 # start_kamailio DIR CFG TARGET_HOSTPORT: Kamailio in the foreground on a

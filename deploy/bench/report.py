@@ -60,11 +60,17 @@ def table(name):
     if os.path.exists(rss):
         with open(rss) as f:
             print("cleanline memory: " + "; ".join(l.strip() for l in f))
-    ans = os.path.join(out, name, "answer.out")
-    if os.path.exists(ans):
+    ans = os.path.join(out, name, "answer.json")
+    if os.path.exists(ans) and os.path.getsize(ans):
         with open(ans) as f:
-            lines = [l.rstrip() for l in f if l.strip()]
-        print("line (sipload answer): " + "; ".join(" ".join(l.split()) for l in lines[1:8]))
+            a = json.load(f)
+        print("line (sipload answer): invites %d, answered %d, failed %d, bye received %d, rtp sent %d received %d, late calls %d" % (
+            a["invites"], a["answered"], a["failed"], a["bye_received"], a["rtp_sent"], a["rtp_received"],
+            a["calls_with_late_traffic"]))
+        t = a.get("invite_transit") or {}
+        if t.get("n"):
+            print("INVITE transit caller -> line (--stamp): p50 %s p90 %s p99 %s max %s ms over %d INVITEs" % (
+                ms(t["p50_ns"]), ms(t["p90_ns"]), ms(t["p99_ns"]), ms(t["max_ns"]), t["n"]))
     print()
 
 
@@ -106,3 +112,27 @@ for r in rounds:
             print("    direct to the line at %g/s: p50 %s, p99 %s ms; cleanline minus direct (an estimate of what cleanline adds to INVITE->180, both ways): p50 %.2f, p99 %.2f ms" % (
                 common, ms(dp["p50_ns"]), ms(dp["p99_ns"]),
                 (cp["p50_ns"] - dp["p50_ns"]) / 1e6, (cp["p99_ns"] - dp["p99_ns"]) / 1e6))
+
+
+def transit(name):
+    try:
+        with open(os.path.join(out, name, "answer.json")) as f:
+            t = json.load(f).get("invite_transit") or {}
+    except OSError:
+        return None
+    return t if t.get("n") else None
+
+
+rounds = sorted({n.rsplit("-", 1)[1] for n in names if n.startswith("transit-cleanline-")})
+for r in rounds:
+    dt = transit("transit-direct-" + r)
+    if not dt:
+        continue
+    print("=== transit round %s: INVITE sent by the caller -> INVITE at the line (p50 / p90 / p99 / max ms)" % r)
+    print("    direct         %s / %s / %s / %s" % (ms(dt["p50_ns"]), ms(dt["p90_ns"]), ms(dt["p99_ns"]), ms(dt["max_ns"])))
+    for peer in ("kamailio", "cleanline"):
+        t = transit("transit-%s-%s" % (peer, r))
+        if t:
+            print("    via %-10s %s / %s / %s / %s; added over direct: p50 %.2f, p99 %.2f ms (difference of percentiles, an estimate)" % (
+                peer, ms(t["p50_ns"]), ms(t["p90_ns"]), ms(t["p99_ns"]), ms(t["max_ns"]),
+                (t["p50_ns"] - dt["p50_ns"]) / 1e6, (t["p99_ns"] - dt["p99_ns"]) / 1e6))

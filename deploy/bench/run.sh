@@ -10,6 +10,22 @@
 #                          ROUNDS times (default 2), with the line answered
 #                          directly as a baseline (DIRECT=1); prints the
 #                          ratios cleanline/Kamailio
+#   run.sh transit RATE    the line answered directly, through Kamailio and
+#                          through cleanline at one RATE, INVITEs stamped
+#                          (sipload call --stamp): the INVITE's transit to the
+#                          line, and what each peer adds to it
+#   run.sh rtp             cleanline with CONCURRENT [1000] calls holding
+#                          HOLD [30s] with G.711 both ways: packet counts
+#                          on both ends and in cleanline's call records, and
+#                          cleanline's resident memory at the plateau
+#   run.sh disconnect      calls through cleanline that keep sending RTP and
+#                          an INFO after the line hangs up (D1/D2): passes only
+#                          when the line saw nothing late; then the same run
+#                          straight to the line, which must fail
+#   run.sh store           the embedded store: import NUMBERS, file size, RSS
+#                          of import, check and an idle serve
+#   run.sh profile RATE    cleanline at RATE for PROFILE_SECONDS [20] under
+#                          perf record: where its CPU goes
 #   run.sh answer          sipload answer alone: the load tool's own ceiling
 #   run.sh HOST:PORT       anything already running
 #
@@ -40,7 +56,7 @@ rtp=()
 [ "${RTP:-0}" = 1 ] && rtp=(--rtp)
 # The line answers on its own loopback address, so that cleanline tells the
 # line's requests (127.0.0.3) from the trunk's (the caller, 127.0.0.1).
-export ANSWER_IP=127.0.0.3
+export ANSWER_IP=127.0.0.3 ANSWER_JSON=1
 
 build_sipload "$OUT"
 
@@ -84,12 +100,13 @@ step() {
 	echo "load before $(loadavg)" >"$OUT/$name.load"
 	echo "== $name: $addr, load average before $(loadavg)" >&2
 	nice -n "$NICE" "$SIPLOAD" call --target "$addr" --steps "$STEPS" --step-duration "$STEP_DURATION" \
-		--hold "$HOLD" --stop-above 0.01 --answer-timeout 5s "$@" "${rtp[@]}" \
+		--hold "$HOLD" --stop-above 0.01 --answer-timeout 5s "$@" "${rtp[@]}" "${extra[@]}" \
 		--json >"$OUT/$name.json" 2>"$OUT/$name.err" || die "sipload call failed: $(tail -3 "$OUT/$name.err")"
 	echo "load after $(loadavg)" >>"$OUT/$name.load"
 	echo "== $name: load average after $(loadavg)" >&2
 }
 
+extra=()
 blocklist=(--blocklist "$OUT/blocked.txt" --blocked-fraction "$BLOCKED_FRACTION")
 
 # run_kamailio NAME / run_cleanline NAME / run_direct NAME: one stepped run
@@ -132,6 +149,135 @@ run_direct() {
 	stop_answer
 }
 
+# run_rtp: CONCURRENT calls built at CONCURRENT/HOLD_RTP calls/s and held
+# HOLD_RTP with RTP both ways; cleanline logs its call records (info) so each
+# call's relayed and dropped packet counts are on record; its RSS and open
+# descriptors are sampled every second.
+run_rtp() {
+	local d=$OUT/rtp conc=${CONCURRENT:-1000} hold=${HOLD_RTP:-30} rate sampler
+	mkdir -p "$d"
+	setup_redis
+	build_cleanline "$OUT"
+	rate=$(python3 -c "import math; print(math.ceil($conc / $hold))")
+	start_answer "$d" --rtp --calls-out "$d/answer-calls.jsonl"
+	CL_LOG_LEVEL=info start_cleanline "$d" "redis://127.0.0.1:$REDIS_PORT" "$ANSWER_IP:$ANSWER_PORT"
+	sleep 1
+	echo "rss_kb idle $(rss_kb "$CL_PID")" >"$d/rss"
+	(while kill -0 "$CL_PID" 2>/dev/null; do
+		echo "$(date +%s.%N) $(rss_kb "$CL_PID") $(find "/proc/$CL_PID/fd" -mindepth 1 | wc -l)"
+		sleep 1
+	done) >"$d/rss.samples" 2>/dev/null &
+	sampler=$!
+	PIDS+=("$sampler")
+	echo "load before $(loadavg)" >"$OUT/rtp.load"
+	echo "== rtp: $rate calls/s for $((2 * hold))s, hold ${hold}s, RTP both ways, load average before $(loadavg)" >&2
+	date +%s.%N >"$d/t0"
+	nice -n "$NICE" "$SIPLOAD" call --target "127.0.0.1:$CL_PORT" --rate "$rate" --duration "$((2 * hold))s" \
+		--hold "${hold}s" --rtp --answer-timeout 5s --json >"$OUT/rtp.json" 2>"$OUT/rtp.err" ||
+		die "sipload call failed: $(tail -3 "$OUT/rtp.err")"
+	echo "load after $(loadavg)" >>"$OUT/rtp.load"
+	echo "rss_kb after $(rss_kb "$CL_PID") peak $(awk '/^VmHWM:/ { print $2 }' "/proc/$CL_PID/status")" >>"$d/rss"
+	kill "$sampler" 2>/dev/null || true
+	stop_cleanline
+	stop_answer
+	python3 "$here/rtpcheck.py" "$OUT" "$hold" "$rate"
+}
+
+# run_disconnect: the line hangs up after 1s; the caller keeps sending RTP
+# for 500ms and sends an INFO after the call ended. Through cleanline the
+# line must see none of it (sipload answer --strict exits 0); straight to
+# the line it must see it (exit 1), or the detector proves nothing.
+run_disconnect() {
+	local rate=${DISC_RATE:-100} dur=${DISC_DURATION:-20s} d rc_cl late_cl rc_direct late_direct
+	setup_redis
+	build_cleanline "$OUT"
+	late=(--rtp --late-rtp 500ms --late-info --hold 5s --answer-timeout 5s --rate "$rate" --duration "$dur")
+	for via in cleanline direct; do
+		d=$OUT/disconnect-$via
+		mkdir -p "$d"
+		start_answer "$d" --rtp --hangup-after 1s --strict
+		local addr=$ANSWER_IP:$ANSWER_PORT
+		if [ "$via" = cleanline ]; then
+			start_cleanline "$d" "redis://127.0.0.1:$REDIS_PORT" "$ANSWER_IP:$ANSWER_PORT"
+			addr=127.0.0.1:$CL_PORT
+		fi
+		echo "load before $(loadavg)" >"$OUT/disconnect-$via.load"
+		echo "== disconnect via $via: $rate calls/s for $dur, load average before $(loadavg)" >&2
+		nice -n "$NICE" "$SIPLOAD" call --target "$addr" "${late[@]}" --json >"$OUT/disconnect-$via.json" 2>"$OUT/disconnect-$via.err" ||
+			die "sipload call failed: $(tail -3 "$OUT/disconnect-$via.err")"
+		echo "load after $(loadavg)" >>"$OUT/disconnect-$via.load"
+		[ "$via" = cleanline ] && stop_cleanline
+		stop_answer
+		if [ "$via" = cleanline ]; then rc_cl=$ANSWER_RC; else rc_direct=$ANSWER_RC; fi
+	done
+	late_cl=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["calls_with_late_traffic"])' "$OUT/disconnect-cleanline/answer.json")
+	late_direct=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["calls_with_late_traffic"])' "$OUT/disconnect-direct/answer.json")
+	python3 "$here/report.py" "$OUT" disconnect-cleanline disconnect-direct
+	echo "through cleanline: answer --strict exit $rc_cl, $late_cl calls with late traffic; straight to the line: exit $rc_direct, $late_direct calls with late traffic"
+	if [ "$rc_cl" = 0 ] && [ "$late_cl" = 0 ] && [ "$rc_direct" = 1 ] && [ "$late_direct" -gt 0 ]; then
+		echo "clean disconnection under load: PASS"
+	else
+		echo "clean disconnection under load: FAIL"
+		return 1
+	fi
+}
+
+# run_store: the embedded store holding NUMBERS numbers: import time and peak
+# RSS, file size, a check's peak RSS, and serve's RSS idle on that file
+# against an empty one.
+run_store() {
+	local d=$OUT/store full empty
+	mkdir -p "$d"
+	build_cleanline "$OUT"
+	blocked_numbers "$NUMBERS" "$d/numbers.txt"
+	echo "== store: importing $NUMBERS numbers, load average $(loadavg)" >&2
+	/usr/bin/time -f '%M %e' -o "$d/import.time" "$CLEANLINE" import "$d/numbers.txt" --store "file:$d/cl.db" >"$d/import.out" 2>&1 ||
+		die "import failed: $(tail -3 "$d/import.out")"
+	/usr/bin/time -f '%M %e' -o "$d/check.time" "$CLEANLINE" check +447700123456 --store "file:$d/cl.db" >"$d/check.out" 2>&1 || true
+	start_cleanline "$d" "file:$d/cl.db" "$ANSWER_IP:9"
+	sleep 2
+	full=$(rss_kb "$CL_PID")
+	stop_cleanline
+	start_cleanline "$d" "file:$d/empty.db" "$ANSWER_IP:9"
+	sleep 2
+	empty=$(rss_kb "$CL_PID")
+	stop_cleanline
+	echo "import: $(tail -1 "$d/import.out"); peak RSS $(cut -d' ' -f1 "$d/import.time") kB in $(cut -d' ' -f2 "$d/import.time") s"
+	echo "file: $(stat -c %s "$d/cl.db") bytes for $NUMBERS numbers ($(du -k "$d/cl.db" | cut -f1) kB on disk)"
+	echo "check: $(head -1 "$d/check.out"); peak RSS $(cut -d' ' -f1 "$d/check.time") kB"
+	echo "serve idle RSS: $full kB on the $NUMBERS-number file, $empty kB on an empty one"
+}
+
+# run_profile RATE: where cleanline's CPU goes at RATE calls/s.
+run_profile() {
+	local rate=$1 d=$OUT/profile secs=${PROFILE_SECONDS:-20} caller
+	[ -n "$rate" ] || die "usage: run.sh profile RATE"
+	need perf "apt-get install -y linux-perf"
+	mkdir -p "$d"
+	setup_redis
+	build_cleanline "$OUT"
+	start_answer "$d"
+	start_cleanline "$d" "redis://127.0.0.1:$REDIS_PORT" "$ANSWER_IP:$ANSWER_PORT"
+	echo "== profile: $rate calls/s for ${secs}s, load average before $(loadavg)" >&2
+	nice -n "$NICE" "$SIPLOAD" call --target "127.0.0.1:$CL_PORT" --rate "$rate" --duration "${secs}s" --hold "$HOLD" \
+		--answer-timeout 5s "${blocklist[@]}" --json >"$d/call.json" 2>"$d/call.err" &
+	caller=$!
+	PIDS+=("$caller")
+	sleep 1
+	perf record -F 499 -g -p "$CL_PID" -o "$d/perf.data" -- sleep "$((secs - 2))" >"$d/perf.log" 2>&1
+	wait "$caller" || true
+	echo "== profile: load average after $(loadavg)" >&2
+	stop_cleanline
+	stop_answer
+	perf report -i "$d/perf.data" --stdio --no-children --sort symbol --percent-limit 1 2>/dev/null | grep -v '^$' | grep -E '^ +[0-9]' >"$d/self.txt" || true
+	perf report -i "$d/perf.data" --stdio --children --sort symbol --percent-limit 3 2>/dev/null | grep -E '^ +[0-9]' >"$d/children.txt" || true
+	python3 "$here/report.py" "$d/.." profile/call 2>/dev/null || true
+	echo "--- cleanline CPU, self (perf, $d/perf.data):"
+	head -30 "$d/self.txt"
+	echo "--- cleanline CPU, with callees:"
+	head -40 "$d/children.txt"
+}
+
 echo "machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(uname -r), load average $(loadavg); sipload at nice $NICE" >&2
 runs=()
 case "$target" in
@@ -153,6 +299,25 @@ compare)
 			runs+=("direct-$r")
 		fi
 	done
+	;;
+transit)
+	[ -n "${2:-}" ] || die "usage: run.sh transit RATE"
+	STEPS=$2
+	extra=(--stamp)
+	for ((r = 1; r <= ROUNDS; r++)); do
+		run_direct "transit-direct-$r"
+		run_kamailio "transit-kamailio-$r"
+		run_cleanline "transit-cleanline-$r"
+		runs+=("transit-direct-$r" "transit-kamailio-$r" "transit-cleanline-$r")
+	done
+	;;
+rtp | disconnect | store)
+	"run_$target"
+	exit
+	;;
+profile)
+	run_profile "${2:-}"
+	exit
 	;;
 *)
 	step target "$target"

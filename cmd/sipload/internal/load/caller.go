@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,6 +37,11 @@ type CallConfig struct {
 	// keeps its promise the answering line sees none of it.
 	LateRTP  time.Duration
 	LateInfo bool
+	// Stamp puts the wall-clock time the INVITE is sent (t<Unix ns>) in the
+	// From display name, which a B2BUA or proxy passes on; an answering
+	// sipload on the same host then measures the INVITE's transit through
+	// the peer (AnswerReport.InviteTransit).
+	Stamp bool
 	// StopAbove stops stepping after a step whose failure ratio exceeds it
 	// (0.01 for "more than 1% failed"); 0 runs every step.
 	StopAbove    float64
@@ -332,6 +338,9 @@ func (c *caller) call(callsCtx context.Context, from string, blocked bool) (r Ca
 	defer stopWatch()
 
 	t0 := time.Now()
+	if c.cfg.Stamp {
+		fromH.DisplayName = "t" + strconv.FormatInt(t0.UnixNano(), 10)
+	}
 	sess, err := c.dua.WriteInvite(ansCtx, req)
 	if err != nil {
 		r.Outcome = OutcomeError

@@ -257,3 +257,33 @@ func TestParseSDPAndPercentiles(t *testing.T) {
 		t.Errorf("summary = %+v", s)
 	}
 }
+
+func TestStampedInvitesReportTheirTransit(t *testing.T) {
+	a, stop := startAnswerer(t, AnswerConfig{Ring: 5 * time.Millisecond, Watch: 50 * time.Millisecond})
+	cfg := callConfig(a.Addr(), numbers(t, nil, 0))
+	cfg.Stamp = true
+	rep, err := RunCalls(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("RunCalls: %v", err)
+	}
+	ans := stop()
+	tr := ans.InviteTransit
+	if tr.N != rep.Steps[0].Attempted || tr.N == 0 {
+		t.Fatalf("transit measured for %d INVITEs, want every one of %d", tr.N, rep.Steps[0].Attempted)
+	}
+	if tr.P50 <= 0 || tr.P50 > tr.Max || tr.Max > 5*time.Second {
+		t.Errorf("implausible transit %+v", tr)
+	}
+}
+
+func TestUnstampedInvitesReportNoTransit(t *testing.T) {
+	a, stop := startAnswerer(t, AnswerConfig{Ring: 5 * time.Millisecond, Watch: 50 * time.Millisecond})
+	cfg := callConfig(a.Addr(), numbers(t, nil, 0))
+	cfg.Steps, cfg.StepDuration = []float64{20}, 300*time.Millisecond
+	if _, err := RunCalls(context.Background(), cfg); err != nil {
+		t.Fatalf("RunCalls: %v", err)
+	}
+	if n := stop().InviteTransit.N; n != 0 {
+		t.Errorf("transit measured for %d unstamped INVITEs", n)
+	}
+}
