@@ -78,8 +78,8 @@ type call struct {
 	screened bool
 	dialled  string // outbound: what the line dialled
 
-	timer   *sessionTimer    // session timer of the received leg, nil if none
-	refresh [2]chan struct{} // refreshes by side (media.Side index)
+	timer   *sessionTimer         // session timer of the received leg, nil if none
+	refresh [2]chan *sessionTimer // refreshes by side (media.Side index); nil keeps the timer
 
 	ids []string // dialog IDs in the registry; guarded by registry.mu
 
@@ -126,7 +126,7 @@ func newCallID() string {
 
 func (s *Server) newCall(dir direction, line *Line, trunk *Trunk, in *sipgo.DialogServerSession) (*call, error) {
 	c := &call{s: s, id: newCallID(), dir: dir, line: line, trunk: trunk, in: in, start: time.Now()}
-	c.refresh = [2]chan struct{}{make(chan struct{}, 1), make(chan struct{}, 1)}
+	c.refresh = [2]chan *sessionTimer{make(chan *sessionTimer, 1), make(chan *sessionTimer, 1)}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	fields := []zap.Field{zap.String("call", c.id), zap.String("dir", dir.String()), zap.String("line", line.Name)}
 	if trunk != nil {

@@ -1,7 +1,9 @@
 package sip
 
 import (
+	"fmt"
 	"strings"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 	"go.uber.org/zap"
@@ -163,6 +165,11 @@ func (s *Server) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	sd := e.peer()
+	t, err := s.refreshTimer(req)
+	if err != nil {
+		s.respondErr(req, tx, err, sip.NewHeader("Min-SE", itoa(int(s.cfg.Timers.MinSE/time.Second))))
+		return
+	}
 	var body []byte
 	if len(req.Body()) > 0 {
 		var err error
@@ -175,7 +182,7 @@ func (s *Server) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
 		s.respondErr(req, tx, ErrNotAcceptable)
 		return
 	}
-	c.refreshed(sd)
+	c.refreshed(sd, t)
 	hdrs := []sip.Header{sdpType(), sip.NewHeader("Allow", allowMethods)}
 	hdrs = append(hdrs, s.refreshHeaders(e, req)...)
 	ct := s.contact()
@@ -197,6 +204,11 @@ func (s *Server) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	sd := e.peer()
+	t, err := s.refreshTimer(req)
+	if err != nil {
+		s.respondErr(req, tx, err, sip.NewHeader("Min-SE", itoa(int(s.cfg.Timers.MinSE/time.Second))))
+		return
+	}
 	var body []byte
 	hdrs := []sip.Header{}
 	if len(req.Body()) > 0 {
@@ -207,7 +219,7 @@ func (s *Server) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
 		}
 		hdrs = append(hdrs, sdpType())
 	}
-	c.refreshed(sd)
+	c.refreshed(sd, t)
 	hdrs = append(hdrs, s.refreshHeaders(e, req)...)
 	ct := s.contact()
 	hdrs = append(hdrs, &ct)
@@ -221,6 +233,21 @@ func (s *Server) readInDialog(e regEntry, req *sip.Request, tx sip.ServerTransac
 		return nil
 	}
 	return e.c.in.ReadRequest(req, tx)
+}
+
+// refreshTimer is the timer a refresh (re-INVITE or UPDATE) from a peer
+// that supports timers sets: the interval it asks for, with itself as the
+// refresher, as our answer says (refreshHeaders). nil keeps the current
+// timer. RFC 4028 §9: an interval below our Min-SE is refused with 422.
+func (s *Server) refreshTimer(req *sip.Request) (*sessionTimer, error) {
+	se, ok := sessionExpires(req)
+	if !ok || !supports(req, "timer") || s.cfg.Timers.SessionExpires <= 0 {
+		return nil, nil
+	}
+	if se < s.cfg.Timers.MinSE {
+		return nil, fmt.Errorf("%w: %s below Min-SE %s", ErrTooSmall, se, s.cfg.Timers.MinSE)
+	}
+	return &sessionTimer{interval: se}, nil
 }
 
 // refreshHeaders echoes the session interval in the answer to a refresh

@@ -167,12 +167,15 @@ func (c *Outgoing) Ended() <-chan struct{} { return c.D.Context().Done() }
 
 // Request sends an in-dialog request (re-INVITE, UPDATE, INFO, ...) and
 // returns the final response. For INVITE, a 2xx is ACKed.
-func (c *Outgoing) Request(ctx context.Context, method sip.RequestMethod, body []byte, ctype string) (*sip.Response, error) {
+func (c *Outgoing) Request(ctx context.Context, method sip.RequestMethod, body []byte, ctype string, hdrs ...sip.Header) (*sip.Response, error) {
 	target := c.D.InviteRequest.Recipient
 	if ct := c.D.InviteResponse.Contact(); ct != nil {
 		target = ct.Address
 	}
 	req := sip.NewRequest(method, target)
+	for _, h := range hdrs {
+		req.AppendHeader(h)
+	}
 	if ctype != "" {
 		ct := sip.ContentTypeHeader(ctype)
 		req.AppendHeader(&ct)
@@ -190,11 +193,11 @@ func (c *Outgoing) Request(ctx context.Context, method sip.RequestMethod, body [
 
 // ReInvite sends a re-INVITE offering our RTP address with direction dir
 // ("sendonly" for hold, "sendrecv" to resume).
-func (c *Outgoing) ReInvite(ctx context.Context, dir media.Direction) (*sip.Response, error) {
+func (c *Outgoing) ReInvite(ctx context.Context, dir media.Direction, hdrs ...sip.Header) (*sip.Response, error) {
 	b := media.NewSDPBuilder("siptest")
 	body, err := b.Offer(c.RTP.Local(), dir, media.CodecPCMA, media.CodecPCMU, media.CodecTelephoneEvent)
 	if err != nil {
 		return nil, err
 	}
-	return c.Request(ctx, sip.INVITE, body, "application/sdp")
+	return c.Request(ctx, sip.INVITE, body, "application/sdp", hdrs...)
 }

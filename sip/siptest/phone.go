@@ -38,6 +38,7 @@ type Phone struct {
 
 	mu        sync.Mutex
 	ignoreBye bool
+	replies   map[sip.RequestMethod]int // in-dialog answers forced by SetReply
 	servers   map[string]*Incoming
 	clients   map[string]*Outgoing
 	requests  []*sip.Request // every in-dialog request received
@@ -94,6 +95,34 @@ func (p *Phone) IgnoreBye(on bool) {
 	p.mu.Unlock()
 }
 
+// SetReply forces the phone's answer to in-dialog requests of method
+// (re-INVITE, UPDATE, INFO, OPTIONS): code > 0 answers with code, code < 0
+// drops them unanswered, 0 restores the normal behaviour. Such requests are
+// still recorded.
+func (p *Phone) SetReply(method sip.RequestMethod, code int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.replies == nil {
+		p.replies = map[sip.RequestMethod]int{}
+	}
+	p.replies[method] = code
+}
+
+// forced answers req as SetReply says; false when the phone should go on.
+func (p *Phone) forced(req *sip.Request, tx sip.ServerTransaction) bool {
+	p.mu.Lock()
+	code := p.replies[req.Method]
+	p.mu.Unlock()
+	switch {
+	case code > 0:
+		_ = tx.Respond(sip.NewResponseFromRequest(req, code, "Forced", nil))
+	case code < 0:
+	default:
+		return false
+	}
+	return true
+}
+
 // Close stops the phone and closes every socket it opened.
 func (p *Phone) Close() {
 	p.closeOnce.Do(func() {
@@ -141,6 +170,29 @@ func (p *Phone) WaitRequest(ctx context.Context, method sip.RequestMethod) (*sip
 	}
 }
 
+// WaitRequests waits until the phone has received n in-dialog requests of method.
+func (p *Phone) WaitRequests(ctx context.Context, method sip.RequestMethod, n int) error {
+	for {
+		p.mu.Lock()
+		got := 0
+		for _, r := range p.requests {
+			if r.Method == method {
+				got++
+			}
+		}
+		ch := p.reqNotify
+		p.mu.Unlock()
+		if got >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("siptest: %d of %d %s: %w", got, n, method, ctx.Err())
+		case <-ch:
+		}
+	}
+}
+
 func (p *Phone) record(req *sip.Request) {
 	p.mu.Lock()
 	p.requests = append(p.requests, req)
@@ -172,6 +224,9 @@ func (p *Phone) NoIncoming(d time.Duration) error {
 func (p *Phone) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if req.To().Params.Has("tag") {
 		p.record(req)
+		if p.forced(req, tx) {
+			return
+		}
 		// A re-INVITE to us: answer with our address, same as before.
 		c := p.find(req)
 		if c == nil {
@@ -258,6 +313,9 @@ func (p *Phone) onBye(req *sip.Request, tx sip.ServerTransaction) {
 
 func (p *Phone) onOther(req *sip.Request, tx sip.ServerTransaction) {
 	p.record(req)
+	if p.forced(req, tx) {
+		return
+	}
 	_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
 }
 
