@@ -185,7 +185,7 @@ func (s *Server) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
 	c.refreshed(sd, t)
 	hdrs := []sip.Header{sdpType(), sip.NewHeader("Allow", allowMethods)}
 	hdrs = append(hdrs, s.refreshHeaders(e, req)...)
-	ct := s.contact()
+	ct := s.contact(req.Transport())
 	hdrs = append(hdrs, &ct)
 	s.respond(req, tx, sip.StatusOK, "OK", body, hdrs...)
 }
@@ -221,7 +221,7 @@ func (s *Server) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	c.refreshed(sd, t)
 	hdrs = append(hdrs, s.refreshHeaders(e, req)...)
-	ct := s.contact()
+	ct := s.contact(req.Transport())
 	hdrs = append(hdrs, &ct)
 	s.respond(req, tx, sip.StatusOK, "OK", body, hdrs...)
 }

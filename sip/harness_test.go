@@ -52,7 +52,12 @@ type env struct {
 type envSetup struct {
 	cfg         *Config
 	realPrompts bool
+	tcp         bool
 }
+
+// overTCP makes both phones use TCP (and listen on it), and cleanline
+// listen on TCP besides UDP.
+func overTCP(s *envSetup) { s.tcp = true }
 
 type envOption func(*envSetup)
 
@@ -75,8 +80,6 @@ func tone(name string, d time.Duration) *media.Prompt {
 func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
 	e := &env{t: t}
-	e.trunk = siptest.NewPhone(t, ipTrunk)
-	e.line = siptest.NewPhone(t, ipLine)
 	var err error
 	e.store, err = blocklist.OpenFile(filepath.Join(t.TempDir(), "cleanline.db"))
 	if err != nil {
@@ -94,16 +97,29 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	cfg := Config{
 		Listen:    []Listener{{Network: "udp", Addr: ipCleanline + ":0"}},
 		Advertise: ipCleanline,
-		Trunks: []Trunk{{Name: "provider", Sources: []string{ipTrunk}, TrustAssertedIdentity: true,
-			Outbound: "sip:" + e.trunk.Addr.String()}},
-		Lines: []Line{{Name: "home", Numbers: []string{lineNumber}, Contact: e.line.URI("landline")}},
-		Media: MediaConfig{PortMin: base, PortMax: base + 399, Bind: ipCleanline},
+		Trunks:    []Trunk{{Name: "provider", Sources: []string{ipTrunk}, TrustAssertedIdentity: true}},
+		Lines:     []Line{{Name: "home", Numbers: []string{lineNumber}}},
+		Media:     MediaConfig{PortMin: base, PortMax: base + 399, Bind: ipCleanline},
 		Timers: Timers{NoAnswer: 5 * time.Second, WarningChoice: 2 * time.Second, Bye: 2 * time.Second,
 			MediaInactivity: -1, SessionExpires: -1},
 	}
 	setup := envSetup{cfg: &cfg}
 	for _, o := range opts {
 		o(&setup)
+	}
+	if setup.tcp {
+		e.trunk = siptest.NewPhoneTCP(t, ipTrunk)
+		e.line = siptest.NewPhoneTCP(t, ipLine)
+		cfg.Listen = append(cfg.Listen, Listener{Network: "tcp", Addr: ipCleanline + ":0"})
+	} else {
+		e.trunk = siptest.NewPhone(t, ipTrunk)
+		e.line = siptest.NewPhone(t, ipLine)
+	}
+	if cfg.Trunks[0].Outbound == "" {
+		cfg.Trunks[0].Outbound = e.trunk.URI("")
+	}
+	if cfg.Lines[0].Contact == "" {
+		cfg.Lines[0].Contact = e.line.URI("landline")
 	}
 	prompts, err := media.DefaultPrompts()
 	if err != nil {
@@ -147,6 +163,9 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 
 // lineURI is the Request-URI a trunk dials to reach the line.
 func (e *env) lineURI() string {
+	if e.trunk.TCP() {
+		return fmt.Sprintf("sip:%s@%s;transport=tcp", lineNumber, e.s.Addr("tcp"))
+	}
 	return fmt.Sprintf("sip:%s@%s", lineNumber, e.s.Addr("udp"))
 }
 

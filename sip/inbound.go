@@ -368,6 +368,8 @@ func (c *call) warn() bool {
 func (c *call) connect(trunkAnswer []byte) {
 	c.m.bridge()
 	res := sip.NewSDPResponseFromRequest(c.in.InviteRequest, trunkAnswer)
+	ct := c.s.contact(c.in.InviteRequest.Transport())
+	res.AppendHeader(&ct)
 	c.timer.addHeaders(res)
 	c.s.reg.awaitAck(c.in)
 	err := c.in.WriteResponse(res)
@@ -407,7 +409,7 @@ func (s *Server) lineInvite(c *call, req *sip.Request, offer []byte) *sip.Reques
 	out.AppendHeader(&from)
 	toH := sip.ToHeader{Address: sip.Uri{Scheme: to.Scheme, User: to.User, Host: to.Host, Port: to.Port}}
 	out.AppendHeader(&toH)
-	ct := s.contact()
+	ct := s.contact(out.Transport())
 	out.AppendHeader(&ct)
 	out.AppendHeader(sip.NewHeader("Allow", allowMethods))
 	s.timerOffer(out)

@@ -2,6 +2,7 @@ package sip
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -145,7 +146,7 @@ func (s *Server) trunkInvite(c *call, offer []byte) *sip.Request {
 	out.AppendHeader(&toH)
 	// RFC 3325 §9.1: the line's identity, for a trunk that wants it asserted.
 	out.AppendHeader(sip.NewHeader("P-Asserted-Identity", "<sip:"+user+"@"+s.host+">"))
-	ct := s.contact()
+	ct := s.contact(out.Transport())
 	out.AppendHeader(&ct)
 	out.AppendHeader(sip.NewHeader("Allow", allowMethods))
 	s.timerOffer(out)
@@ -153,7 +154,7 @@ func (s *Server) trunkInvite(c *call, offer []byte) *sip.Request {
 	out.SetBody(offer)
 	s.fromListener(out)
 	if tr, ok := to.UriParams.Get("transport"); ok && tr != "" {
-		out.SetTransport(tr)
+		out.SetTransport(strings.ToUpper(tr))
 	}
 	return out
 }
@@ -162,6 +163,8 @@ func (s *Server) trunkInvite(c *call, offer []byte) *sip.Request {
 // hangs up.
 func (c *call) feature(answer []byte, prompt string) {
 	res := sip.NewSDPResponseFromRequest(c.in.InviteRequest, answer)
+	ct := c.s.contact(c.in.InviteRequest.Transport())
+	res.AppendHeader(&ct)
 	c.s.reg.awaitAck(c.in)
 	err := c.in.WriteResponse(res)
 	c.s.reg.acked(c.in)

@@ -47,7 +47,8 @@ type Server struct {
 	advIP   netip.Addr
 	host    string // our host in Via and Contact
 
-	protected map[string]bool // numberKey of numbers that trigger D4
+	protected map[string]bool              // numberKey of numbers that trigger D4
+	contacts  map[string]sip.ContactHeader // "tcp", "tls" → our Contact there; set by Start
 
 	mu        sync.Mutex
 	closers   []func() error
@@ -213,6 +214,14 @@ func (s *Server) Start() error {
 	s.dua = &sipgo.DialogUA{
 		Client:     s.cli,
 		ContactHDR: sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "cleanline", Host: s.host, Port: port}},
+	}
+	s.contacts = map[string]sip.ContactHeader{}
+	for _, network := range []string{"tcp", "tls"} {
+		if ap, ok := s.addrs[network]; ok {
+			uri := sip.Uri{Scheme: "sip", User: "cleanline", Host: s.host, Port: int(ap.Port()), UriParams: sip.NewParams()}
+			uri.UriParams.Add("transport", network)
+			s.contacts[network] = sip.ContactHeader{Address: uri}
+		}
 	}
 	for _, f := range serve {
 		f()
@@ -414,8 +423,15 @@ func (s *Server) fromListener(req *sip.Request) {
 	}
 }
 
-// contact is our Contact header.
-func (s *Server) contact() sip.ContactHeader { return s.dua.ContactHDR }
+// contact is our Contact header for a dialog on transport. A peer sends
+// its in-dialog requests (the BYE of D1) to it (RFC 3261 §12.1.1), so a
+// dialog over TCP or TLS names that listener, with its transport.
+func (s *Server) contact(transport string) sip.ContactHeader {
+	if ct, ok := s.contacts[strings.ToLower(transport)]; ok {
+		return ct
+	}
+	return s.dua.ContactHDR
+}
 
 func itoa(i int) string { return strconv.Itoa(i) }
 

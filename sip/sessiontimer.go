@@ -275,9 +275,10 @@ func (c *call) refreshLeg(sd side, t *sessionTimer) (*sessionTimer, bool) {
 		d      dialog
 		target sip.Uri
 		allow  headerReader
+		tp     string
 	)
 	if sd == c.inSide() {
-		d, allow = c.in, c.in.InviteRequest
+		d, allow, tp = c.in, c.in.InviteRequest, c.in.InviteRequest.Transport()
 		ct := c.in.InviteRequest.Contact()
 		if ct == nil {
 			return nil, false
@@ -290,7 +291,7 @@ func (c *call) refreshLeg(sd side, t *sessionTimer) (*sessionTimer, bool) {
 		if out == nil || out.InviteResponse == nil || out.InviteResponse.Contact() == nil {
 			return nil, false
 		}
-		d, allow, target = out, out.InviteResponse, out.InviteResponse.Contact().Address
+		d, allow, target, tp = out, out.InviteResponse, out.InviteResponse.Contact().Address, out.InviteRequest.Transport()
 	}
 	method := sip.INVITE
 	if allows(allow, sip.UPDATE) {
@@ -299,7 +300,7 @@ func (c *call) refreshLeg(sd side, t *sessionTimer) (*sessionTimer, bool) {
 	req := sip.NewRequest(method, target)
 	req.AppendHeader(sip.NewHeader("Session-Expires", itoa(int(t.interval/time.Second))+";refresher=uac"))
 	req.AppendHeader(sip.NewHeader("Supported", "timer"))
-	ct := c.s.contact()
+	ct := c.s.contact(tp)
 	req.AppendHeader(&ct)
 	if method == sip.INVITE {
 		body, err := c.m.offer(sd)

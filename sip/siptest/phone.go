@@ -27,12 +27,15 @@ type Phone struct {
 	t    testing.TB
 	IP   netip.Addr
 	Addr netip.AddrPort // SIP over UDP
+	// TCPAddr is the TCP listener of a phone made by NewPhoneTCP.
+	TCPAddr netip.AddrPort
 
 	ua  *sipgo.UserAgent
 	srv *sipgo.Server
 	cli *sipgo.Client
 	dua *sipgo.DialogUA
 	pc  net.PacketConn
+	ln  net.Listener // TCP, nil for a UDP-only phone
 
 	incoming chan *Incoming
 
@@ -48,7 +51,14 @@ type Phone struct {
 
 // NewPhone starts a phone on ip (e.g. "127.0.0.3"); the test's cleanup
 // closes it and every socket it opened.
-func NewPhone(t testing.TB, ip string) *Phone {
+func NewPhone(t testing.TB, ip string) *Phone { return newPhone(t, ip, false) }
+
+// NewPhoneTCP starts a phone that places its calls over TCP and listens on
+// TCP too (its Contact says so), so in-dialog requests reach it over TCP
+// even on a new connection; it still listens on UDP at Addr.
+func NewPhoneTCP(t testing.TB, ip string) *Phone { return newPhone(t, ip, true) }
+
+func newPhone(t testing.TB, ip string, tcp bool) *Phone {
 	t.Helper()
 	p := &Phone{t: t, IP: netip.MustParseAddr(ip), incoming: make(chan *Incoming, 16),
 		servers: map[string]*Incoming{}, clients: map[string]*Outgoing{}, reqNotify: make(chan struct{})}
@@ -69,9 +79,27 @@ func NewPhone(t testing.TB, ip string) *Phone {
 	}
 	p.Addr = p.pc.LocalAddr().(*net.UDPAddr).AddrPort()
 	p.srv, _ = sipgo.NewServer(p.ua, sipgo.WithServerLogger(quiet))
-	p.cli, _ = sipgo.NewClient(p.ua, sipgo.WithClientHostname(ip), sipgo.WithClientLogger(quiet),
-		sipgo.WithClientConnectionAddr(p.Addr.String()))
-	p.dua = &sipgo.DialogUA{Client: p.cli, ContactHDR: sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "phone", Host: ip, Port: int(p.Addr.Port())}}}
+	contact := sip.Uri{Scheme: "sip", User: "phone", Host: ip, Port: int(p.Addr.Port())}
+	if tcp {
+		p.ln, err = net.Listen("tcp", ip+":0")
+		if err != nil {
+			p.pc.Close()
+			p.ua.Close()
+			t.Fatalf("siptest: listen on tcp %s: %v", ip, err)
+		}
+		p.TCPAddr = p.ln.Addr().(*net.TCPAddr).AddrPort()
+		contact.Port = int(p.TCPAddr.Port())
+		contact.UriParams = sip.NewParams()
+		contact.UriParams.Add("transport", "tcp")
+		// TCP connections leave from our IP (cleanline tells parties apart
+		// by it) but ephemeral ports: one port would fail from the second peer on.
+		p.cli, _ = sipgo.NewClient(p.ua, sipgo.WithClientHostname(ip), sipgo.WithClientLogger(quiet),
+			sipgo.WithClientConnectionAddr(ip+":0"))
+	} else {
+		p.cli, _ = sipgo.NewClient(p.ua, sipgo.WithClientHostname(ip), sipgo.WithClientLogger(quiet),
+			sipgo.WithClientConnectionAddr(p.Addr.String()))
+	}
+	p.dua = &sipgo.DialogUA{Client: p.cli, ContactHDR: sip.ContactHeader{Address: contact}}
 	p.srv.OnInvite(p.onInvite)
 	p.srv.OnAck(p.onAck)
 	p.srv.OnBye(p.onBye)
@@ -79,13 +107,28 @@ func NewPhone(t testing.TB, ip string) *Phone {
 		p.srv.OnRequest(m, p.onOther)
 	}
 	go p.srv.ServeUDP(p.pc) //nolint:errcheck
+	if p.ln != nil {
+		go p.srv.ServeTCP(p.ln) //nolint:errcheck
+	}
 	waitListening(t, p.ua, p.Addr)
 	t.Cleanup(p.Close)
 	return p
 }
 
-// URI is a SIP URI for user at this phone.
-func (p *Phone) URI(user string) string { return fmt.Sprintf("sip:%s@%s", user, p.Addr) }
+// URI is a SIP URI for user at this phone (over TCP for a TCP phone); an
+// empty user gives a URI without one.
+func (p *Phone) URI(user string) string {
+	if user != "" {
+		user += "@"
+	}
+	if p.ln != nil {
+		return fmt.Sprintf("sip:%s%s;transport=tcp", user, p.TCPAddr)
+	}
+	return fmt.Sprintf("sip:%s%s", user, p.Addr)
+}
+
+// TCP reports whether the phone uses TCP.
+func (p *Phone) TCP() bool { return p.ln != nil }
 
 // IgnoreBye makes the phone drop every BYE without answering, as a
 // fraudster's trunk leg that wants to keep the call open would.
@@ -139,6 +182,9 @@ func (p *Phone) Close() {
 			r.Close()
 		}
 		p.pc.Close()
+		if p.ln != nil {
+			p.ln.Close()
+		}
 		p.ua.Close()
 	})
 }
