@@ -2,6 +2,7 @@ package sip
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -213,4 +214,35 @@ func TestHoldAndResumeAnsweredAtRelay(t *testing.T) {
 	if err != nil || res.StatusCode != 200 {
 		t.Fatalf("in-dialog UPDATE: %v %v", res, err)
 	}
+}
+
+// An INVITE without SDP (late offer) is refused explicitly, from the trunk
+// and from the line alike: 488 "Late Offer Not Supported" with a Warning
+// saying what to change; nothing rings.
+func TestLateOfferRefusedExplicitly(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t, 10*time.Second)
+	for _, tc := range []struct {
+		from *siptest.Phone
+		uri  string
+	}{{e.trunk, e.lineURI()}, {e.line, "sip:01632960000@" + e.s.Addr("udp").String()}} {
+		out, err := tc.from.Dial(ctx, tc.uri, siptest.DialOptions{FromUser: callerOK, NoSDP: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := wantFinal(t, out, 488)
+		if res.Reason != "Late Offer Not Supported" {
+			t.Fatalf("reason %q", res.Reason)
+		}
+		if w := res.GetHeader("Warning"); w == nil || !strings.HasPrefix(w.Value(), "399 ") || !strings.Contains(w.Value(), "SDP offer") {
+			t.Fatalf("Warning %v", w)
+		}
+	}
+	if err := e.line.NoIncoming(100 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.trunk.NoIncoming(10 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	e.waitNoCalls()
 }

@@ -3,6 +3,7 @@ package sip
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -64,6 +65,21 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	s.inbound(req, tx, trunk)
 }
 
+// refuseLateOffer answers an INVITE without an SDP offer. RFC 3261 §13.2.1
+// allows one (the offer then comes in our 2xx, the answer in the ACK), but
+// the relay does not transcode: the line is offered exactly the caller's
+// codec, and the warning is played in it, before the caller is answered. A
+// late offer would tell us the caller's codecs only in the ACK, after the
+// line answered and heard the warning, with no way back if they do not
+// match. So the refusal is explicit: 488 with a reason phrase and a Warning
+// (RFC 3261 §20.43, code 399: miscellaneous) saying what to change.
+func (s *Server) refuseLateOffer(req *sip.Request, tx sip.ServerTransaction) {
+	s.log.Info("INVITE without SDP offer refused", zap.Stringer("source", source(req)))
+	s.respondErr(req, tx, withStatus(sip.StatusNotAcceptableHere, "Late Offer Not Supported",
+		fmt.Errorf("%w: INVITE without an SDP offer", ErrNotAcceptable)),
+		sip.NewHeader("Warning", `399 `+s.host+` "INVITE must carry an SDP offer (late offer not supported)"`))
+}
+
 // checkInvite refuses what we never do for anyone.
 func (s *Server) checkInvite(req *sip.Request) error {
 	// RFC 3891 §3 (Replaces) and RFC 3911 §3 (Join): an INVITE naming one of
@@ -112,9 +128,7 @@ func (s *Server) inbound(req *sip.Request, tx sip.ServerTransaction, trunk *Trun
 		return
 	}
 	if len(req.Body()) == 0 {
-		// We anchor media and must know the caller's codecs before ringing.
-		// TODO: late offer (RFC 3261 §13.2.1): offer in our 200, answer in ACK.
-		s.respondErr(req, tx, withStatus(sip.StatusNotAcceptableHere, "Not Acceptable Here", ErrNotAcceptable))
+		s.refuseLateOffer(req, tx)
 		return
 	}
 	in, err := s.dua.ReadInvite(req, tx)

@@ -22,7 +22,7 @@ func (s *Server) outbound(req *sip.Request, tx sip.ServerTransaction, line *Line
 		return
 	}
 	if len(req.Body()) == 0 {
-		s.respondErr(req, tx, withStatus(sip.StatusNotAcceptableHere, "Not Acceptable Here", ErrNotAcceptable))
+		s.refuseLateOffer(req, tx)
 		return
 	}
 	in, err := s.dua.ReadInvite(req, tx)
