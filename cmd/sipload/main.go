@@ -6,6 +6,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -124,6 +125,7 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		quiet    = fs.Bool("quiet", false, "no live progress line")
 		verbose  = fs.Bool("v", false, "log SIP stack warnings to stderr")
 		failAt   = fs.Float64("fail-above", -1, "exit 1 if any step's failure ratio exceeds this (e.g. 0.01)")
+		callsOut = fs.String("calls-out", "", "write one JSON line per call (caller number, INVITE send time, outcome, delays) to this file")
 	)
 	fs.StringVar(&cfg.Target, "target", "", "SIP peer HOST:PORT (required)")
 	fs.StringVar(&cfg.Transport, "transport", "udp", "udp or tcp")
@@ -135,7 +137,6 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&cfg.RTP, "rtp", false, "send and check G.711 RTP (20 ms) both ways while answered")
 	fs.DurationVar(&cfg.LateRTP, "late-rtp", 0, "misbehave: keep sending RTP this long after the call ended")
 	fs.BoolVar(&cfg.LateInfo, "late-info", false, "misbehave: send an INFO in the dialog after it ended")
-	fs.BoolVar(&cfg.Stamp, "stamp", false, "put the send time in the INVITE's From display name, so a sipload answer on this host reports the INVITE's transit through the peer")
 	fs.Float64Var(&cfg.StopAbove, "stop-above", 0, "stop stepping after a step whose failure ratio exceeds this (0.01 = 1%)")
 	fs.DurationVar(&cfg.ProbeTimeout, "probe-timeout", 3*time.Second, "OPTIONS probe of the target before the run; 0 skips it")
 	fs.StringVar(&nc.File, "numbers", "", "file of caller numbers, one a line (default: a generated pool)")
@@ -173,6 +174,16 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, "call", err)
 	}
 	cfg.Numbers = nums
+	if *callsOut != "" {
+		f, err := os.Create(*callsOut)
+		if err != nil {
+			return fail(stderr, "call", fmt.Errorf("%w: --calls-out: %w", load.ErrConfig, err))
+		}
+		defer f.Close()
+		bw := bufio.NewWriter(f)
+		defer bw.Flush()
+		cfg.CallsOut = bw
+	}
 	cfg.Log = sipLogger(*verbose, stderr)
 	if !*quiet {
 		cfg.Progress = stderr

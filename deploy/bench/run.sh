@@ -11,9 +11,10 @@
 #                          directly as a baseline (DIRECT=1); prints the
 #                          ratios cleanline/Kamailio
 #   run.sh transit RATE    the line answered directly, through Kamailio and
-#                          through cleanline at one RATE, INVITEs stamped
-#                          (sipload call --stamp): the INVITE's transit to the
-#                          line, and what each peer adds to it
+#                          through cleanline at one RATE, ROUNDS times: each
+#                          INVITE's transit from the caller to the line (both
+#                          sides' --calls-out joined on caller number and
+#                          send time), and what each peer adds to it
 #   run.sh rtp             cleanline with CONCURRENT [1000] calls holding
 #                          HOLD [30s] with G.711 both ways: packet counts
 #                          on both ends and in cleanline's call records, and
@@ -61,9 +62,11 @@ export ANSWER_IP=127.0.0.3 ANSWER_JSON=1
 build_sipload "$OUT"
 
 # blocked_numbers N FILE: N numbers from a range the caller pool
-# (+4479460...) never draws, so only the blocked fraction can hit.
+# (+4479460...) never draws, so only the blocked fraction can hit. Every one
+# is a valid UK mobile number (07400 000000-0999999), so a blocked caller is
+# refused by the blocklist lookup, not earlier as an invalid number.
 blocked_numbers() {
-	awk -v n="$1" 'BEGIN { for (i = 0; i < n; i++) printf "+44770%07d\n", i }' >"$2"
+	awk -v n="$1" 'BEGIN { for (i = 0; i < n; i++) printf "+44740%07d\n", i }' >"$2"
 }
 
 # load_redis FILE: every number as a confirmed entry in CleanLine's layout
@@ -95,18 +98,25 @@ setup_redis() {
 # step NAME ADDR ARGS...: step the rate against ADDR; the report goes to
 # $OUT/NAME.json, the load average before and after to $OUT/NAME.load.
 step() {
-	local name=$1 addr=$2
+	local name=$1 addr=$2 callsout=()
 	shift 2
+	[ "$TRANSIT" = 1 ] && callsout=(--calls-out "$OUT/$name.calls.jsonl")
 	echo "load before $(loadavg)" >"$OUT/$name.load"
 	echo "== $name: $addr, load average before $(loadavg)" >&2
 	nice -n "$NICE" "$SIPLOAD" call --target "$addr" --steps "$STEPS" --step-duration "$STEP_DURATION" \
-		--hold "$HOLD" --stop-above 0.01 --answer-timeout 5s "$@" "${rtp[@]}" "${extra[@]}" \
+		--hold "$HOLD" --stop-above 0.01 --answer-timeout 5s "$@" "${rtp[@]}" "${extra[@]}" "${callsout[@]}" \
 		--json >"$OUT/$name.json" 2>"$OUT/$name.err" || die "sipload call failed: $(tail -3 "$OUT/$name.err")"
 	echo "load after $(loadavg)" >>"$OUT/$name.load"
 	echo "== $name: load average after $(loadavg)" >&2
 }
 
 extra=()
+TRANSIT=0
+# answer_extra DIR: with TRANSIT=1 the line keeps a record of every call.
+answer_extra() {
+	ax=()
+	if [ "$TRANSIT" = 1 ]; then ax=(--calls-out "$1/answer-calls.jsonl"); fi
+}
 blocklist=(--blocklist "$OUT/blocked.txt" --blocked-fraction "$BLOCKED_FRACTION")
 
 # run_kamailio NAME / run_cleanline NAME / run_direct NAME: one stepped run
@@ -115,7 +125,8 @@ run_kamailio() {
 	local d=$OUT/$1
 	mkdir -p "$d"
 	setup_redis
-	start_answer "$d" "${rtp[@]}"
+	answer_extra "$d"
+	start_answer "$d" "${rtp[@]}" "${ax[@]}"
 	start_kamailio "$d" "$here/../kamailio/kamailio.cfg" "$ANSWER_IP:$ANSWER_PORT"
 	echo "target: kamailio $(kamailio -v | sed -n 's/^version: //p' | head -1) on 127.0.0.1:$KAM_PORT (children ${KAM_CHILDREN:-4}), redis-server on 127.0.0.1:$REDIS_PORT with $NUMBERS blocked numbers, line: sipload answer on $ANSWER_IP:$ANSWER_PORT" >&2
 	step "$1" "127.0.0.1:$KAM_PORT" "${blocklist[@]}"
@@ -128,7 +139,8 @@ run_cleanline() {
 	mkdir -p "$d"
 	setup_redis
 	build_cleanline "$OUT"
-	start_answer "$d" "${rtp[@]}"
+	answer_extra "$d"
+	start_answer "$d" "${rtp[@]}" "${ax[@]}"
 	start_cleanline "$d" "redis://127.0.0.1:$REDIS_PORT" "$ANSWER_IP:$ANSWER_PORT"
 	echo "target: cleanline on 127.0.0.1:$CL_PORT (log level ${CL_LOG_LEVEL:-warn}, GOMAXPROCS ${GOMAXPROCS:-all}), redis-server on 127.0.0.1:$REDIS_PORT with $NUMBERS blocked numbers, line: sipload answer on $ANSWER_IP:$ANSWER_PORT" >&2
 	echo "rss_kb idle $(rss_kb "$CL_PID")" >"$d/rss"
@@ -143,7 +155,8 @@ run_cleanline() {
 run_direct() {
 	local d=$OUT/$1
 	mkdir -p "$d"
-	start_answer "$d" "${rtp[@]}"
+	answer_extra "$d"
+	start_answer "$d" "${rtp[@]}" "${ax[@]}"
 	echo "target: sipload answer on $ANSWER_IP:$ANSWER_PORT (no proxy: the baseline)" >&2
 	step "$1" "$ANSWER_IP:$ANSWER_PORT"
 	stop_answer
@@ -233,7 +246,7 @@ run_store() {
 	echo "== store: importing $NUMBERS numbers, load average $(loadavg)" >&2
 	/usr/bin/time -f '%M %e' -o "$d/import.time" "$CLEANLINE" import "$d/numbers.txt" --store "file:$d/cl.db" >"$d/import.out" 2>&1 ||
 		die "import failed: $(tail -3 "$d/import.out")"
-	/usr/bin/time -f '%M %e' -o "$d/check.time" "$CLEANLINE" check +447700123456 --store "file:$d/cl.db" >"$d/check.out" 2>&1 || true
+	/usr/bin/time -f '%M %e' -o "$d/check.time" "$CLEANLINE" check +447400123456 --store "file:$d/cl.db" >"$d/check.out" 2>&1 || true
 	start_cleanline "$d" "file:$d/cl.db" "$ANSWER_IP:9"
 	sleep 2
 	full=$(rss_kb "$CL_PID")
@@ -242,9 +255,9 @@ run_store() {
 	sleep 2
 	empty=$(rss_kb "$CL_PID")
 	stop_cleanline
-	echo "import: $(tail -1 "$d/import.out"); peak RSS $(cut -d' ' -f1 "$d/import.time") kB in $(cut -d' ' -f2 "$d/import.time") s"
+	echo "import: $(tail -1 "$d/import.out"); peak RSS $(tail -1 "$d/import.time" | cut -d' ' -f1) kB in $(tail -1 "$d/import.time" | cut -d' ' -f2) s"
 	echo "file: $(stat -c %s "$d/cl.db") bytes for $NUMBERS numbers ($(du -k "$d/cl.db" | cut -f1) kB on disk)"
-	echo "check: $(head -1 "$d/check.out"); peak RSS $(cut -d' ' -f1 "$d/check.time") kB"
+	echo "check: $(head -1 "$d/check.out"); peak RSS $(tail -1 "$d/check.time" | cut -d' ' -f1) kB"
 	echo "serve idle RSS: $full kB on the $NUMBERS-number file, $empty kB on an empty one"
 }
 
@@ -303,7 +316,7 @@ compare)
 transit)
 	[ -n "${2:-}" ] || die "usage: run.sh transit RATE"
 	STEPS=$2
-	extra=(--stamp)
+	TRANSIT=1
 	for ((r = 1; r <= ROUNDS; r++)); do
 		run_direct "transit-direct-$r"
 		run_kamailio "transit-kamailio-$r"

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -67,7 +66,8 @@ func (c *AnswerConfig) Validate() error {
 type CallRecord struct {
 	CallID       string  `json:"call_id"`
 	From         string  `json:"from"`
-	HungUpBy     string  `json:"hung_up_by"` // "caller", "us" or "shutdown"
+	InviteUnixNs int64   `json:"invite_unix_ns"` // wall clock when the INVITE reached the handler
+	HungUpBy     string  `json:"hung_up_by"`     // "caller", "us" or "shutdown"
 	RTPSent      uint64  `json:"rtp_sent"`
 	RTPRecv      uint64  `json:"rtp_received"`
 	LatePackets  uint64  `json:"late_packets"`
@@ -78,27 +78,24 @@ type CallRecord struct {
 
 // AnswerReport is the answering line's account of a run.
 type AnswerReport struct {
-	Listen        string `json:"listen"`
-	Invites       int64  `json:"invites"`
-	Answered      int64  `json:"answered"`
-	Declined      int64  `json:"declined"`
-	Cancelled     int64  `json:"cancelled"`
-	Failed        int64  `json:"failed"` // no ACK for our 200, or a local error
-	ByeReceived   int64  `json:"bye_received"`
-	ByeSent       int64  `json:"bye_sent"`
-	ByeFailed     int64  `json:"bye_failed"`
-	RTPSent       uint64 `json:"rtp_sent"`
-	RTPRecv       uint64 `json:"rtp_received"`
-	RTPBad        uint64 `json:"rtp_bad"`
-	CallsNoRTP    int64  `json:"answered_calls_without_rtp"` // with RTP on: answered calls that received nothing
-	LateCalls     int64  `json:"calls_with_late_traffic"`
-	LatePackets   uint64 `json:"late_packets"`
-	LateRequests  int64  `json:"late_requests"`
-	StrayRequests int64  `json:"stray_requests"` // in-dialog requests for dialogs we never had or forgot
-	Unfinished    int64  `json:"unfinished_calls"`
-	// InviteTransit: sipload call --stamp's send time to this answerer's
-	// INVITE handler, for stamped INVITEs only.
-	InviteTransit Summary      `json:"invite_transit"`
+	Listen        string       `json:"listen"`
+	Invites       int64        `json:"invites"`
+	Answered      int64        `json:"answered"`
+	Declined      int64        `json:"declined"`
+	Cancelled     int64        `json:"cancelled"`
+	Failed        int64        `json:"failed"` // no ACK for our 200, or a local error
+	ByeReceived   int64        `json:"bye_received"`
+	ByeSent       int64        `json:"bye_sent"`
+	ByeFailed     int64        `json:"bye_failed"`
+	RTPSent       uint64       `json:"rtp_sent"`
+	RTPRecv       uint64       `json:"rtp_received"`
+	RTPBad        uint64       `json:"rtp_bad"`
+	CallsNoRTP    int64        `json:"answered_calls_without_rtp"` // with RTP on: answered calls that received nothing
+	LateCalls     int64        `json:"calls_with_late_traffic"`
+	LatePackets   uint64       `json:"late_packets"`
+	LateRequests  int64        `json:"late_requests"`
+	StrayRequests int64        `json:"stray_requests"` // in-dialog requests for dialogs we never had or forgot
+	Unfinished    int64        `json:"unfinished_calls"`
 	Calls         []CallRecord `json:"calls,omitempty"`
 }
 
@@ -109,6 +106,7 @@ type acall struct {
 	sess      *sipgo.DialogServerSession
 	st        *stream
 	from      string
+	invitedAt int64        // UnixNano when the INVITE reached our handler
 	endedAt   atomic.Int64 // UnixNano; 0 while up
 	lateReqs  atomic.Int64
 	firstLate atomic.Int64
@@ -130,9 +128,8 @@ type Answerer struct {
 	shutdownOnce sync.Once
 	stopProgress func()
 
-	mu      sync.Mutex
-	rep     AnswerReport
-	transit Latencies // INVITE transit from a stamping caller (sipload call --stamp)
+	mu  sync.Mutex
+	rep AnswerReport
 	// counters read by the progress line and the report
 	invites, answered, declined, cancelled, failed, active atomic.Int64
 	byeRecv, byeSent, byeFailed, lateCalls, stray          atomic.Int64
@@ -198,35 +195,12 @@ func (a *Answerer) Snapshot() AnswerReport {
 	a.mu.Lock()
 	rep := a.rep
 	rep.Calls = append([]CallRecord(nil), a.rep.Calls...)
-	t := Latencies{s: append([]time.Duration(nil), a.transit.s...)}
 	a.mu.Unlock()
-	rep.InviteTransit = t.Summary()
 	rep.Invites, rep.Answered, rep.Declined = a.invites.Load(), a.answered.Load(), a.declined.Load()
 	rep.Cancelled, rep.Failed = a.cancelled.Load(), a.failed.Load()
 	rep.ByeReceived, rep.ByeSent, rep.ByeFailed = a.byeRecv.Load(), a.byeSent.Load(), a.byeFailed.Load()
 	rep.LateCalls, rep.StrayRequests = a.lateCalls.Load(), a.stray.Load()
 	return rep
-}
-
-// stamp records how long an INVITE took from a caller run with --stamp (its
-// From display name is "t" and the Unix ns it was sent) to this handler: on
-// one host, the transit through whatever sits between, plus both SIP stacks.
-func (a *Answerer) stamp(req *sip.Request) {
-	f := req.From()
-	if f == nil || len(f.DisplayName) < 2 || f.DisplayName[0] != 't' {
-		return
-	}
-	sent, err := strconv.ParseInt(f.DisplayName[1:], 10, 64)
-	if err != nil {
-		return
-	}
-	d := time.Duration(time.Now().UnixNano() - sent)
-	if d < 0 {
-		return
-	}
-	a.mu.Lock()
-	a.transit.Add(d)
-	a.mu.Unlock()
 }
 
 func (a *Answerer) onInvite(req *sip.Request, tx sip.ServerTransaction) {
@@ -240,7 +214,7 @@ func (a *Answerer) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		})
 		return
 	}
-	a.stamp(req)
+	invitedAt := time.Now().UnixNano()
 	a.invites.Add(1)
 	a.wg.Add(1)
 	a.active.Add(1)
@@ -282,7 +256,7 @@ func (a *Answerer) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 	}
-	c := &acall{sess: sess, from: from}
+	c := &acall{sess: sess, from: from, invitedAt: invitedAt}
 	ip, port := a.ep.addr.IP, 9
 	if a.cfg.RTP {
 		remote, pt, ok := parseSDP(req.Body())
@@ -362,7 +336,7 @@ func (a *Answerer) watch(c *acall, by string) {
 		t := time.NewTimer(a.cfg.Watch)
 		<-t.C
 	}
-	rec := CallRecord{CallID: c.sess.InviteRequest.CallID().Value(), From: c.from, HungUpBy: by,
+	rec := CallRecord{CallID: c.sess.InviteRequest.CallID().Value(), From: c.from, InviteUnixNs: c.invitedAt, HungUpBy: by,
 		LateRequests: int(c.lateReqs.Load())}
 	if c.st != nil {
 		c.st.close()

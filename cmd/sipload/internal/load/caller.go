@@ -2,12 +2,12 @@ package load
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,11 +37,11 @@ type CallConfig struct {
 	// keeps its promise the answering line sees none of it.
 	LateRTP  time.Duration
 	LateInfo bool
-	// Stamp puts the wall-clock time the INVITE is sent (t<Unix ns>) in the
-	// From display name, which a B2BUA or proxy passes on; an answering
-	// sipload on the same host then measures the INVITE's transit through
-	// the peer (AnswerReport.InviteTransit).
-	Stamp bool
+	// CallsOut, when set, gets one JSON line per call (CallSent): the
+	// caller number and the wall-clock time its INVITE was sent, which,
+	// joined with an answering sipload's --calls-out on the same host,
+	// gives each INVITE's transit through whatever sits between.
+	CallsOut io.Writer
 	// StopAbove stops stepping after a step whose failure ratio exceeds it
 	// (0.01 for "more than 1% failed"); 0 runs every step.
 	StopAbove    float64
@@ -116,6 +116,7 @@ type caller struct {
 	// dialogs maps the dialog ID of each answered call to its session, so
 	// a BYE from the far end (RFC 3261 §15.1.2) finds it.
 	dialogs sync.Map
+	outMu   sync.Mutex // CallsOut
 }
 
 // RunCalls places calls step by step and returns the table. It returns an
@@ -237,7 +238,9 @@ loop:
 				go func() {
 					defer wg.Done()
 					defer c.active.Add(-1)
-					st.add(c.call(callsCtx, num, blocked))
+					r := c.call(callsCtx, num, blocked)
+					st.add(r)
+					c.writeCall(r)
 				}()
 			}
 			if !now.Before(end) {
@@ -281,6 +284,34 @@ loop:
 	res := st.result()
 	res.Interrupted = interrupted
 	return res, unfinished, interrupted
+}
+
+// CallSent is one line of sipload call --calls-out.
+type CallSent struct {
+	From       string `json:"from"`
+	SentUnixNs int64  `json:"invite_unix_ns"` // wall clock when the INVITE was handed to the transport
+	Outcome    string `json:"outcome"`
+	Code       int    `json:"code,omitempty"`
+	PDDNs      int64  `json:"pdd_ns,omitempty"`
+	FinalNs    int64  `json:"final_ns,omitempty"`
+}
+
+var outcomeNames = [...]string{OutcomeAnswered: "answered", OutcomeDeclined: "declined", OutcomeFailed: "failed",
+	OutcomeTimedOut: "timed_out", OutcomeError: "error"}
+
+// writeCall writes r to CallsOut, one JSON object a line.
+func (c *caller) writeCall(r CallResult) {
+	if c.cfg.CallsOut == nil || r.SentUnixNs == 0 {
+		return
+	}
+	b, err := json.Marshal(CallSent{From: r.From, SentUnixNs: r.SentUnixNs, Outcome: outcomeNames[r.Outcome],
+		Code: r.Code, PDDNs: int64(r.PDD), FinalNs: int64(r.Final)})
+	if err != nil {
+		return
+	}
+	c.outMu.Lock()
+	_, _ = c.cfg.CallsOut.Write(append(b, '\n'))
+	c.outMu.Unlock()
 }
 
 // errAnswerTimeout is the cause given to a call's context when
@@ -338,9 +369,7 @@ func (c *caller) call(callsCtx context.Context, from string, blocked bool) (r Ca
 	defer stopWatch()
 
 	t0 := time.Now()
-	if c.cfg.Stamp {
-		fromH.DisplayName = "t" + strconv.FormatInt(t0.UnixNano(), 10)
-	}
+	r.From, r.SentUnixNs = from, t0.UnixNano()
 	sess, err := c.dua.WriteInvite(ansCtx, req)
 	if err != nil {
 		r.Outcome = OutcomeError

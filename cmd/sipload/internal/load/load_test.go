@@ -1,12 +1,15 @@
 package load
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -258,32 +261,59 @@ func TestParseSDPAndPercentiles(t *testing.T) {
 	}
 }
 
-func TestStampedInvitesReportTheirTransit(t *testing.T) {
-	a, stop := startAnswerer(t, AnswerConfig{Ring: 5 * time.Millisecond, Watch: 50 * time.Millisecond})
+func TestCallsOutJoinsWithTheLinesRecords(t *testing.T) {
+	a, stop := startAnswerer(t, AnswerConfig{Ring: 5 * time.Millisecond, Watch: 50 * time.Millisecond, KeepCalls: true})
 	cfg := callConfig(a.Addr(), numbers(t, nil, 0))
-	cfg.Stamp = true
+	var buf syncBuffer
+	cfg.CallsOut = &buf
 	rep, err := RunCalls(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("RunCalls: %v", err)
 	}
 	ans := stop()
-	tr := ans.InviteTransit
-	if tr.N != rep.Steps[0].Attempted || tr.N == 0 {
-		t.Fatalf("transit measured for %d INVITEs, want every one of %d", tr.N, rep.Steps[0].Attempted)
+	sent := map[string][]int64{}
+	n := 0
+	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var c CallSent
+		if err := json.Unmarshal([]byte(l), &c); err != nil {
+			t.Fatalf("calls-out line %q: %v", l, err)
+		}
+		if c.From == "" || c.SentUnixNs == 0 || c.Outcome != "answered" || c.PDDNs <= 0 {
+			t.Errorf("incomplete line %+v", c)
+		}
+		sent[c.From] = append(sent[c.From], c.SentUnixNs)
+		n++
 	}
-	if tr.P50 <= 0 || tr.P50 > tr.Max || tr.Max > 5*time.Second {
-		t.Errorf("implausible transit %+v", tr)
+	if n != rep.Steps[0].Attempted || len(ans.Calls) != n {
+		t.Fatalf("%d calls-out lines, %d line records, %d calls placed", n, len(ans.Calls), rep.Steps[0].Attempted)
+	}
+	for _, r := range ans.Calls {
+		ok := false
+		for _, s := range sent[r.From] {
+			if d := time.Duration(r.InviteUnixNs - s); d > 0 && d < 5*time.Second {
+				ok = true
+			}
+		}
+		if !ok {
+			t.Errorf("line record %s (INVITE at %d) has no matching send %v", r.From, r.InviteUnixNs, sent[r.From])
+		}
 	}
 }
 
-func TestUnstampedInvitesReportNoTransit(t *testing.T) {
-	a, stop := startAnswerer(t, AnswerConfig{Ring: 5 * time.Millisecond, Watch: 50 * time.Millisecond})
-	cfg := callConfig(a.Addr(), numbers(t, nil, 0))
-	cfg.Steps, cfg.StepDuration = []float64{20}, 300*time.Millisecond
-	if _, err := RunCalls(context.Background(), cfg); err != nil {
-		t.Fatalf("RunCalls: %v", err)
-	}
-	if n := stop().InviteTransit.N; n != 0 {
-		t.Errorf("transit measured for %d unstamped INVITEs", n)
-	}
+// syncBuffer is a bytes.Buffer safe for the caller's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -99,10 +99,6 @@ func (r AnswerReport) WriteTable(w io.Writer) error {
 	if r.Unfinished > 0 {
 		rows = append(rows, [2]string{"unfinished calls", fmt.Sprint(r.Unfinished)})
 	}
-	if t := r.InviteTransit; t.N > 0 {
-		rows = append(rows, [2]string{"invite transit from --stamp p50/p90/p99/max",
-			fmt.Sprintf("%s / %s / %s / %s (%d invites)", ms(t.P50), ms(t.P90), ms(t.P99), ms(t.Max), t.N)})
-	}
 	for _, row := range rows {
 		fmt.Fprintf(tw, "%s\t%s\n", row[0], row[1])
 	}

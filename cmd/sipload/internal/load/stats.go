@@ -57,6 +57,8 @@ type CallResult struct {
 	Outcome    Outcome
 	Code       int           // final status code, 0 when none
 	Blocked    bool          // the caller number came from the blocklist file
+	From       string        // the caller number
+	SentUnixNs int64         // wall clock when the INVITE was sent; 0 when it was not
 	PDD        time.Duration // INVITE sent -> first 180/183; 0 when none came
 	Final      time.Duration // INVITE sent -> final response
 	Hangup     time.Duration // BYE sent -> its 200; 0 when not sent by us
