@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/cleanline/cleanline/screening"
 	"github.com/cleanline/cleanline/sip"
@@ -39,6 +41,14 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 	}
+	// sipgo also logs through slog's package default (sip.DefaultLogger
+	// falls back to slog.Default()), outside the loggers sip.NewServer
+	// hands it. Route that into our zap logs, at its own level but never
+	// above Warn: sipgo's Errors are about peers' input, not our health.
+	// The default is restored when serve returns.
+	prevSlog := slog.Default()
+	slog.SetDefault(slog.New(sip.NewSlogHandler(e.log.Named("sipgo"), zapcore.WarnLevel)))
+	defer slog.SetDefault(prevSlog)
 	sipCfg := e.cfg.SIP
 	sipCfg.Defaults()
 	if err := sipCfg.Validate(); err != nil {
