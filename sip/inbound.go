@@ -29,6 +29,10 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		s.respondErr(req, tx, ErrMalformed)
 		return
 	}
+	if err := malformedInvite(req); err != nil {
+		s.respondErr(req, tx, err)
+		return
+	}
 	src := source(req)
 	line := s.lineFrom(req, src)
 	trunk := s.trunkFor(src)
@@ -78,6 +82,38 @@ func (s *Server) refuseLateOffer(req *sip.Request, tx sip.ServerTransaction) {
 	s.respondErr(req, tx, withStatus(sip.StatusNotAcceptableHere, "Late Offer Not Supported",
 		fmt.Errorf("%w: INVITE without an SDP offer", ErrNotAcceptable)),
 		sip.NewHeader("Warning", `399 `+s.host+` "INVITE must carry an SDP offer (late offer not supported)"`))
+}
+
+// malformedInvite refuses the RFC 4475 invalid INVITEs that sipgo's parser
+// lets through: leniency here would ring the line (or route on To) for a
+// request no UAS may act on.
+func malformedInvite(req *sip.Request) error {
+	switch strings.ToLower(req.Recipient.Scheme) {
+	case "sip", "sips", "tel":
+	default:
+		// RFC 3261 §8.2.2.1: 416 for a Request-URI scheme we do not know.
+		return withStatus(416, "Unsupported URI Scheme", ErrMalformed)
+	}
+	if h := req.Recipient.Headers; h != nil && h.Length() > 0 {
+		return ErrMalformed // §19.1.5: no headers in a Request-URI
+	}
+	if req.CSeq().MethodName != req.Method {
+		return ErrMalformed // §8.1.1.5: CSeq's method MUST match
+	}
+	if req.Contact().Address.Wildcard {
+		return ErrMalformed // §10.2.2: "*" only in REGISTER
+	}
+	for _, name := range []string{"From", "To", "Call-ID", "CSeq", "Max-Forwards"} {
+		if len(req.GetHeaders(name)) > 1 {
+			return ErrMalformed // §7.3.1: single-valued; which one would we screen?
+		}
+	}
+	for _, h := range req.GetHeaders("Date") {
+		if !strings.HasSuffix(strings.TrimSpace(h.Value()), "GMT") {
+			return ErrMalformed // §20.17: SIP-date is always GMT
+		}
+	}
+	return nil
 }
 
 // checkInvite refuses what we never do for anyone.
