@@ -235,6 +235,12 @@ run_disconnect() {
 	fi
 }
 
+# rss_split PID: VmRSS and its anonymous and file-backed parts (the
+# embedded store's file is memory-mapped: its pages count as RssFile).
+rss_split() {
+	awk '/^(VmRSS|RssAnon|RssFile):/ { printf "%s %s kB  ", $1, $2 }' "/proc/$1/status"
+}
+
 # run_store: the embedded store holding NUMBERS numbers: import time and peak
 # RSS, file size, a check's peak RSS, and serve's RSS idle on that file
 # against an empty one.
@@ -249,16 +255,17 @@ run_store() {
 	/usr/bin/time -f '%M %e' -o "$d/check.time" "$CLEANLINE" check +447400123456 --store "file:$d/cl.db" >"$d/check.out" 2>&1 || true
 	start_cleanline "$d" "file:$d/cl.db" "$ANSWER_IP:9"
 	sleep 2
-	full=$(rss_kb "$CL_PID")
+	full=$(rss_split "$CL_PID")
 	stop_cleanline
 	start_cleanline "$d" "file:$d/empty.db" "$ANSWER_IP:9"
 	sleep 2
-	empty=$(rss_kb "$CL_PID")
+	empty=$(rss_split "$CL_PID")
 	stop_cleanline
 	echo "import: $(tail -1 "$d/import.out"); peak RSS $(tail -1 "$d/import.time" | cut -d' ' -f1) kB in $(tail -1 "$d/import.time" | cut -d' ' -f2) s"
 	echo "file: $(stat -c %s "$d/cl.db") bytes for $NUMBERS numbers ($(du -k "$d/cl.db" | cut -f1) kB on disk)"
 	echo "check: $(head -1 "$d/check.out"); peak RSS $(tail -1 "$d/check.time" | cut -d' ' -f1) kB"
-	echo "serve idle RSS: $full kB on the $NUMBERS-number file, $empty kB on an empty one"
+	echo "serve idle RSS on the $NUMBERS-number file: $full"
+	echo "serve idle RSS on an empty file: $empty"
 }
 
 # run_profile RATE: where cleanline's CPU goes at RATE calls/s.

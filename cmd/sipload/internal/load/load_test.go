@@ -317,3 +317,22 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+func TestBlockedCallerAnsweredIsAFailure(t *testing.T) {
+	blocked := []string{"+447700900001", "+447700900002"}
+	// The answerer declines nobody: a peer that does not screen.
+	a, _ := startAnswerer(t, AnswerConfig{Ring: 5 * time.Millisecond, Watch: 50 * time.Millisecond})
+	cfg := callConfig(a.Addr(), numbers(t, blocked, 0.5))
+	cfg.Steps, cfg.StepDuration = []float64{40}, 500*time.Millisecond
+	rep, err := RunCalls(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("RunCalls: %v", err)
+	}
+	s := rep.Steps[0]
+	if s.BlockedDrawn == 0 || s.AnsweredBlock != s.BlockedDrawn {
+		t.Fatalf("blocked callers drawn %d, answered %d: want all answered", s.BlockedDrawn, s.AnsweredBlock)
+	}
+	if want := float64(s.AnsweredBlock) / float64(s.Attempted); s.FailureRatio != want {
+		t.Errorf("failure ratio %g, want %g (the answered blocked callers)", s.FailureRatio, want)
+	}
+}

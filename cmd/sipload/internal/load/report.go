@@ -35,8 +35,8 @@ func (r Report) WriteTable(w io.Writer) error {
 	}
 	for _, s := range r.Steps {
 		if s.BlockedDrawn > 0 && s.DeclinedBlock != s.BlockedDrawn {
-			notes = append(notes, fmt.Sprintf("at %g/s: %d callers came from the blocklist, %d of them were declined",
-				s.OfferedRate, s.BlockedDrawn, s.DeclinedBlock))
+			notes = append(notes, fmt.Sprintf("at %g/s: %d callers came from the blocklist, %d of them were declined, %d answered (counted as failures)",
+				s.OfferedRate, s.BlockedDrawn, s.DeclinedBlock, s.AnsweredBlock))
 		}
 	}
 	for _, n := range notes {

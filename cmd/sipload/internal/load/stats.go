@@ -85,16 +85,19 @@ type step struct {
 
 // StepResult is one row of the final table.
 type StepResult struct {
-	OfferedRate   float64     `json:"offered_rate"`
-	Seconds       float64     `json:"seconds"`
-	Attempted     int         `json:"attempted"`
-	Capped        int         `json:"not_placed_concurrency_cap"`
-	Completed     int         `json:"completed"` // answered + declined: the call got the answer it should
-	CompletedRate float64     `json:"completed_rate"`
-	Answered      int         `json:"answered"`
-	Declined      int         `json:"declined"`
-	DeclinedBlock int         `json:"declined_blocked_callers"`
-	BlockedDrawn  int         `json:"blocked_callers_drawn"`
+	OfferedRate   float64 `json:"offered_rate"`
+	Seconds       float64 `json:"seconds"`
+	Attempted     int     `json:"attempted"`
+	Capped        int     `json:"not_placed_concurrency_cap"`
+	Completed     int     `json:"completed"` // answered + declined: the call got the answer it should
+	CompletedRate float64 `json:"completed_rate"`
+	Answered      int     `json:"answered"`
+	Declined      int     `json:"declined"`
+	DeclinedBlock int     `json:"declined_blocked_callers"`
+	BlockedDrawn  int     `json:"blocked_callers_drawn"`
+	// AnsweredBlock: callers from the blocklist that were answered, i.e.
+	// not screened: a failure, like any call without the answer it should get.
+	AnsweredBlock int         `json:"answered_blocked_callers"`
 	FailedByCode  map[int]int `json:"failed_by_code,omitempty"`
 	Failed        int         `json:"failed"`
 	TimedOut      int         `json:"timed_out"`
@@ -120,6 +123,9 @@ func (s *step) add(r CallResult) {
 	switch r.Outcome {
 	case OutcomeAnswered:
 		x.Answered++
+		if r.Blocked {
+			x.AnsweredBlock++
+		}
 	case OutcomeDeclined:
 		x.Declined++
 		if r.Blocked {
@@ -167,10 +173,11 @@ func (s *step) result() StepResult {
 		x.CompletedRate = float64(x.Completed) / x.Seconds
 	}
 	x.PDD, x.Final, x.Hangup = s.pdd.Summary(), s.final.Summary(), s.hangup.Summary()
-	// A failure is any call that did not get the answer it should, did not
-	// hang up cleanly, or could not be placed at all.
+	// A failure is any call that did not get the answer it should (a
+	// blocked caller answered included), did not hang up cleanly, or could
+	// not be placed at all.
 	if n := x.Attempted + x.Capped; n > 0 {
-		bad := x.Failed + x.TimedOut + x.Errors + x.HangupFailed + x.Capped
+		bad := x.Failed + x.TimedOut + x.Errors + x.HangupFailed + x.Capped + x.AnsweredBlock
 		x.FailureRatio = float64(bad) / float64(n)
 	}
 	return x
