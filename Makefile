@@ -69,7 +69,7 @@ $(STATICCHECK):
 
 # Debian packages the suite uses: real Redis, the TTS voice the prompts were
 # made with, the speech recogniser that checks them, and a real SIP phone.
-DEB_PACKAGES := redis-server flite sox pocketsphinx pocketsphinx-en-us baresip sip-tester
+DEB_PACKAGES := redis-server flite sox pocketsphinx pocketsphinx-en-us baresip sip-tester sipvicious
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
