@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
 	"go.uber.org/zap"
 
 	"github.com/cleanline/cleanline/screening"
@@ -66,8 +67,9 @@ type call struct {
 	trunk *Trunk
 	log   *zap.Logger
 
-	in *sipgo.DialogServerSession
-	m  *callMedia
+	in   *sipgo.DialogServerSession
+	inTx sip.ServerTransaction // in's INVITE transaction: refuse answers on it
+	m    *callMedia
 
 	ctx    context.Context // ends at teardown
 	cancel context.CancelFunc
@@ -124,8 +126,8 @@ func newCallID() string {
 	return hex.EncodeToString(b[:])
 }
 
-func (s *Server) newCall(dir direction, line *Line, trunk *Trunk, in *sipgo.DialogServerSession) (*call, error) {
-	c := &call{s: s, id: newCallID(), dir: dir, line: line, trunk: trunk, in: in, start: time.Now()}
+func (s *Server) newCall(dir direction, line *Line, trunk *Trunk, in *sipgo.DialogServerSession, tx sip.ServerTransaction) (*call, error) {
+	c := &call{s: s, id: newCallID(), dir: dir, line: line, trunk: trunk, in: in, inTx: tx, start: time.Now()}
 	c.refresh = [2]chan *sessionTimer{make(chan *sessionTimer, 1), make(chan *sessionTimer, 1)}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	fields := []zap.Field{zap.String("call", c.id), zap.String("dir", dir.String()), zap.String("line", line.Name)}
@@ -250,12 +252,18 @@ func (c *call) byeOut(out *sipgo.DialogClientSession) {
 }
 
 // refuse sends a final non-2xx to the received INVITE unless the caller is
-// already gone (CANCEL: sipgo answered 487 itself).
+// already gone (CANCEL: sipgo answered 487 itself). It hands the response
+// to the server transaction and returns: RFC 3261 §17.2.1, the transaction
+// retransmits a non-2xx final response until the ACK and absorbs the ACK
+// itself, so nothing of the call waits for it. (sipgo's
+// DialogServerSession.Respond would block for the ACK, up to 64*T1, and
+// with it the handler and Shutdown.)
 func (c *call) refuse(code int, reason string) {
 	if c.in.Context().Err() != nil {
 		return
 	}
-	if err := c.in.Respond(code, reason, nil); err != nil {
+	res := sip.NewResponseFromRequest(c.in.InviteRequest, code, reason, nil)
+	if err := c.inTx.Respond(res); err != nil {
 		c.log.Debug("final response not sent", zap.Int("code", code), zap.Error(err))
 	}
 }

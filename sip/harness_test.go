@@ -11,7 +11,9 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/cleanline/cleanline/blocklist"
 	"github.com/cleanline/cleanline/screening"
@@ -47,6 +49,7 @@ type env struct {
 	sc    *screening.Screener
 	trunk *siptest.Phone
 	line  *siptest.Phone
+	logs  *observer.ObservedLogs // what cleanline logged at Info and above
 }
 
 type envSetup struct {
@@ -142,7 +145,9 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel))
+	core, logs := observer.New(zap.InfoLevel)
+	e.logs = logs
+	log := zap.New(zapcore.NewTee(zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)).Core(), core))
 	e.s, err = NewServer(cfg, e.sc, log, WithPrompts(prompts))
 	if err != nil {
 		t.Fatal(err)
@@ -220,4 +225,19 @@ func (e *env) waitNoCalls() {
 
 func siptestOpts(caller string, hdrs ...sip.Header) siptest.DialOptions {
 	return siptest.DialOptions{FromUser: caller, Headers: hdrs}
+}
+
+// waitRecord waits for the call record (the "call" log line) of a call
+// that ended with outcome.
+func (e *env) waitRecord(ctx context.Context, outcome string) error {
+	for {
+		if e.logs.FilterMessage("call").FilterField(zap.String("outcome", outcome)).Len() > 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no call record with outcome %q: %w", outcome, ctx.Err())
+		case <-time.After(10 * time.Millisecond): // poll pace, nothing orders on it
+		}
+	}
 }

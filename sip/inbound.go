@@ -172,11 +172,10 @@ func (s *Server) inbound(req *sip.Request, tx sip.ServerTransaction, trunk *Trun
 		s.respondErr(req, tx, withStatus(sip.StatusBadRequest, "Bad Request", err))
 		return
 	}
-	c, err := s.newCall(inbound, line, trunk, in)
+	c, err := s.newCall(inbound, line, trunk, in, tx)
 	if err != nil {
 		s.log.Warn("call refused", zap.Error(err))
-		code, reason := statusOf(err)
-		_ = in.Respond(code, reason, nil)
+		s.respondErr(req, tx, err) // not in.Respond: it would wait for the ACK
 		return
 	}
 	c.scall = screening.Call{

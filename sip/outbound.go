@@ -30,10 +30,9 @@ func (s *Server) outbound(req *sip.Request, tx sip.ServerTransaction, line *Line
 		s.respondErr(req, tx, withStatus(sip.StatusBadRequest, "Bad Request", err))
 		return
 	}
-	c, err := s.newCall(outbound, line, nil, in)
+	c, err := s.newCall(outbound, line, nil, in, tx)
 	if err != nil {
-		code, reason := statusOf(err)
-		_ = in.Respond(code, reason, nil)
+		s.respondErr(req, tx, err) // not in.Respond: it would wait for the ACK
 		return
 	}
 	c.dialled = safeUser(dialled)
