@@ -108,11 +108,13 @@ stop_kamailio() {
 	wait "$KAM_PID" 2>/dev/null || true
 }
 
-# build_cleanline DIR: a fresh cleanline binary from this checkout; sets CLEANLINE.
+# build_cleanline DIR: a fresh cleanline binary from this checkout in DIR/bin
+# (not DIR/cleanline: run.sh cleanline keeps that run's logs there); sets CLEANLINE.
 build_cleanline() {
 	local root
 	root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-	CLEANLINE=${CLEANLINE:-$1/cleanline}
+	CLEANLINE=${CLEANLINE:-$1/bin/cleanline}
+	mkdir -p "$(dirname "$CLEANLINE")"
 	(cd "$root" && go build -o "$CLEANLINE" ./cmd/cleanline) || die "go build ./cmd/cleanline failed"
 }
 
