@@ -11,7 +11,8 @@ import sys
 
 out, hold, rate = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
 d = os.path.join(out, "rtp")
-call = json.load(open(os.path.join(out, "rtp.json")))["steps"][0]
+callrep = json.load(open(os.path.join(out, "rtp.json")))
+call = callrep["steps"][0]
 ans = json.load(open(os.path.join(d, "answer.json")))
 with open(os.path.join(out, "rtp.load")) as f:
     print("load average: " + "; ".join(l.strip() for l in f))
@@ -22,6 +23,8 @@ print("caller: placed %d, answered %d, failed %d, timed out %d, errors %d, hang-
 print("caller RTP: sent %d, received %d, bad %d" % (call["rtp_sent"], call["rtp_received"], call["rtp_bad"]))
 print("line RTP:   sent %d, received %d, bad %d; answered calls with no RTP in: %d" % (
     ans["rtp_sent"], ans["rtp_received"], ans["rtp_bad"], ans["answered_calls_without_rtp"]))
+print("RTP rounds (20 ms) the senders skipped, starved of CPU: caller %s, line %s" % (
+    callrep.get("rtp_rounds_skipped", "n/a"), ans.get("rtp_rounds_skipped", "n/a")))
 if call["rtp_sent"] and ans["rtp_sent"]:
     print("delivered caller -> line %.4f%%, line -> caller %.4f%% (packets in flight at hang-up count as lost)" % (
         100 * ans["rtp_received"] / call["rtp_sent"], 100 * call["rtp_received"] / ans["rtp_sent"]))

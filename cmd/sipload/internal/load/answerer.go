@@ -78,25 +78,27 @@ type CallRecord struct {
 
 // AnswerReport is the answering line's account of a run.
 type AnswerReport struct {
-	Listen        string       `json:"listen"`
-	Invites       int64        `json:"invites"`
-	Answered      int64        `json:"answered"`
-	Declined      int64        `json:"declined"`
-	Cancelled     int64        `json:"cancelled"`
-	Failed        int64        `json:"failed"` // no ACK for our 200, or a local error
-	ByeReceived   int64        `json:"bye_received"`
-	ByeSent       int64        `json:"bye_sent"`
-	ByeFailed     int64        `json:"bye_failed"`
-	RTPSent       uint64       `json:"rtp_sent"`
-	RTPRecv       uint64       `json:"rtp_received"`
-	RTPBad        uint64       `json:"rtp_bad"`
-	CallsNoRTP    int64        `json:"answered_calls_without_rtp"` // with RTP on: answered calls that received nothing
-	LateCalls     int64        `json:"calls_with_late_traffic"`
-	LatePackets   uint64       `json:"late_packets"`
-	LateRequests  int64        `json:"late_requests"`
-	StrayRequests int64        `json:"stray_requests"` // in-dialog requests for dialogs we never had or forgot
-	Unfinished    int64        `json:"unfinished_calls"`
-	Calls         []CallRecord `json:"calls,omitempty"`
+	Listen        string `json:"listen"`
+	Invites       int64  `json:"invites"`
+	Answered      int64  `json:"answered"`
+	Declined      int64  `json:"declined"`
+	Cancelled     int64  `json:"cancelled"`
+	Failed        int64  `json:"failed"` // no ACK for our 200, or a local error
+	ByeReceived   int64  `json:"bye_received"`
+	ByeSent       int64  `json:"bye_sent"`
+	ByeFailed     int64  `json:"bye_failed"`
+	RTPSent       uint64 `json:"rtp_sent"`
+	RTPRecv       uint64 `json:"rtp_received"`
+	RTPBad        uint64 `json:"rtp_bad"`
+	CallsNoRTP    int64  `json:"answered_calls_without_rtp"` // with RTP on: answered calls that received nothing
+	LateCalls     int64  `json:"calls_with_late_traffic"`
+	LatePackets   uint64 `json:"late_packets"`
+	LateRequests  int64  `json:"late_requests"`
+	StrayRequests int64  `json:"stray_requests"` // in-dialog requests for dialogs we never had or forgot
+	Unfinished    int64  `json:"unfinished_calls"`
+	// RTPRoundsSkipped: 20 ms rounds our RTP pacer could not send in time.
+	RTPRoundsSkipped uint64       `json:"rtp_rounds_skipped"`
+	Calls            []CallRecord `json:"calls,omitempty"`
 }
 
 // maxLateKept bounds the late-call records kept without KeepCalls.
@@ -200,6 +202,9 @@ func (a *Answerer) Snapshot() AnswerReport {
 	rep.Cancelled, rep.Failed = a.cancelled.Load(), a.failed.Load()
 	rep.ByeReceived, rep.ByeSent, rep.ByeFailed = a.byeRecv.Load(), a.byeSent.Load(), a.byeFailed.Load()
 	rep.LateCalls, rep.StrayRequests = a.lateCalls.Load(), a.stray.Load()
+	if a.pacer != nil {
+		rep.RTPRoundsSkipped = a.pacer.skipped.Load()
+	}
 	return rep
 }
 

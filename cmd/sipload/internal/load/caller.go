@@ -103,6 +103,10 @@ type Report struct {
 	Steps       []StepResult `json:"steps"`
 	Interrupted bool         `json:"interrupted"`
 	Unfinished  int          `json:"unfinished_calls"` // still in flight when we gave up waiting
+	// RTPRoundsSkipped: 20 ms rounds the RTP pacer could not send in time
+	// (more than 100 ms late): nonzero means this machine could not offer
+	// the full packet rate.
+	RTPRoundsSkipped uint64 `json:"rtp_rounds_skipped"`
 }
 
 type caller struct {
@@ -176,6 +180,9 @@ func RunCalls(ctx context.Context, cfg CallConfig) (Report, error) {
 		if cfg.StopAbove > 0 && res.FailureRatio > cfg.StopAbove {
 			break
 		}
+	}
+	if c.pacer != nil {
+		rep.RTPRoundsSkipped = c.pacer.skipped.Load()
 	}
 	return rep, nil
 }

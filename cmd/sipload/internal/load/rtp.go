@@ -146,7 +146,12 @@ type pacer struct {
 	streams []*stream
 	stop    chan struct{}
 	done    chan struct{}
+	skipped atomic.Uint64 // rounds not sent: the pacer was more than maxCatchUp rounds late
 }
+
+// maxCatchUp is how many 20 ms rounds a late pacer sends at once (100 ms of
+// audio); a longer stall is skipped rather than flooded.
+const maxCatchUp = 5
 
 func newPacer() *pacer {
 	p := &pacer{stop: make(chan struct{}), done: make(chan struct{})}
@@ -181,19 +186,35 @@ func (p *pacer) run() {
 	t := time.NewTicker(frameTime)
 	defer t.Stop()
 	var batch []*stream
+	start, rounds := time.Now(), int64(0)
 	for {
+		var now time.Time
 		select {
 		case <-p.stop:
 			return
-		case <-t.C:
+		case now = <-t.C:
 		}
+		// A Ticker drops ticks when the goroutine runs late (a loaded
+		// machine), which would silently send fewer than 50 packets/s per
+		// stream. Send every round due since the start instead, catching up
+		// at most maxCatchUp rounds at once; rounds beyond that are skipped
+		// and counted, so a starved sender shows in the report.
+		due := int64(now.Sub(start) / frameTime)
+		n := due - rounds
+		if n > maxCatchUp {
+			p.skipped.Add(uint64(n - maxCatchUp))
+			n = maxCatchUp
+		}
+		rounds = due
 		// Copy under the lock, send outside it, so add/remove never wait
 		// behind a thousand sendto calls.
 		p.mu.Lock()
 		batch = append(batch[:0], p.streams...)
 		p.mu.Unlock()
-		for _, s := range batch {
-			s.sendOne()
+		for range n {
+			for _, s := range batch {
+				s.sendOne()
+			}
 		}
 		clear(batch)
 	}
