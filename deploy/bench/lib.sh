@@ -169,6 +169,11 @@ stop_cleanline() {
 # rss_kb PID: resident memory of a process in kB (VmRSS).
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
+# cpu_ticks PID: user+system CPU time of a process, in clock ticks
+# (getconf CLK_TCK per second); fields 14 and 15 of /proc/PID/stat, counted
+# after the command name, which may contain spaces.
+cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }'; }
+
 # loadavg: the three load averages, for the record of each run.
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 

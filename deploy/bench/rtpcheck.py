@@ -76,8 +76,8 @@ t0 = float(open(os.path.join(d, "t0")).read())
 samples = []
 for l in open(os.path.join(d, "rss.samples")):
     p = l.split()
-    if len(p) == 3:
-        samples.append((float(p[0]) - t0, int(p[1]), int(p[2])))
+    if len(p) >= 3:
+        samples.append((float(p[0]) - t0, int(p[1]), int(p[2])) + tuple(int(x) for x in p[3:5]))
 plateau = [s for s in samples if hold + 2 <= s[0] <= 2 * hold - 2]
 with open(os.path.join(d, "rss")) as f:
     rss = dict()
@@ -91,5 +91,10 @@ if plateau:
     fds = statistics.median(s[2] for s in plateau)
     print("cleanline RSS: idle %d kB; plateau median %d kB (%d samples, %d..%d kB), %d open descriptors; peak %d kB" % (
         idle, m, len(plateau), min(s[1] for s in plateau), max(s[1] for s in plateau), fds, rss.get("peak", 0)))
+    if len(plateau[0]) >= 5 and len(plateau) >= 2:
+        tck = os.sysconf("SC_CLK_TCK")
+        dt = plateau[-1][0] - plateau[0][0]
+        print("CPU at the plateau (share of one core): cleanline %.0f%%, the line (sipload answer) %.0f%%, over %.0f s; the box has %d cores" % (
+            100 * (plateau[-1][3] - plateau[0][3]) / tck / dt, 100 * (plateau[-1][4] - plateau[0][4]) / tck / dt, dt, os.cpu_count()))
     print("calls up at the plateau: %.0f (rate x hold x answered share); RSS per 1,000 active calls with RTP: %.1f MB above idle, %.1f MB total" % (
         conc, (m - idle) / conc * 1000 / 1024, m / conc * 1000 / 1024))

@@ -176,8 +176,10 @@ run_rtp() {
 	CL_LOG_LEVEL=info start_cleanline "$d" "redis://127.0.0.1:$REDIS_PORT" "$ANSWER_IP:$ANSWER_PORT"
 	sleep 1
 	echo "rss_kb idle $(rss_kb "$CL_PID")" >"$d/rss"
+	# Each second: time, cleanline's RSS (kB), open descriptors, and the CPU
+	# time (clock ticks, user+system) of cleanline and of the line.
 	(while kill -0 "$CL_PID" 2>/dev/null; do
-		echo "$(date +%s.%N) $(rss_kb "$CL_PID") $(find "/proc/$CL_PID/fd" -mindepth 1 | wc -l)"
+		echo "$(date +%s.%N) $(rss_kb "$CL_PID") $(find "/proc/$CL_PID/fd" -mindepth 1 | wc -l) $(cpu_ticks "$CL_PID") $(cpu_ticks "$ANSWER_PID")"
 		sleep 1
 	done) >"$d/rss.samples" 2>/dev/null &
 	sampler=$!
