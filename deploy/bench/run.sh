@@ -33,8 +33,10 @@
 # Environment (defaults in brackets): STEPS [250,500,1000,2000,3000,4000,6000,8000],
 # STEP_DURATION [5s], HOLD [1s], NUMBERS [1000000] blocked numbers in Redis,
 # BLOCKED_FRACTION [0.1], RTP [0] (1: G.711 both ways), KAM_CHILDREN [4],
-# ROUNDS [2], DIRECT [1], CL_LOG_LEVEL [warn], OUT [a temp dir] for logs and
-# the JSON reports, NICE [10] for the load tool.
+# ROUNDS [2], DIRECT [1], CL_LOG_LEVEL [warn], CL_MEDIA_IP [127.0.0.5],
+# CONCURRENT [1000] and HOLD_RTP [30] (seconds) for rtp, DISC_RATE [100] and
+# DISC_DURATION [20s] for disconnect, PROFILE_SECONDS [20] for profile,
+# OUT [a temp dir] for logs and the JSON reports, NICE [10] for the load tool.
 # Figures depend on the machine and what else runs on it: every run records
 # the load average before and after it; say so with the figures.
 set -euo pipefail
