@@ -261,13 +261,15 @@ func (c *call) dial(outReq *sip.Request, inAnswer []byte, warn bool) {
 		return
 	}
 	if !c.setOut(out) {
+		// Ended while dialling: the INVITE is out all the same.
+		c.waitAnswer(out, func(*sip.Response) {}).abandon()
 		c.refuse(sip.StatusServiceUnavailable, "Service Unavailable")
 		return
 	}
 	early, rang := false, warn
-	err = out.WaitAnswer(ringCtx, sipgo.AnswerOptions{OnResponse: func(res *sip.Response) error {
+	p := c.waitAnswer(out, func(res *sip.Response) {
 		if !res.IsProvisional() || res.StatusCode == sip.StatusTrying || warn {
-			return nil
+			return
 		}
 		if len(res.Body()) > 0 && !early && c.m.applyAnswer(far, res.Body()) == nil {
 			// Early media (RFC 3960): the far side's ringback or announcement
@@ -275,14 +277,26 @@ func (c *call) dial(outReq *sip.Request, inAnswer []byte, warn bool) {
 			early = true
 			c.m.earlyMedia(far)
 			_ = c.in.Respond(sip.StatusSessionInProgress, "Session Progress", inAnswer, sdpType())
-			return nil
+			return
 		}
 		if !rang && !early {
 			rang = true
 			_ = c.in.Respond(sip.StatusRinging, "Ringing", nil)
 		}
-		return nil
-	}})
+	})
+	select {
+	case <-p.done:
+		err = p.err
+	case <-ringCtx.Done():
+		// No answer, the caller's CANCEL or our teardown: the caller hears
+		// its final response now, not when the far side deigns to respond.
+		heard := p.abandon()
+		c.lineFailed(ringCtx.Err(), ringCtx)
+		if heard {
+			p.awaitCancel(s.byeTimeout())
+		}
+		return
+	}
 	if err != nil {
 		c.lineFailed(err, ringCtx)
 		return
@@ -325,8 +339,8 @@ func (c *call) lineFailed(err error, ringCtx context.Context) {
 		c.end(outcome, sideLine)
 		c.refuse(code, reason)
 	case c.in.Context().Err() != nil:
-		// CANCEL from the caller: sipgo answered it and 487; WaitAnswer sent
-		// CANCEL to the line (RFC 3261 §9.1). Nothing left to say.
+		// CANCEL from the caller: sipgo answered it and 487; the abandoned
+		// INVITE CANCELs the far side (RFC 3261 §9.1). Nothing left to say.
 		c.end(outcomeCallerCancelled, sideTrunk)
 	case c.isEnded():
 		c.refuse(sip.StatusServiceUnavailable, "Service Unavailable")

@@ -17,9 +17,10 @@ import (
 // datagrams a test writes and answers nothing by itself, so it can play a
 // trunk that never ACKs or a dead ATA that swallows every INVITE.
 type rawPeer struct {
-	t    *testing.T
-	pc   net.PacketConn
-	addr netip.AddrPort
+	t     *testing.T
+	pc    net.PacketConn
+	addr  netip.AddrPort
+	close func() // stops the reader and closes the socket; idempotent
 
 	mu     sync.Mutex
 	msgs   []rawMsg
@@ -58,7 +59,9 @@ func newRawPeer(t *testing.T, ip string) *rawPeer {
 			p.mu.Unlock()
 		}
 	}()
-	t.Cleanup(func() { pc.Close(); <-done })
+	var once sync.Once
+	p.close = func() { once.Do(func() { pc.Close(); <-done }) }
+	t.Cleanup(p.close)
 	return p
 }
 

@@ -58,6 +58,12 @@ type Server struct {
 	closing   atomic.Bool
 	calls     sync.WaitGroup // running call goroutines (handlers, BYEs)
 	closeOnce sync.Once
+
+	// life ends at Close; abandoned INVITEs (pendingInvite) live within it,
+	// and straggling counts them. Shutdown does not wait for them.
+	life       context.Context
+	endLife    context.CancelCauseFunc
+	straggling atomic.Int64
 }
 
 // udpReadBuffer is the receive buffer asked for on UDP SIP listeners.
@@ -84,6 +90,7 @@ func NewServer(cfg Config, sc *screening.Screener, log *zap.Logger, opts ...Opti
 		return nil, err
 	}
 	s := &Server{cfg: cfg, sc: sc, log: log, reg: newRegistry(), addrs: map[string]netip.AddrPort{}}
+	s.life, s.endLife = context.WithCancelCause(context.Background())
 	for _, o := range opts {
 		o(s)
 	}
@@ -251,13 +258,21 @@ func (s *Server) Addr(network string) netip.AddrPort {
 	return s.addrs[network]
 }
 
+// stragglers is the number of abandoned INVITEs still running (for tests
+// and leak checks).
+func (s *Server) stragglers() int { return int(s.straggling.Load()) }
+
 // ActiveCalls is the number of calls alive now.
 func (s *Server) ActiveCalls() int { return s.reg.count() }
 
 // Shutdown stops taking calls (new INVITEs get 503) and ends every call with
 // BYE on both legs, then waits for them to finish. When ctx ends first it
 // returns ctx's error: whatever is left is abandoned (the relays are already
-// closed, so no media flows). Close releases the sockets.
+// closed, so no media flows). An INVITE to a far side that has not sent
+// even a provisional cannot be CANCELled yet (RFC 3261 §9.1): its caller is
+// answered at once and the INVITE left to finish in the background
+// (pendingInvite); Shutdown does not wait for it, Close ends it. Close
+// releases the sockets.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.closing.Store(true)
 	for _, c := range s.reg.all() {
@@ -276,8 +291,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// Close ends every call at once (no waiting for BYE answers), closes the
-// listeners and the UserAgent.
+// Close ends every call at once (no waiting for BYE answers), abandons
+// the INVITEs still waiting for a first response, closes the listeners and
+// the UserAgent.
 func (s *Server) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
@@ -285,6 +301,9 @@ func (s *Server) Close() error {
 		for _, c := range s.reg.all() {
 			c.end(outcomeShutdown, sideNone)
 		}
+		// Makes WaitAnswer return without waiting for a provisional to
+		// CANCEL; closing the UserAgent ends the transactions of the rest.
+		s.endLife(sipgo.WaitAnswerForceCancelErr)
 		s.mu.Lock()
 		closers := s.closers
 		s.mu.Unlock()
