@@ -183,6 +183,9 @@ func (s *FileStore) begin(ctx context.Context, op string) error {
 	return nil
 }
 
+// Local reports true: the file is memory-mapped in this process.
+func (s *FileStore) Local() bool { return true }
+
 // Lookup answers from one read-only transaction and the in-memory marks.
 func (s *FileStore) Lookup(ctx context.Context, q Query) (Facts, error) {
 	var f Facts

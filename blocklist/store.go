@@ -82,6 +82,13 @@ type Store interface {
 	Report(ctx context.Context, number, source, reason string, at time.Time) (Entry, error)
 }
 
+// Local is implemented by stores that answer from this process without
+// waiting on anything remote (the embedded store): a lookup cannot hang, so
+// the call path need not arm a deadline timer for it.
+type Local interface {
+	Local() bool
+}
+
 // Admin is what operators' tools need on top of the call path.
 // Every write is durable before it returns.
 type Admin interface {

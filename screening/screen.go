@@ -49,6 +49,7 @@ var DefaultProtected = []string{"999", "112", "101", "111", "105", "119", "159"}
 // Screener applies the rules to calls.
 type Screener struct {
 	store  blocklist.Store
+	local  bool // the store cannot hang: no deadline timer per call
 	norm   *Normalizer
 	static map[string]bool
 	def    Policy
@@ -95,7 +96,8 @@ func New(store blocklist.Store, cfg Config) (*Screener, error) {
 		}
 		static[k] = true
 	}
-	return &Screener{store: store, norm: norm, static: static, def: cfg.Default, lines: cfg.Lines, now: time.Now}, nil
+	l, ok := store.(blocklist.Local)
+	return &Screener{store: store, local: ok && l.Local(), norm: norm, static: static, def: cfg.Default, lines: cfg.Lines, now: time.Now}, nil
 }
 
 // Normalizer is the screener's normaliser, for tools that must agree with it.
@@ -144,8 +146,11 @@ func (sc *Screener) Screen(ctx context.Context, c Call) Verdict {
 }
 
 func (sc *Screener) lookup(ctx context.Context, c Call, number string, p Policy) (blocklist.Facts, error) {
-	ctx, cancel := context.WithTimeout(ctx, p.StoreDeadline)
-	defer cancel()
+	if !sc.local {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, p.StoreDeadline)
+		defer cancel()
+	}
 	q := blocklist.Query{Caller: number, Line: c.Line, Now: sc.now()}
 	if !c.DryRun && p.VelocityLines > 0 {
 		q.VelocityWindow = p.VelocityWindow
