@@ -19,6 +19,16 @@ import (
 // calls from a line (outbound) or a trunk (inbound, screened); anything else
 // gets 403 and goes nowhere.
 func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
+	// Design flow 1: a stranger gets 403 and nothing else, whatever the
+	// INVITE looks like, so it learns neither which dialogs exist (481)
+	// nor how we parse (400). Every legitimate sender, in dialog or not,
+	// is a configured trunk or line source.
+	if src := source(req); s.trunkFor(src) == nil && !s.lineSource(src) {
+		s.log.Warn("INVITE from unknown source refused", zap.Stringer("source", src),
+			zap.String("to", req.Recipient.User))
+		s.respondErr(req, tx, ErrNotTrunk)
+		return
+	}
 	if to := req.To(); to != nil && to.Params.Has("tag") {
 		s.onReInvite(req, tx)
 		return
@@ -37,8 +47,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	line := s.lineFrom(req, src)
 	trunk := s.trunkFor(src)
 	if line == nil && trunk == nil {
-		s.log.Warn("INVITE from unknown source refused", zap.Stringer("source", src),
-			zap.String("to", req.Recipient.User))
+		// A line's address, but not one line's From: not ours to place.
 		s.respondErr(req, tx, ErrNotTrunk)
 		return
 	}

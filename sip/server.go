@@ -374,6 +374,18 @@ func (s *Server) trunkFor(src netip.AddrPort) *Trunk {
 	return nil
 }
 
+// lineSource reports whether src is the address of any line.
+func (s *Server) lineSource(src netip.AddrPort) bool {
+	for i := range s.cfg.Lines {
+		for _, p := range s.cfg.Lines[i].sources {
+			if p.Contains(src.Addr()) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // lineFrom finds the line a request comes from: by source address, then,
 // when several lines share the address (a PBX), by the From user.
 func (s *Server) lineFrom(req *sip.Request, src netip.AddrPort) *Line {

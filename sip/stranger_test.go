@@ -1,0 +1,65 @@
+package sip
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// TestStrangerGets403WhateverItSends: design flow 1. A stranger's INVITE is
+// refused with 403 before anything else reads it, so an in-dialog INVITE
+// does not learn whether the dialog exists (481) and a malformed one does
+// not learn how we parse (400).
+func TestStrangerGets403WhateverItSends(t *testing.T) {
+	e := newEnv(t)
+	stranger := newRawPeer(t, ipStranger)
+	to := net.UDPAddrFromAddrPort(e.s.Addr("udp"))
+	invite := func(callID, toTag, contact string) string {
+		return fmt.Sprintf("INVITE sip:%s@%s SIP/2.0\r\n"+
+			"Via: SIP/2.0/UDP %s;branch=z9hG4bK%s\r\n"+
+			"Max-Forwards: 70\r\n"+
+			"From: <sip:%s@%s>;tag=%s\r\n"+
+			"To: <sip:%s@%s>%s\r\n"+
+			"Call-ID: %s\r\n"+
+			"CSeq: 2 INVITE\r\n"+
+			"%s"+
+			"Content-Length: 0\r\n\r\n",
+			lineNumber, to, stranger.addr, sip.GenerateTagN(12), callerOK, stranger.addr.Addr(), sip.GenerateTagN(8),
+			lineNumber, to, toTag, callID, contact)
+	}
+	contact := fmt.Sprintf("Contact: <sip:x@%s>\r\n", stranger.addr)
+	cases := map[string]func(callID string) string{
+		"new dialog":                  func(id string) string { return invite(id, "", contact) },
+		"in-dialog, naming no dialog": func(id string) string { return invite(id, ";tag=guess", contact) },
+		"malformed: no Contact":       func(id string) string { return invite(id, "", "") },
+		"malformed: unknown URI scheme": func(id string) string {
+			return strings.Replace(invite(id, "", contact), "sip:"+lineNumber, "nobody:x", 1)
+		},
+	}
+	for name, msg := range cases {
+		t.Run(name, func(t *testing.T) {
+			id := sip.GenerateTagN(16) + "@stranger"
+			if _, err := stranger.pc.WriteTo([]byte(msg(id)), to); err != nil {
+				t.Fatal(err)
+			}
+			// Match on Call-ID: unACKed 403s are retransmitted (RFC 3261 §17.2.1).
+			m, err := stranger.take(ctxT(t, 3*time.Second), "answer to "+id, func(m sip.Message) bool {
+				r, ok := m.(*sip.Response)
+				return ok && r.CallID() != nil && r.CallID().Value() == id
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if code := m.msg.(*sip.Response).StatusCode; code != sip.StatusForbidden {
+				t.Fatalf("stranger got %d, want 403", code)
+			}
+		})
+	}
+	if n := e.s.ActiveCalls(); n != 0 {
+		t.Fatalf("%d calls after strangers' INVITEs", n)
+	}
+}
