@@ -31,7 +31,7 @@ bench:
 # End-to-end load benchmark against real peers (Kamailio + Redis holding
 # 1,000,000 numbers); see deploy/bench/run.sh and BENCHMARKS.md.
 bench-e2e: bench-deps
-	deploy/bench/run.sh kamailio
+	deploy/bench/run.sh compare
 
 # Interop checks with peers nobody here wrote.
 check-kamailio: bench-deps
