@@ -17,6 +17,7 @@ import (
 // offered exactly that), and the digits the line presses.
 type callMedia struct {
 	relay  *media.Relay
+	player *media.Player
 	sdp    [2]*media.SDPBuilder // indexed by media.Side
 	digits *media.DigitCollector
 
@@ -44,6 +45,7 @@ func (s *Server) newCallMedia(c *call) (*callMedia, error) {
 	}
 	return &callMedia{
 		relay:  r,
+		player: s.player,
 		sdp:    [2]*media.SDPBuilder{media.NewSDPBuilder("cleanline"), media.NewSDPBuilder("cleanline")},
 		digits: media.NewDigitCollector(),
 	}, nil
@@ -138,12 +140,12 @@ func (m *callMedia) received(sd side) uint64 {
 }
 
 // play sends a prompt to sd's peer in the call's codec, paced in real time,
-// until it ends or ctx does (media.Play).
+// until it ends or ctx does.
 func (m *callMedia) play(ctx context.Context, sd side, p *media.Prompt) error {
 	m.mu.Lock()
 	codec := m.codec
 	m.mu.Unlock()
-	return media.Play(ctx, m.leg(sd), p, codec)
+	return m.player.Play(ctx, m.leg(sd), p, codec)
 }
 
 // playNamed plays a named prompt; a missing prompt is logged, not fatal.
