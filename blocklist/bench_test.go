@@ -7,31 +7,14 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cleanline/cleanline/blocklist"
 	"github.com/cleanline/cleanline/blocklist/redistest"
+	"github.com/cleanline/cleanline/blocklist/storetest"
 )
-
-// benchSize is how many numbers the large benchmarks hold: 1,000,000, or
-// BLOCKLIST_BENCH_N, or 10,000 with -short. Benchmarks only run with -bench,
-// so `go test` never builds these stores.
-func benchSize(b *testing.B) int {
-	if s := os.Getenv("BLOCKLIST_BENCH_N"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			b.Fatalf("BLOCKLIST_BENCH_N=%q", s)
-		}
-		return n
-	}
-	if testing.Short() {
-		return 10_000
-	}
-	return 1_000_000
-}
 
 // benchNumbers makes n distinct "+4474" + 8 digit numbers (valid UK mobiles).
 func benchNumbers(n int) []string {
@@ -101,7 +84,7 @@ func benchLookup(b *testing.B, st blocklist.Store, qs []blocklist.Query, window 
 }
 
 func BenchmarkFileLookup1M(b *testing.B) {
-	n := benchSize(b)
+	n := storetest.BenchSize(b)
 	nums := benchNumbers(n)
 	path := filepath.Join(b.TempDir(), "bench.db")
 	st, err := blocklist.OpenFile(path)
@@ -164,7 +147,7 @@ func newBenchRedis(b *testing.B, srv *redistest.Server) *blocklist.RedisStore {
 }
 
 func BenchmarkRedisLookup1M(b *testing.B) {
-	n := benchSize(b)
+	n := storetest.BenchSize(b)
 	nums := benchNumbers(n)
 	srv := redistest.Start(b)
 	st := newBenchRedis(b, srv)
@@ -212,7 +195,7 @@ func importFile(n int) []byte {
 }
 
 func benchImport(b *testing.B, open func(b *testing.B) blocklist.Admin, batch int) {
-	n := benchSize(b)
+	n := storetest.BenchSize(b)
 	data := importFile(n)
 	opt := importOpts()
 	opt.BatchSize = batch

@@ -4,28 +4,14 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/cleanline/cleanline/blocklist"
 	"github.com/cleanline/cleanline/blocklist/redistest"
+	"github.com/cleanline/cleanline/blocklist/storetest"
 )
-
-// benchNumbers is how many blocked numbers the stores hold while Screen is
-// measured: 1,000,000 unless CLEANLINE_BENCH_NUMBERS says otherwise.
-func benchNumbers(b *testing.B) int {
-	if s := os.Getenv("CLEANLINE_BENCH_NUMBERS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			b.Fatalf("CLEANLINE_BENCH_NUMBERS=%q: want a positive integer", s)
-		}
-		return n
-	}
-	return 1_000_000
-}
 
 // fill puts n random valid UK mobile numbers (+4474 and 8 digits) in st, half
 // confirmed, half reported, and returns them.
@@ -58,7 +44,7 @@ func fill(b *testing.B, st blocklist.Admin, n int) []string {
 // "cached" is a repeat caller (the normaliser's cache hits); "uncached" pays
 // libphonenumber's parse and validation on every call.
 func BenchmarkScreen(b *testing.B) {
-	n := benchNumbers(b)
+	n := storetest.BenchSize(b)
 	ctx := context.Background()
 	stores := map[string]func(b *testing.B) blocklist.Admin{
 		"embedded": func(b *testing.B) blocklist.Admin {
