@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"sync"
 	"time"
 
@@ -126,7 +127,9 @@ func newCallID() string {
 	return hex.EncodeToString(b[:])
 }
 
-func (s *Server) newCall(dir direction, line *Line, trunk *Trunk, in *sipgo.DialogServerSession, tx sip.ServerTransaction) (*call, error) {
+// newCall registers a call without media: the received dialog stays
+// unbound, so no in-dialog request can reach it, until attachMedia.
+func (s *Server) newCall(dir direction, line *Line, trunk *Trunk, in *sipgo.DialogServerSession, tx sip.ServerTransaction) *call {
 	c := &call{s: s, id: newCallID(), dir: dir, line: line, trunk: trunk, in: in, inTx: tx, start: time.Now()}
 	c.refresh = [2]chan *sessionTimer{make(chan *sessionTimer, 1), make(chan *sessionTimer, 1)}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -135,18 +138,41 @@ func (s *Server) newCall(dir direction, line *Line, trunk *Trunk, in *sipgo.Dial
 		fields = append(fields, zap.String("trunk", trunk.Name))
 	}
 	c.log = s.log.With(fields...)
-	m, err := s.newCallMedia(c)
-	if err != nil {
-		c.cancel()
-		return nil, err
-	}
-	c.m = m
 	s.reg.add(c)
-	s.reg.bind(in.ID, c, roleIn)
 	// Whatever ends the received dialog (CANCEL, our final answer, its BYE)
 	// ends the call; end is idempotent, so the first cause wins.
 	context.AfterFunc(in.Context(), func() { c.end(outcomeCallerCancelled, c.inSide()) })
-	return c, nil
+	return c
+}
+
+// attachMedia opens the call's relay, then binds the received dialog, so
+// in-dialog handlers always find c.m set (the registry's lock orders the
+// two). Inbound calls attach only once screened: a caller refused outright
+// costs no relay sockets, and c.m stays nil (end and record allow for it).
+// On failure (no ports: 503) the call is ended and refused; false.
+func (c *call) attachMedia() bool {
+	m, err := c.s.newCallMedia(c)
+	if err == nil {
+		c.mu.Lock()
+		if c.ended {
+			err = fmt.Errorf("%w: call ended before its media", ErrShuttingDown)
+		} else {
+			c.m = m
+		}
+		c.mu.Unlock()
+		if err != nil {
+			m.close()
+		}
+	}
+	if err != nil {
+		c.log.Warn("call refused", zap.Error(err))
+		c.end(outcomeError, sideNone)
+		code, reason := statusOf(err)
+		c.refuse(code, reason) // not in.Respond: it would wait for the ACK
+		return false
+	}
+	c.s.reg.bind(c.in.ID, c, roleIn)
+	return true
 }
 
 // inSide is who is on the dialog we received.
@@ -211,11 +237,13 @@ func (c *call) end(outcome string, by side) {
 	c.outcome, c.endedBy, c.stopped = outcome, by, time.Now()
 	byeIn := c.inUp && by != c.inSide()
 	byeOut := c.outUp && by != c.outSide()
-	out := c.out
+	out, m := c.out, c.m
 	c.mu.Unlock()
 
 	c.cancel()
-	c.m.close()
+	if m != nil {
+		m.close()
+	}
 	c.s.reg.remove(c)
 	if byeIn {
 		c.s.goCall(func() { c.byeIn() })

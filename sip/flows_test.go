@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"go.uber.org/zap"
 
 	"github.com/cleanline/cleanline/sip/media"
 	"github.com/cleanline/cleanline/sip/siptest"
@@ -73,6 +74,43 @@ func TestBlockGets603AndLineNeverRings(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.waitNoCalls()
+}
+
+// A blocked caller is refused before any relay exists: with every relay
+// port held by a live call, it still gets 603 (not 503), its record and
+// the pool untouched, while an allowed caller gets 503 for want of ports.
+func TestBlockTakesNoRelayPort(t *testing.T) {
+	e := newEnv(t, withCfg(func(c *Config) { c.Media.PortMax = c.Media.PortMin + 3 })) // one call's ports
+	ctx := ctxT(t, 10*time.Second)
+	out, in := e.connect()
+	if free := e.s.ports.Free(); free != 0 {
+		t.Fatalf("%d relay ports free with the one call up, want 0", free)
+	}
+	wantFinal(t, e.dial(callerScam), 603)
+	if err := e.waitRecord(ctx, outcomeBlocked); err != nil {
+		t.Fatal(err)
+	}
+	rec := e.logs.FilterMessage("call").FilterField(zap.String("outcome", outcomeBlocked)).All()
+	if len(rec) != 1 {
+		t.Fatalf("%d blocked call records, want 1", len(rec))
+	}
+	f := rec[0].ContextMap()
+	if f["caller"] != callerScam || f["verdict"] != "block" || len(f["reasons"].([]interface{})) == 0 ||
+		f["trunk_rtp_in"] != uint64(0) || f["line_rtp_out"] != uint64(0) {
+		t.Errorf("blocked call record: %v", f)
+	}
+	if free := e.s.ports.Free(); free != 0 {
+		t.Errorf("%d relay ports free after the blocked call, want 0", free)
+	}
+	wantFinal(t, e.dial(callerOK), 503) // the pool really is empty
+	if err := out.Bye(ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-in.Ended()
+	e.waitNoCalls()
+	if free, size := e.s.ports.Free(), e.s.ports.Size(); free != size {
+		t.Errorf("relay ports: %d of %d back in the pool", free, size)
+	}
 }
 
 func TestBlockWithAnnouncementPlaysNoticeThen603(t *testing.T) {

@@ -181,12 +181,7 @@ func (s *Server) inbound(req *sip.Request, tx sip.ServerTransaction, trunk *Trun
 		s.respondErr(req, tx, withStatus(sip.StatusBadRequest, "Bad Request", err))
 		return
 	}
-	c, err := s.newCall(inbound, line, trunk, in, tx)
-	if err != nil {
-		s.log.Warn("call refused", zap.Error(err))
-		s.respondErr(req, tx, err) // not in.Respond: it would wait for the ACK
-		return
-	}
+	c := s.newCall(inbound, line, trunk, in, tx)
 	c.scall = screening.Call{
 		Line:          line.Name,
 		From:          identity(req.From()),
@@ -197,14 +192,6 @@ func (s *Server) inbound(req *sip.Request, tx sip.ServerTransaction, trunk *Trun
 		if pai := req.GetHeader("P-Asserted-Identity"); pai != nil {
 			c.scall.Asserted = assertedIdentity(pai.Value())
 		}
-	}
-	answer, err := c.m.answer(sideTrunk, req.Body())
-	if err != nil {
-		c.log.Info("offer refused", zap.Error(err))
-		c.end(outcomeError, sideNone)
-		code, reason := statusOf(err)
-		c.refuse(code, reason)
-		return
 	}
 	c.timer = s.sessionTimerFor(req)
 
@@ -218,21 +205,37 @@ func (s *Server) inbound(req *sip.Request, tx sip.ServerTransaction, trunk *Trun
 	c.log = c.log.With(zap.String("caller", c.verdict.Number), zap.Stringer("verdict", c.verdict.Action))
 	c.log.Debug("screened", zap.Any("reasons", c.verdict.Reasons))
 
-	switch c.verdict.Action {
-	case screening.Block:
-		c.block(answer)
-	default:
-		c.ring(req, answer, c.verdict.Action == screening.Warn)
+	block := c.verdict.Action == screening.Block
+	if block && !trunk.AnnounceBlocked {
+		// Screened before any media exists: refusing takes no relay sockets,
+		// and the caller's SDP is never read (603, not 488, if it is bad).
+		c.end(outcomeBlocked, sideNone)
+		c.refuse(statusDecline, "Decline")
+		return
 	}
+	if !c.attachMedia() {
+		return
+	}
+	answer, err := c.m.answer(sideTrunk, req.Body())
+	if err != nil {
+		c.log.Info("offer refused", zap.Error(err))
+		c.end(outcomeError, sideNone)
+		code, reason := statusOf(err)
+		c.refuse(code, reason)
+		return
+	}
+	if block {
+		c.block(answer)
+		return
+	}
+	c.ring(req, answer, c.verdict.Action == screening.Warn)
 }
 
-// block refuses the call with 603 Decline (RFC 3261 §21.6.2), after the
-// blocked-call notice as early media when the trunk asks for it.
+// block plays the blocked-call notice as early media, then refuses the
+// call with 603 Decline (RFC 3261 §21.6.2).
 func (c *call) block(answer []byte) {
-	if c.trunk.AnnounceBlocked {
-		if err := c.in.Respond(sip.StatusSessionInProgress, "Session Progress", answer, sdpType()); err == nil {
-			c.playNamed(c.ctx, sideTrunk, media.PromptBlocked)
-		}
+	if err := c.in.Respond(sip.StatusSessionInProgress, "Session Progress", answer, sdpType()); err == nil {
+		c.playNamed(c.ctx, sideTrunk, media.PromptBlocked)
 	}
 	c.end(outcomeBlocked, sideNone)
 	c.refuse(statusDecline, "Decline")

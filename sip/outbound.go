@@ -30,13 +30,12 @@ func (s *Server) outbound(req *sip.Request, tx sip.ServerTransaction, line *Line
 		s.respondErr(req, tx, withStatus(sip.StatusBadRequest, "Bad Request", err))
 		return
 	}
-	c, err := s.newCall(outbound, line, nil, in, tx)
-	if err != nil {
-		s.respondErr(req, tx, err) // not in.Respond: it would wait for the ACK
-		return
-	}
+	c := s.newCall(outbound, line, nil, in, tx)
 	c.dialled = safeUser(dialled)
 	c.log = c.log.With(zap.String("dialled", c.dialled))
+	if !c.attachMedia() {
+		return
+	}
 	answer, err := c.m.answer(sideLine, req.Body())
 	if err != nil {
 		c.end(outcomeError, sideNone)

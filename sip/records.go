@@ -2,6 +2,8 @@ package sip
 
 import (
 	"go.uber.org/zap"
+
+	"github.com/cleanline/cleanline/sip/media"
 )
 
 // record writes the call's one call-record line: who called whom, what the
@@ -10,7 +12,10 @@ import (
 func (c *call) record() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	st := c.m.stats()
+	var st media.RelayStats // zero for a call refused before it had media
+	if c.m != nil {
+		st = c.m.stats()
+	}
 	fields := []zap.Field{
 		zap.String("outcome", c.outcome),
 		zap.Stringer("ended_by", c.endedBy),
