@@ -165,6 +165,22 @@ func unsupported(req *sip.Request) string {
 	return strings.Join(out, ", ")
 }
 
+// acceptInvite opens the call for a new INVITE in either direction, or
+// answers it and returns nil when there is no call to open: no offer (late
+// offer is refused) or a dialog sipgo cannot read.
+func (s *Server) acceptInvite(req *sip.Request, tx sip.ServerTransaction, dir direction, line *Line, trunk *Trunk) *call {
+	if len(req.Body()) == 0 {
+		s.refuseLateOffer(req, tx)
+		return nil
+	}
+	in, err := s.dua.ReadInvite(req, tx)
+	if err != nil {
+		s.respondErr(req, tx, withStatus(sip.StatusBadRequest, "Bad Request", err))
+		return nil
+	}
+	return s.newCall(dir, line, trunk, in, tx)
+}
+
 // inbound carries a trunk's call to a line: screen, then refuse, ring or warn.
 func (s *Server) inbound(req *sip.Request, tx sip.ServerTransaction, trunk *Trunk) {
 	line := s.lineCalled(req)
@@ -172,16 +188,10 @@ func (s *Server) inbound(req *sip.Request, tx sip.ServerTransaction, trunk *Trun
 		s.respondErr(req, tx, ErrUnknownLine)
 		return
 	}
-	if len(req.Body()) == 0 {
-		s.refuseLateOffer(req, tx)
+	c := s.acceptInvite(req, tx, inbound, line, trunk)
+	if c == nil {
 		return
 	}
-	in, err := s.dua.ReadInvite(req, tx)
-	if err != nil {
-		s.respondErr(req, tx, withStatus(sip.StatusBadRequest, "Bad Request", err))
-		return
-	}
-	c := s.newCall(inbound, line, trunk, in, tx)
 	c.scall = screening.Call{
 		Line:          line.Name,
 		From:          identity(req.From()),

@@ -21,16 +21,10 @@ func (s *Server) outbound(req *sip.Request, tx sip.ServerTransaction, line *Line
 		s.respondErr(req, tx, ErrUnknownLine)
 		return
 	}
-	if len(req.Body()) == 0 {
-		s.refuseLateOffer(req, tx)
+	c := s.acceptInvite(req, tx, outbound, line, nil)
+	if c == nil {
 		return
 	}
-	in, err := s.dua.ReadInvite(req, tx)
-	if err != nil {
-		s.respondErr(req, tx, withStatus(sip.StatusBadRequest, "Bad Request", err))
-		return
-	}
-	c := s.newCall(outbound, line, nil, in, tx)
 	c.dialled = safeUser(dialled)
 	c.log = c.log.With(zap.String("dialled", c.dialled))
 	if !c.attachMedia() {
