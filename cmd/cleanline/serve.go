@@ -26,6 +26,8 @@ func serveCommand() (func(context.Context, *env, []string) error, bool) { return
 func cmdServe(ctx context.Context, e *env, args []string) error {
 	fs := e.flags()
 	grace := fs.Duration("grace", 10*time.Second, "how long shutdown waits for calls to end")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile (go tool pprof) to this file until shutdown")
+	memprofile := fs.String("memprofile", "", "write a heap profile to this file at shutdown")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -35,6 +37,18 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	}
 	if err := e.setup(ctx); err != nil {
 		return err
+	}
+	// Profiles answer "where does the time go under load" on the real
+	// binary (deploy/bench/run.sh profile), without a debug listener.
+	if *cpuprofile != "" {
+		stop, err := startCPUProfile(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	if *memprofile != "" {
+		defer writeHeapProfile(e, *memprofile)
 	}
 	if e.cfg.Log.Level == "" {
 		if e.log, err = newLogger("info", e.cfg.Log.Format, e.stderr); err != nil {

@@ -153,7 +153,7 @@ sip:
     port_min: 10000
     port_max: 59999
 EOF
-	"$CLEANLINE" serve --config "$dir/cleanline.yaml" >"$dir/cleanline.out" 2>"$dir/cleanline.log" &
+	"$CLEANLINE" serve --config "$dir/cleanline.yaml" ${CL_SERVE_ARGS:-} >"$dir/cleanline.out" 2>"$dir/cleanline.log" &
 	CL_PID=$!
 	PIDS+=("$CL_PID")
 	"$SIPLOAD" call --target "127.0.0.1:$CL_PORT" --rate 1 --duration 1ms --probe-timeout 10s --quiet >/dev/null 2>"$dir/probe.err" ||

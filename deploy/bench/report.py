@@ -67,6 +67,16 @@ def table(name):
             s["offered_rate"], s["completed_rate"], s["attempted"], s["answered"], s["declined"], missed(s), s["failed"],
             s["timed_out"], s["errors"] + s["not_placed_concurrency_cap"] + s["hangup_failed"],
             100 * fail_ratio(s), ms(p["p50_ns"]), ms(p["p90_ns"]), ms(p["p99_ns"]), ms(p["max_ns"])))
+    cpu = os.path.join(out, name + ".cpu")
+    if os.path.exists(cpu):
+        with open(cpu) as f:
+            f = f.read().split()
+        secs = dict(zip(f[0::2], map(float, f[1::2])))
+        placed = sum(s["attempted"] for s in rep["steps"])
+        if placed:
+            print("CPU per call placed, whole run (%d calls): %s" % (placed, ", ".join(
+                "%s %.0f µs" % (k, 1e6 * v / placed) for k, v in secs.items()
+                if k != "peer" or name.split("-")[0] not in ("direct", "transit-direct", "target"))))
     b = best(rep)
     if b:
         print("highest clean rate (<=1%% failed): %g calls/s offered, %.1f completed/s" % (

@@ -105,11 +105,28 @@ step() {
 	[ "$TRANSIT" = 1 ] && callsout=(--calls-out "$OUT/$name.calls.jsonl")
 	echo "load before $(loadavg)" >"$OUT/$name.load"
 	echo "== $name: $addr, load average before $(loadavg)" >&2
-	nice -n "$NICE" "$SIPLOAD" call --target "$addr" --steps "$STEPS" --step-duration "$STEP_DURATION" \
+	local peer0 line0
+	peer0=$(peer_ticks)
+	line0=$(cpu_ticks "$ANSWER_PID")
+	/usr/bin/time -f '%U %S' -o "$OUT/$name.time" nice -n "$NICE" "$SIPLOAD" call --target "$addr" --steps "$STEPS" --step-duration "$STEP_DURATION" \
 		--hold "$HOLD" --stop-above 0.01 --answer-timeout 5s "$@" "${rtp[@]}" "${extra[@]}" "${callsout[@]}" \
 		--json >"$OUT/$name.json" 2>"$OUT/$name.err" || die "sipload call failed: $(tail -3 "$OUT/$name.err")"
+	# CPU seconds over the whole stepped run: the peer under test (all its
+	# processes), the line, and the caller.
+	awk -v p="$(($(peer_ticks) - peer0))" -v l="$(($(cpu_ticks "$ANSWER_PID") - line0))" -v hz="$(getconf CLK_TCK)" \
+		'{ printf "peer %.2f line %.2f caller %.2f\n", p / hz, l / hz, $1 + $2 }' "$OUT/$name.time" >"$OUT/$name.cpu"
 	echo "load after $(loadavg)" >>"$OUT/$name.load"
 	echo "== $name: load average after $(loadavg)" >&2
+}
+
+# peer_ticks: CPU ticks of the peer under test so far: PEER_PID and its
+# children (Kamailio forks its workers); 0 without a peer.
+PEER_PID=
+peer_ticks() {
+	local t=0 p
+	[ -n "$PEER_PID" ] || { echo 0; return; }
+	for p in "$PEER_PID" $(pgrep -P "$PEER_PID"); do t=$((t + $(cpu_ticks "$p" || echo 0))); done
+	echo "$t"
 }
 
 extra=()
@@ -131,7 +148,9 @@ run_kamailio() {
 	start_answer "$d" "${rtp[@]}" "${ax[@]}"
 	start_kamailio "$d" "$here/../kamailio/kamailio.cfg" "$ANSWER_IP:$ANSWER_PORT"
 	echo "target: kamailio $(kamailio -v | sed -n 's/^version: //p' | head -1) on 127.0.0.1:$KAM_PORT (children ${KAM_CHILDREN:-4}), redis-server on 127.0.0.1:$REDIS_PORT with $NUMBERS blocked numbers, line: sipload answer on $ANSWER_IP:$ANSWER_PORT" >&2
+	PEER_PID=$KAM_PID
 	step "$1" "127.0.0.1:$KAM_PORT" "${blocklist[@]}"
+	PEER_PID=
 	stop_kamailio
 	stop_answer
 }
@@ -146,7 +165,9 @@ run_cleanline() {
 	start_cleanline "$d" "redis://127.0.0.1:$REDIS_PORT" "$ANSWER_IP:$ANSWER_PORT"
 	echo "target: cleanline on 127.0.0.1:$CL_PORT (log level ${CL_LOG_LEVEL:-warn}, GOMAXPROCS ${GOMAXPROCS:-all}), redis-server on 127.0.0.1:$REDIS_PORT with $NUMBERS blocked numbers, line: sipload answer on $ANSWER_IP:$ANSWER_PORT" >&2
 	echo "rss_kb idle $(rss_kb "$CL_PID")" >"$d/rss"
+	PEER_PID=$CL_PID
 	step "$1" "127.0.0.1:$CL_PORT" "${blocklist[@]}"
+	PEER_PID=
 	peak=$(awk '/^VmHWM:/ { print $2 }' "/proc/$CL_PID/status")
 	echo "rss_kb after $(rss_kb "$CL_PID") peak $peak" >>"$d/rss"
 	stop_cleanline
