@@ -9,7 +9,15 @@ import (
 type FailurePolicy string
 
 const (
-	// FailOpen lets calls through (reason store.unavailable): a provider's choice.
+	// FailRetry refuses the call as temporarily unavailable (verdict Defer,
+	// SIP 503 with Retry-After): the caller's network retries it, on another
+	// instance behind a dispatcher or a moment later. The default: a store
+	// that misses its deadline is as often an overloaded cleanline as a dead
+	// Redis, and a flood of calls must not turn screening off for the scam
+	// call hidden in it.
+	FailRetry FailurePolicy = "retry"
+	// FailOpen lets calls through (reason store.unavailable): availability
+	// over screening, for a provider that chooses it.
 	FailOpen FailurePolicy = "open"
 	// FailWarn warns on every call: a care home's choice.
 	FailWarn FailurePolicy = "warn"
@@ -50,7 +58,7 @@ func DefaultPolicy() Policy {
 		Cooldown:             5 * time.Minute,
 		VelocityLines:        5,
 		VelocityWindow:       10 * time.Minute,
-		StoreFailure:         FailOpen,
+		StoreFailure:         FailRetry,
 		StoreDeadline:        50 * time.Millisecond,
 		FlagAssertedMismatch: true,
 	}
@@ -69,8 +77,8 @@ func (p Policy) Validate() error {
 		return fmt.Errorf("%w: velocity_lines %d: want 0 or more", ErrPolicy, p.VelocityLines)
 	case p.VelocityLines > 0 && p.VelocityWindow <= 0:
 		return fmt.Errorf("%w: velocity_window %s: want more than 0 when velocity_lines is set", ErrPolicy, p.VelocityWindow)
-	case p.StoreFailure != FailOpen && p.StoreFailure != FailWarn:
-		return fmt.Errorf("%w: store_failure %q: want open or warn", ErrPolicy, p.StoreFailure)
+	case p.StoreFailure != FailRetry && p.StoreFailure != FailOpen && p.StoreFailure != FailWarn:
+		return fmt.Errorf("%w: store_failure %q: want retry, open or warn", ErrPolicy, p.StoreFailure)
 	case p.StoreDeadline <= 0:
 		return fmt.Errorf("%w: store_deadline %s: want more than 0", ErrPolicy, p.StoreDeadline)
 	}

@@ -149,10 +149,13 @@ func ruleStoreFailure(s *state) bool {
 	if s.storeErr == nil {
 		return false
 	}
-	if s.policy.StoreFailure == FailWarn {
+	switch s.policy.StoreFailure {
+	case FailWarn:
 		return decide(s, Warn, ReasonStoreUnavailable)
+	case FailOpen:
+		return decide(s, Allow, ReasonStoreUnavailable)
 	}
-	return decide(s, Allow, ReasonStoreUnavailable)
+	return decide(s, Defer, ReasonStoreUnavailable)
 }
 
 func ruleStrict(s *state) bool {

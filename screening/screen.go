@@ -113,7 +113,7 @@ func (sc *Screener) Policy(line string) Policy {
 
 // Screen decides a call. It always returns a verdict: when the store does not
 // answer within the line's StoreDeadline, the line's StoreFailure policy
-// applies and the verdict says store.unavailable.
+// applies (Defer by default) and the verdict says store.unavailable.
 func (sc *Screener) Screen(ctx context.Context, c Call) Verdict {
 	s := state{call: c, policy: sc.Policy(c.Line), static: sc.static}
 	raw := c.From
@@ -167,7 +167,7 @@ func (sc *Screener) lookup(ctx context.Context, c Call, number string, p Policy)
 // The signalling layer calls it once the call is over, off the decision path.
 func (sc *Screener) Conclude(ctx context.Context, c Call, v Verdict) error {
 	p := sc.Policy(c.Line)
-	if v.Number == "" || v.Action == Allow || p.Cooldown == 0 || v.Has(ReasonCooldown) {
+	if v.Number == "" || v.Action == Allow || v.Action == Defer || p.Cooldown == 0 || v.Has(ReasonCooldown) {
 		return nil
 	}
 	return sc.store.MarkCooldown(ctx, c.Line, v.Number, p.Cooldown)

@@ -216,9 +216,10 @@ func TestStoreDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	warnLine := DefaultPolicy()
+	warnLine, openLine := DefaultPolicy(), DefaultPolicy()
 	warnLine.StoreFailure = FailWarn
-	sc := newScreener(t, st, Config{Lines: map[string]Policy{"care-home": warnLine}})
+	openLine.StoreFailure = FailOpen
+	sc := newScreener(t, st, Config{Lines: map[string]Policy{"care-home": warnLine, "provider": openLine}})
 	put(t, st, blocklist.Entry{Number: caller, Status: blocklist.StatusConfirmed})
 	want(t, sc.Screen(ctx, Call{Line: "home", From: caller}), Block, ReasonBlocklistConfirmed)
 
@@ -229,7 +230,8 @@ func TestStoreDown(t *testing.T) {
 		action  Action
 		reasons []Reason
 	}{
-		{Call{Line: "home", From: caller}, Allow, []Reason{ReasonStoreUnavailable}},
+		{Call{Line: "home", From: caller}, Defer, []Reason{ReasonStoreUnavailable}},
+		{Call{Line: "provider", From: caller}, Allow, []Reason{ReasonStoreUnavailable}},
 		{Call{Line: "care-home", From: caller}, Warn, []Reason{ReasonStoreUnavailable}},
 		{Call{Line: "home", From: "159"}, Block, []Reason{ReasonInvalid, ReasonUKLength, ReasonProtectedSpoofed}},
 		{Call{Line: "home", From: "anonymous"}, Warn, []Reason{ReasonWithheld}},

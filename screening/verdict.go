@@ -15,9 +15,14 @@ const (
 	Warn
 	// Block refuses the call; the line never rings.
 	Block
+	// Defer means no decision could be made in time (the store did not
+	// answer): the call is refused as temporarily unavailable, so the
+	// caller's network retries it, on another instance or a little later.
+	// The line never rings and the caller is not held against a cooldown.
+	Defer
 )
 
-var actionNames = [...]string{Allow: "allow", Warn: "warn", Block: "block"}
+var actionNames = [...]string{Allow: "allow", Warn: "warn", Block: "block", Defer: "defer"}
 
 func (a Action) String() string {
 	if a < 0 || int(a) >= len(actionNames) {
@@ -26,9 +31,10 @@ func (a Action) String() string {
 	return actionNames[a]
 }
 
-// ParseAction reads "allow", "warn" or "block".
+// ParseAction reads "allow", "warn" or "block": the actions a policy may
+// choose ("defer" is the store's failure, never a policy's choice).
 func ParseAction(s string) (Action, error) {
-	for i, n := range actionNames {
+	for i, n := range actionNames[:Defer] {
 		if s == n {
 			return Action(i), nil
 		}
@@ -39,14 +45,16 @@ func ParseAction(s string) (Action, error) {
 // MarshalText makes actions read as words in JSON and YAML.
 func (a Action) MarshalText() ([]byte, error) { return []byte(a.String()), nil }
 
-// UnmarshalText accepts the words MarshalText writes.
+// UnmarshalText accepts the words MarshalText writes; Policy.Validate
+// refuses "defer" where a policy names an action.
 func (a *Action) UnmarshalText(b []byte) error {
-	v, err := ParseAction(string(b))
-	if err != nil {
-		return err
+	for i, n := range actionNames {
+		if string(b) == n {
+			*a = Action(i)
+			return nil
+		}
 	}
-	*a = v
-	return nil
+	return fmt.Errorf("%w: action %q: want allow, warn or block", ErrPolicy, b)
 }
 
 // Reason is a stable, machine-readable code explaining a verdict. Codes are

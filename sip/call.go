@@ -118,6 +118,7 @@ const (
 	outcomeReplaced        = "replaced_by_protected_call" // D4
 	outcomeNoAck           = "no_ack"
 	outcomeFeature         = "feature"
+	outcomeDeferred        = "deferred" // no verdict in time: 503 Retry-After
 	outcomeError           = "error"
 )
 
@@ -286,11 +287,14 @@ func (c *call) byeOut(out *sipgo.DialogClientSession) {
 // itself, so nothing of the call waits for it. (sipgo's
 // DialogServerSession.Respond would block for the ACK, up to 64*T1, and
 // with it the handler and Shutdown.)
-func (c *call) refuse(code int, reason string) {
+func (c *call) refuse(code int, reason string, hdrs ...sip.Header) {
 	if c.in.Context().Err() != nil {
 		return
 	}
 	res := sip.NewResponseFromRequest(c.in.InviteRequest, code, reason, nil)
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
 	if err := c.inTx.Respond(res); err != nil {
 		c.log.Debug("final response not sent", zap.Int("code", code), zap.Error(err))
 	}

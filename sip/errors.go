@@ -86,3 +86,8 @@ func statusOf(err error) (int, string) {
 
 // statusDecline is 603 Decline (RFC 3261 §21.6.2), which sipgo has no name for.
 const statusDecline = 603
+
+// retryAfter is the Retry-After (RFC 3261 §20.33, seconds) of a call
+// deferred because the store did not answer: long enough for a busy
+// instance to drain, short enough that a retried call still rings.
+const retryAfter = "2"

@@ -56,7 +56,11 @@ type envSetup struct {
 	cfg         *Config
 	realPrompts bool
 	tcp         bool
+	store       blocklist.Store // screens instead of env.store when set
 }
+
+// withStore screens calls with st (env.store still holds the test numbers).
+func withStore(st blocklist.Store) envOption { return func(s *envSetup) { s.store = st } }
 
 // overTCP makes both phones use TCP (and listen on it), and cleanline
 // listen on TCP besides UDP.
@@ -141,7 +145,11 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.sc, err = screening.New(e.store, screening.Config{Region: "GB", Lines: lines})
+	var st blocklist.Store = e.store
+	if setup.store != nil {
+		st = setup.store
+	}
+	e.sc, err = screening.New(st, screening.Config{Region: "GB", Lines: lines})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -215,6 +215,15 @@ func (s *Server) inbound(req *sip.Request, tx sip.ServerTransaction, trunk *Trun
 	c.log = c.log.With(zap.String("caller", c.verdict.Number), zap.Stringer("verdict", c.verdict.Action))
 	c.log.Debug("screened", zap.Any("reasons", c.verdict.Reasons))
 
+	if c.verdict.Action == screening.Defer {
+		// No verdict in time (store_failure: retry): RFC 3261 §21.5.4, 503
+		// with Retry-After, so the trunk or its dispatcher tries again
+		// rather than the call ringing unscreened.
+		c.log.Warn("store did not answer: call deferred", zap.Duration("deadline", s.sc.Policy(line.Name).StoreDeadline))
+		c.end(outcomeDeferred, sideNone)
+		c.refuse(sip.StatusServiceUnavailable, "Service Unavailable", sip.NewHeader("Retry-After", retryAfter))
+		return
+	}
 	block := c.verdict.Action == screening.Block
 	if block && !trunk.AnnounceBlocked {
 		// Screened before any media exists: refusing takes no relay sockets,

@@ -69,6 +69,8 @@ func cmdCheck(ctx context.Context, e *env, args []string) error {
 		e.code = exitWarn
 	case screening.Block:
 		e.code = exitBlock
+	case screening.Defer:
+		e.code = exitError // no verdict: the store did not answer
 	}
 	return nil
 }
