@@ -80,6 +80,9 @@ type call struct {
 	verdict  screening.Verdict
 	screened bool
 	dialled  string // outbound: what the line dialled
+	// received is when the handler got the caller's INVITE (inbound); only
+	// the call's own goroutine reads it, for the transit metric.
+	received time.Time
 
 	timer   *sessionTimer         // session timer of the received leg, nil if none
 	refresh [2]chan *sessionTimer // refreshes by side (media.Side index); nil keeps the timer

@@ -57,6 +57,12 @@ type envSetup struct {
 	realPrompts bool
 	tcp         bool
 	store       blocklist.Store // screens instead of env.store when set
+	serverOpts  []Option
+}
+
+// withServerOpts passes options to NewServer.
+func withServerOpts(o ...Option) envOption {
+	return func(s *envSetup) { s.serverOpts = append(s.serverOpts, o...) }
 }
 
 // withStore screens calls with st (env.store still holds the test numbers).
@@ -156,7 +162,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	core, logs := observer.New(zap.InfoLevel)
 	e.logs = logs
 	log := zap.New(zapcore.NewTee(zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)).Core(), core))
-	e.s, err = NewServer(cfg, e.sc, log, WithPrompts(prompts))
+	e.s, err = NewServer(cfg, e.sc, log, append([]Option{WithPrompts(prompts)}, setup.serverOpts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 // calls from a line (outbound) or a trunk (inbound, screened); anything else
 // gets 403 and goes nowhere.
 func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
+	received := time.Now()
 	// Design flow 1: a stranger gets 403 and nothing else, whatever the
 	// INVITE looks like, so it learns neither which dialogs exist (481)
 	// nor how we parse (400). Every legitimate sender, in dialog or not,
@@ -75,7 +76,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		s.outbound(req, tx, line)
 		return
 	}
-	s.inbound(req, tx, trunk)
+	s.inbound(req, tx, trunk, received)
 }
 
 // refuseLateOffer answers an INVITE without an SDP offer. RFC 3261 §13.2.1
@@ -182,7 +183,7 @@ func (s *Server) acceptInvite(req *sip.Request, tx sip.ServerTransaction, dir di
 }
 
 // inbound carries a trunk's call to a line: screen, then refuse, ring or warn.
-func (s *Server) inbound(req *sip.Request, tx sip.ServerTransaction, trunk *Trunk) {
+func (s *Server) inbound(req *sip.Request, tx sip.ServerTransaction, trunk *Trunk, received time.Time) {
 	line := s.lineCalled(req)
 	if line == nil {
 		s.respondErr(req, tx, ErrUnknownLine)
@@ -192,6 +193,7 @@ func (s *Server) inbound(req *sip.Request, tx sip.ServerTransaction, trunk *Trun
 	if c == nil {
 		return
 	}
+	c.received = received
 	c.scall = screening.Call{
 		Line:          line.Name,
 		From:          identity(req.From()),
@@ -206,8 +208,13 @@ func (s *Server) inbound(req *sip.Request, tx sip.ServerTransaction, trunk *Trun
 	c.timer = s.sessionTimerFor(req)
 
 	sctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
+	t0 := time.Now()
 	c.verdict = s.sc.Screen(sctx, c.scall)
 	cancel()
+	s.metrics.screened(c.verdict, time.Since(t0))
+	if c.verdict.Has(screening.ReasonStoreUnavailable) && c.verdict.Action != screening.Defer {
+		c.log.Warn("store did not answer: screened by store_failure", zap.Stringer("verdict", c.verdict.Action))
+	}
 	c.screened = true
 	if c.verdict.Number != "" {
 		s.reg.setLastCaller(line.Name, c.verdict.Number)
@@ -285,6 +292,9 @@ func (c *call) dial(outReq *sip.Request, inAnswer []byte, warn bool) {
 	ringCtx, cancel := context.WithTimeout(c.ctx, s.cfg.Timers.NoAnswer)
 	defer cancel()
 	out, err := s.dua.WriteInvite(ringCtx, outReq)
+	if err == nil && c.dir == inbound {
+		s.metrics.transit.Observe(time.Since(c.received).Seconds())
+	}
 	if err != nil {
 		c.log.Warn("INVITE not sent", zap.Stringer("to", far), zap.Error(err))
 		c.end(outcomeLineFailed, sideNone)

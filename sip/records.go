@@ -49,4 +49,5 @@ func (c *call) record() {
 		zap.Uint64("line_rtp_in", st.Line.PacketsIn), zap.Uint64("line_rtp_out", st.Line.PacketsOut),
 		zap.Uint64("rtp_dropped", st.Trunk.Dropped+st.Line.Dropped))
 	c.log.Info("call", fields...)
+	c.s.metrics.calls.WithLabelValues(c.dir.String(), c.outcome).Inc()
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/cleanline/cleanline/screening"
@@ -44,6 +45,8 @@ type Server struct {
 	ports   *media.PortPool
 	prompts *media.Prompts
 	player  *media.Player // paces every prompt from a few goroutines, not one timer each
+	metrics *Metrics
+	promReg prometheus.Registerer // where metrics were registered; nil: nowhere
 	bindIP  netip.Addr
 	advIP   netip.Addr
 	host    string // our host in Via and Contact
@@ -73,6 +76,9 @@ const udpReadBuffer = 4 << 20
 // Option customises a Server.
 type Option func(*Server)
 
+// WithMetrics registers the server's metrics (Metrics) on reg.
+func WithMetrics(reg prometheus.Registerer) Option { return func(s *Server) { s.promReg = reg } }
+
 // WithPrompts replaces the prompt set (default: media.DefaultPrompts with
 // the configured overrides).
 func WithPrompts(p *media.Prompts) Option { return func(s *Server) { s.prompts = p } }
@@ -95,6 +101,8 @@ func NewServer(cfg Config, sc *screening.Screener, log *zap.Logger, opts ...Opti
 	for _, o := range opts {
 		o(s)
 	}
+	s.metrics = NewMetrics(s.promReg)
+	s.metrics.registerServer(s.promReg, s)
 	var err error
 	if s.prompts == nil {
 		if s.prompts, err = media.DefaultPrompts(); err != nil {
@@ -341,6 +349,7 @@ func (s *Server) guard(h sipgo.RequestHandler) sipgo.RequestHandler {
 // respondErr answers req with the status err maps to.
 func (s *Server) respondErr(req *sip.Request, tx sip.ServerTransaction, err error, hdrs ...sip.Header) {
 	code, reason := statusOf(err)
+	s.metrics.refused.WithLabelValues(req.Method.String(), strconv.Itoa(code)).Inc()
 	res := sip.NewResponseFromRequest(req, code, reason, nil)
 	for _, h := range hdrs {
 		res.AppendHeader(h)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 
 	"gopkg.in/yaml.v3"
@@ -28,6 +29,16 @@ type Config struct {
 	// SIP configures the B2BUA that `serve` runs: listeners, trunks, lines,
 	// media, timers, feature codes and prompts (see sip.Config).
 	SIP sip.Config `yaml:"sip"`
+	// Admin configures serve's HTTP listener for operators.
+	Admin AdminConfig `yaml:"admin"`
+}
+
+// AdminConfig configures the operators' HTTP listener of serve.
+type AdminConfig struct {
+	// Listen is host:port for /metrics (Prometheus), /healthz and
+	// /debug/pprof/; empty (the default) opens nothing. It has no
+	// authentication: bind it to loopback or a management network.
+	Listen string `yaml:"listen"`
 }
 
 // ScreeningConfig configures the screener for every line.
@@ -87,6 +98,11 @@ func loadConfig(path string) (Config, error) {
 }
 
 func (c Config) validate() error {
+	if c.Admin.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
+			return fmt.Errorf("%w: admin.listen %q: want host:port: %w", errConfig, c.Admin.Listen, err)
+		}
+	}
 	if c.Store == "" {
 		return errors.New("store: empty; want file:PATH or redis://host:port")
 	}

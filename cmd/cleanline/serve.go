@@ -76,11 +76,19 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	srv, err := sip.NewServer(sipCfg, sc, e.log)
+	reg := newRegistry()
+	srv, err := sip.NewServer(sipCfg, sc, e.log, sip.WithMetrics(reg))
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
+	if e.cfg.Admin.Listen != "" {
+		adm, err := startAdminHTTP(e.cfg.Admin.Listen, reg, func() bool { return ctx.Err() == nil }, e.log)
+		if err != nil {
+			return err
+		}
+		defer adm.close()
+	}
 	if err := srv.Start(); err != nil {
 		return err
 	}

@@ -1,0 +1,77 @@
+package sip
+
+import (
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/cleanline/cleanline/sip/siptest"
+)
+
+// The metrics count what happened: one call rung and talked, one blocked,
+// one stranger refused; the transit histogram holds exactly the rung call.
+func TestMetricsCountCallsVerdictsAndTransit(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	e := newEnv(t, withServerOpts(WithMetrics(reg)))
+	talkThenHangUp(t, e)
+	wantFinal(t, e.dial(callerScam), 603)
+	stranger := siptest.NewPhone(t, ipStranger)
+	out, err := stranger.Dial(ctxT(t, 5*time.Second), e.lineURI(), siptest.DialOptions{FromUser: callerOK})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantFinal(t, out, 403)
+	e.waitNoCalls()
+
+	m := e.s.metrics
+	for _, c := range []struct {
+		name string
+		got  float64
+		want float64
+	}{
+		{"calls inbound completed", value(t, m.calls.WithLabelValues("inbound", outcomeCompleted)), 1},
+		{"calls inbound blocked", value(t, m.calls.WithLabelValues("inbound", outcomeBlocked)), 1},
+		{"verdicts allow", value(t, m.verdicts.WithLabelValues("allow")), 1},
+		{"verdicts block", value(t, m.verdicts.WithLabelValues("block")), 1},
+		{"refused INVITE 403", value(t, m.refused.WithLabelValues("INVITE", "403")), 1},
+		{"store unavailable", value(t, m.unscreened.WithLabelValues("allow")), 0},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+	h := histogramCount(t, reg, "cleanline_invite_transit_seconds")
+	if h != 1 {
+		t.Errorf("transit observations = %d, want 1 (the rung call only)", h)
+	}
+	if s := histogramCount(t, reg, "cleanline_screen_seconds"); s != 2 {
+		t.Errorf("screen observations = %d, want 2", s)
+	}
+}
+
+func histogramCount(t *testing.T, reg *prometheus.Registry, name string) uint64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	t.Fatalf("%s not gathered", name)
+	return 0
+}
+
+// value reads a counter's current value.
+func value(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
