@@ -50,6 +50,43 @@ def best(rep):
     return b
 
 
+def metrics_summary(path):
+    """cleanline's own view over the whole run, from its /metrics: INVITE
+    transit (handler got the caller's INVITE -> INVITE to the line sent) and
+    screening time as bucket bounds (a quantile is at most its bucket's
+    upper bound), the share within 2 ms, and verdicts."""
+    buckets, counters = {}, {}
+    with open(path) as f:
+        for l in f:
+            if l.startswith("#") or not l.strip():
+                continue
+            key, val = l.rsplit(" ", 1)
+            if "_bucket{" in key:
+                name, labels = key.split("_bucket{", 1)
+                le = labels.split('le="', 1)[1].split('"', 1)[0]
+                buckets.setdefault(name, []).append((float(le), float(val)))
+            elif key.startswith(("cleanline_verdicts_total", "cleanline_store_unavailable_total")):
+                counters[key] = float(val)
+    lines = []
+    for name, label in (("cleanline_invite_transit_seconds", "INVITE transit inside cleanline"),
+                        ("cleanline_screen_seconds", "screening")):
+        b = sorted(buckets.get(name, []))
+        if not b or b[-1][1] == 0:
+            continue
+        n = b[-1][1]
+        def bound(q):
+            for le, c in b:
+                if c >= q * n:
+                    return "<= %g ms" % (le * 1e3) if le != float("inf") else "> %g ms" % (b[-2][0] * 1e3)
+        within2 = next((c for le, c in b if abs(le - 0.002) < 1e-9), None)
+        lines.append("%s (cleanline's histogram, %d calls): p50 %s, p90 %s, p99 %s%s" % (
+            label, n, bound(.5), bound(.9), bound(.99),
+            ", %.2f%% within 2 ms" % (100 * within2 / n) if within2 is not None else ""))
+    if counters:
+        lines.append("cleanline counters: " + ", ".join("%s %d" % (k.replace("cleanline_", ""), v) for k, v in sorted(counters.items())))
+    return lines
+
+
 def table(name):
     rep = load(name)
     print("--- %s" % name)
@@ -83,6 +120,10 @@ def table(name):
             b["offered_rate"], b["completed_rate"]))
     else:
         print("no step stayed under 1% failures")
+    met = os.path.join(out, name, "metrics.txt")
+    if os.path.exists(met) and os.path.getsize(met):
+        for line in metrics_summary(met):
+            print(line)
     rss = os.path.join(out, name, "rss")
     if os.path.exists(rss):
         with open(rss) as f:

@@ -167,6 +167,7 @@ run_cleanline() {
 	echo "rss_kb idle $(rss_kb "$CL_PID")" >"$d/rss"
 	PEER_PID=$CL_PID
 	step "$1" "127.0.0.1:$CL_PORT" "${blocklist[@]}"
+	scrape_cleanline "$d/metrics.txt"
 	PEER_PID=
 	peak=$(awk '/^VmHWM:/ { print $2 }' "/proc/$CL_PID/status")
 	echo "rss_kb after $(rss_kb "$CL_PID") peak $peak" >>"$d/rss"
