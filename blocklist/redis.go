@@ -146,7 +146,7 @@ func NewRedis(opts RedisOptions) (*RedisStore, error) {
 		MinIdleConns:     defInt(opts.MinIdleConns, 4),
 		// No retries by default: go-redis replays a whole pipeline after a
 		// timeout, and a replayed SET NX batch counts every new number as
-		// updated (seen on a Cluster under load). The call path has a 50 ms
+		// updated (seen on a Cluster under load). The call path has a 150 ms
 		// budget that a retry would not fit in anyway.
 		MaxRetries:         defInt(opts.MaxRetries, -1),
 		MinRetryBackoff:    5 * time.Millisecond,

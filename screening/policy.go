@@ -53,13 +53,17 @@ type Policy struct {
 // DefaultPolicy is what a line gets unless its configuration says otherwise.
 func DefaultPolicy() Policy {
 	return Policy{
-		Withheld:             Warn,
-		ReportThreshold:      3,
-		Cooldown:             5 * time.Minute,
-		VelocityLines:        5,
-		VelocityWindow:       10 * time.Minute,
-		StoreFailure:         FailRetry,
-		StoreDeadline:        50 * time.Millisecond,
+		Withheld:        Warn,
+		ReportThreshold: 3,
+		Cooldown:        5 * time.Minute,
+		VelocityLines:   5,
+		VelocityWindow:  10 * time.Minute,
+		StoreFailure:    FailRetry,
+		// Redis answers in well under a millisecond; the deadline only
+		// bounds trouble. On retry a miss costs the caller a whole attempt,
+		// so it is generous next to post-dial delay (seconds), and equal to
+		// the peer's in the issue 5 comparison (Kamailio's cmd_timeout).
+		StoreDeadline:        150 * time.Millisecond,
 		FlagAssertedMismatch: true,
 	}
 }

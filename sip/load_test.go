@@ -47,7 +47,7 @@ func TestManyConcurrentCallsLeaveNothingBehind(t *testing.T) {
 		c.Media.PortMin, c.Media.PortMax = 54000, 55999
 		c.Timers.WarningChoice = 10 * time.Second // held at the barrier, then decided
 		c.Timers.NoAnswer = 10 * time.Second
-		// The default 50 ms store deadline stays: a local store's answer is
+		// The default store deadline stays: a local store's answer is
 		// used even when 200 calls at once delay the screening goroutine.
 	}))
 	ctx := ctxT(t, 30*time.Second)
