@@ -49,7 +49,8 @@ start_redis() {
 	REDIS_PORT=$(free_port)
 	redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
 		--protected-mode yes --dir "$1" >"$1/redis.log" 2>&1 &
-	PIDS+=($!)
+	REDIS_PID=$!
+	PIDS+=("$REDIS_PID")
 	local i
 	for ((i = 0; i < 100; i++)); do
 		redis-cli -p "$REDIS_PORT" PING 2>/dev/null | grep -q PONG && return 0

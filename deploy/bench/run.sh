@@ -105,16 +105,19 @@ step() {
 	[ "$TRANSIT" = 1 ] && callsout=(--calls-out "$OUT/$name.calls.jsonl")
 	echo "load before $(loadavg)" >"$OUT/$name.load"
 	echo "== $name: $addr, load average before $(loadavg)" >&2
-	local peer0 line0
+	local peer0 line0 redis0=0
 	peer0=$(peer_ticks)
 	line0=$(cpu_ticks "$ANSWER_PID")
+	[ -n "${REDIS_PID:-}" ] && redis0=$(cpu_ticks "$REDIS_PID")
 	/usr/bin/time -f '%U %S' -o "$OUT/$name.time" nice -n "$NICE" "$SIPLOAD" call --target "$addr" --steps "$STEPS" --step-duration "$STEP_DURATION" \
 		--hold "$HOLD" --stop-above 0.01 --answer-timeout 5s "$@" "${rtp[@]}" "${extra[@]}" "${callsout[@]}" \
 		--json >"$OUT/$name.json" 2>"$OUT/$name.err" || die "sipload call failed: $(tail -3 "$OUT/$name.err")"
 	# CPU seconds over the whole stepped run: the peer under test (all its
-	# processes), the line, and the caller.
-	awk -v p="$(($(peer_ticks) - peer0))" -v l="$(($(cpu_ticks "$ANSWER_PID") - line0))" -v hz="$(getconf CLK_TCK)" \
-		'{ printf "peer %.2f line %.2f caller %.2f\n", p / hz, l / hz, $1 + $2 }' "$OUT/$name.time" >"$OUT/$name.cpu"
+	# processes), Redis, the line, and the caller.
+	local redis=0
+	[ -n "${REDIS_PID:-}" ] && [ "$redis0" != 0 ] && redis=$(($(cpu_ticks "$REDIS_PID") - redis0))
+	awk -v p="$(($(peer_ticks) - peer0))" -v r="$redis" -v l="$(($(cpu_ticks "$ANSWER_PID") - line0))" -v hz="$(getconf CLK_TCK)" \
+		'{ printf "peer %.2f redis %.2f line %.2f caller %.2f\n", p / hz, r / hz, l / hz, $1 + $2 }' "$OUT/$name.time" >"$OUT/$name.cpu"
 	echo "load after $(loadavg)" >>"$OUT/$name.load"
 	echo "== $name: load average after $(loadavg)" >&2
 }
