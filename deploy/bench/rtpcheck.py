@@ -25,6 +25,11 @@ print("line RTP:   sent %d, received %d, bad %d; answered calls with no RTP in: 
     ans["rtp_sent"], ans["rtp_received"], ans["rtp_bad"], ans["answered_calls_without_rtp"]))
 print("RTP rounds (20 ms) the senders skipped, starved of CPU: caller %s, line %s" % (
     callrep.get("rtp_rounds_skipped", "n/a"), ans.get("rtp_rounds_skipped", "n/a")))
+# sipload shares one RTP socket among its calls and attributes each packet by
+# the sender's address or declared SSRC; a packet no call claims (e.g. relayed
+# before the caller had the 200 OK naming its source) is counted apart.
+print("RTP packets for no known call (not in the counts above): caller %s, line %s" % (
+    callrep.get("rtp_stray", "n/a"), ans.get("rtp_stray", "n/a")))
 if call["rtp_sent"] and ans["rtp_sent"]:
     print("delivered caller -> line %.4f%%, line -> caller %.4f%% (packets in flight at hang-up count as lost)" % (
         100 * ans["rtp_received"] / call["rtp_sent"], 100 * call["rtp_received"] / ans["rtp_sent"]))

@@ -97,8 +97,11 @@ type AnswerReport struct {
 	StrayRequests int64  `json:"stray_requests"` // in-dialog requests for dialogs we never had or forgot
 	Unfinished    int64  `json:"unfinished_calls"`
 	// RTPRoundsSkipped: 20 ms rounds our RTP pacer could not send in time.
-	RTPRoundsSkipped uint64       `json:"rtp_rounds_skipped"`
-	Calls            []CallRecord `json:"calls,omitempty"`
+	RTPRoundsSkipped uint64 `json:"rtp_rounds_skipped"`
+	// RTPStray: packets that arrived for no call we know, e.g. after its
+	// watch window (they used to meet a closed port and go unseen).
+	RTPStray uint64       `json:"rtp_stray"`
+	Calls    []CallRecord `json:"calls,omitempty"`
 }
 
 // maxLateKept bounds the late-call records kept without KeepCalls.
@@ -121,13 +124,16 @@ type Answerer struct {
 	cfg   AnswerConfig
 	ep    *endpoint
 	dua   sipgo.DialogUA
-	pacer *pacer
+	rtp   *rtpMux  // nil without RTP
 	calls sync.Map // UAS dialog ID -> *acall, until Watch after hang-up
 	wg    sync.WaitGroup
 	// shutdown is closed by Close: answered calls hang up, ringing ones
 	// are declined with 480.
 	shutdown     chan struct{}
 	shutdownOnce sync.Once
+	// wgMu orders every wg.Add before Close's wg.Wait (sync.WaitGroup's
+	// rule): no call starts once shutdown is closed.
+	wgMu         sync.Mutex
 	stopProgress func()
 
 	mu  sync.Mutex
@@ -155,7 +161,10 @@ func StartAnswerer(cfg AnswerConfig) (*Answerer, error) {
 	a.rep.Listen = cfg.Transport + ":" + ep.addr.String()
 	a.dua = sipgo.DialogUA{Client: ep.cli, ContactHDR: ep.contact}
 	if cfg.RTP {
-		a.pacer = newPacer()
+		if a.rtp, err = newRTPMux(ep.addr.IP); err != nil {
+			ep.close()
+			return nil, fmt.Errorf("rtp socket: %w", err)
+		}
 	}
 	ep.srv.OnInvite(a.onInvite)
 	ep.srv.OnAck(a.onAck)
@@ -163,6 +172,7 @@ func StartAnswerer(cfg AnswerConfig) (*Answerer, error) {
 	for _, m := range []sip.RequestMethod{sip.INFO, sip.UPDATE, sip.REFER, sip.NOTIFY, sip.MESSAGE, sip.PRACK, sip.SUBSCRIBE} {
 		ep.srv.OnRequest(m, a.onOther)
 	}
+	ep.start()
 	a.stopProgress = a.progress()
 	return a, nil
 }
@@ -173,7 +183,9 @@ func (a *Answerer) Addr() *net.UDPAddr { return a.ep.addr }
 // Close hangs up what is still up, waits (bounded by ctx) for every call's
 // watch window to end, stops listening and returns the report.
 func (a *Answerer) Close(ctx context.Context) AnswerReport {
+	a.wgMu.Lock()
 	a.shutdownOnce.Do(func() { close(a.shutdown) })
+	a.wgMu.Unlock()
 	done := make(chan struct{})
 	go func() { a.wg.Wait(); close(done) }()
 	select {
@@ -185,8 +197,8 @@ func (a *Answerer) Close(ctx context.Context) AnswerReport {
 	rep.Unfinished = a.active.Load()
 	if rep.Unfinished == 0 {
 		a.ep.close()
-		if a.pacer != nil {
-			a.pacer.close()
+		if a.rtp != nil {
+			a.rtp.close()
 		}
 	}
 	return rep
@@ -202,8 +214,8 @@ func (a *Answerer) Snapshot() AnswerReport {
 	rep.Cancelled, rep.Failed = a.cancelled.Load(), a.failed.Load()
 	rep.ByeReceived, rep.ByeSent, rep.ByeFailed = a.byeRecv.Load(), a.byeSent.Load(), a.byeFailed.Load()
 	rep.LateCalls, rep.StrayRequests = a.lateCalls.Load(), a.stray.Load()
-	if a.pacer != nil {
-		rep.RTPRoundsSkipped = a.pacer.skipped.Load()
+	if a.rtp != nil {
+		rep.RTPRoundsSkipped, rep.RTPStray = a.rtp.skipped.Load(), a.rtp.stray.Load()
 	}
 	return rep
 }
@@ -221,7 +233,17 @@ func (a *Answerer) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	invitedAt := time.Now().UnixNano()
 	a.invites.Add(1)
+	a.wgMu.Lock()
+	select {
+	case <-a.shutdown:
+		a.wgMu.Unlock()
+		a.failed.Add(1)
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 480, "Temporarily Unavailable", nil))
+		return
+	default:
+	}
 	a.wg.Add(1)
+	a.wgMu.Unlock()
 	a.active.Add(1)
 	defer a.active.Add(-1)
 	defer a.wg.Done()
@@ -262,37 +284,30 @@ func (a *Answerer) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		}
 	}
 	c := &acall{sess: sess, from: from, invitedAt: invitedAt}
-	ip, port := a.ep.addr.IP, 9
+	ip, port, ssrc, pt := a.ep.addr.IP, 9, uint32(0), uint8(0)
 	if a.cfg.RTP {
-		remote, pt, ok := parseSDP(req.Body())
+		md, ok := parseSDP(req.Body())
 		if !ok {
 			// RFC 3261 §21.4.26: 488 when the session description is unusable.
 			_ = sess.Respond(488, "Not Acceptable Here", nil)
 			a.failed.Add(1)
 			return
 		}
-		if c.st, err = newStream(ip, pt); err != nil {
-			_ = sess.Respond(500, "Server Internal Error", nil)
-			a.failed.Add(1)
-			return
-		}
-		c.st.remote.Store(remote)
-		port = c.st.port()
+		// Known before our 200, so the caller's first packet finds it.
+		c.st = a.rtp.newStream(md.pt)
+		a.rtp.attach(c.st, md)
+		port, ssrc, pt = a.rtp.port, c.st.ssrc, md.pt
 	}
 	a.calls.Store(sess.ID, c)
-	pt := uint8(0)
-	if c.st != nil {
-		pt = c.st.pt
-	}
 	// RespondSDP retransmits the 200 until the ACK (RFC 3261 §13.3.1.4).
-	if err := sess.RespondSDP(buildSDP(ip, port, pt)); err != nil {
+	if err := sess.RespondSDP(buildSDP(ip, port, ssrc, pt)); err != nil {
 		a.failed.Add(1)
 		a.forget(sess.ID, c)
 		return
 	}
 	a.answered.Add(1)
 	if c.st != nil {
-		a.pacer.add(c.st)
+		a.rtp.start(c.st)
 	}
 	var hangup <-chan time.Time
 	if a.cfg.HangupAfter > 0 {
@@ -328,7 +343,7 @@ func (a *Answerer) markEnded(c *acall) {
 		return
 	}
 	if c.st != nil {
-		a.pacer.remove(c.st)
+		a.rtp.remove(c.st)
 		c.st.watchFrom.Store(now + a.cfg.Grace.Nanoseconds())
 	}
 }
@@ -344,7 +359,7 @@ func (a *Answerer) watch(c *acall, by string) {
 	rec := CallRecord{CallID: c.sess.InviteRequest.CallID().Value(), From: c.from, InviteUnixNs: c.invitedAt, HungUpBy: by,
 		LateRequests: int(c.lateReqs.Load())}
 	if c.st != nil {
-		c.st.close()
+		a.rtp.release(c.st) // the counts are final from here
 		rec.RTPSent, rec.RTPRecv, rec.LatePackets = c.st.sent.Load(), c.st.recv.Load(), c.st.late.Load()
 		if f := c.st.firstLate.Load(); f != 0 {
 			c.firstLate.CompareAndSwap(0, f)
@@ -379,8 +394,7 @@ func (a *Answerer) watch(c *acall, by string) {
 func (a *Answerer) forget(id string, c *acall) {
 	a.calls.CompareAndDelete(id, c)
 	if c.st != nil {
-		a.pacer.remove(c.st)
-		c.st.close() // idempotent enough: a second Close returns an error we ignore
+		a.rtp.release(c.st) // idempotent
 	}
 }
 

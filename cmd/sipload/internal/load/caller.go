@@ -107,6 +107,9 @@ type Report struct {
 	// (more than 100 ms late): nonzero means this machine could not offer
 	// the full packet rate.
 	RTPRoundsSkipped uint64 `json:"rtp_rounds_skipped"`
+	// RTPStray: packets that arrived for no call we know, e.g. before the
+	// 200 OK that says where a call's media comes from.
+	RTPStray uint64 `json:"rtp_stray"`
 }
 
 type caller struct {
@@ -114,7 +117,7 @@ type caller struct {
 	ep     *endpoint
 	dua    sipgo.DialogUA
 	target *net.UDPAddr
-	pacer  *pacer
+	rtp    *rtpMux // nil without --rtp
 	live   live
 	active atomic.Int64
 	// dialogs maps the dialog ID of each answered call to its session, so
@@ -151,6 +154,7 @@ func RunCalls(ctx context.Context, cfg CallConfig) (Report, error) {
 	c := &caller{cfg: cfg, ep: ep, target: target}
 	c.dua = sipgo.DialogUA{Client: ep.cli, ContactHDR: ep.contact}
 	ep.srv.OnBye(c.onBye)
+	ep.start()
 	if cfg.ProbeTimeout > 0 {
 		pctx, cancel := context.WithTimeout(ctx, cfg.ProbeTimeout)
 		err := ep.probe(pctx, target)
@@ -164,8 +168,10 @@ func RunCalls(ctx context.Context, cfg CallConfig) (Report, error) {
 		}
 	}
 	if cfg.RTP {
-		c.pacer = newPacer()
-		defer c.pacer.close()
+		if c.rtp, err = newRTPMux(ep.addr.IP); err != nil {
+			return rep, fmt.Errorf("rtp socket: %w", err)
+		}
+		defer c.rtp.close()
 	}
 	stopProgress := c.progress()
 	defer stopProgress()
@@ -181,8 +187,8 @@ func RunCalls(ctx context.Context, cfg CallConfig) (Report, error) {
 			break
 		}
 	}
-	if c.pacer != nil {
-		rep.RTPRoundsSkipped = c.pacer.skipped.Load()
+	if c.rtp != nil {
+		rep.RTPRoundsSkipped, rep.RTPStray = c.rtp.skipped.Load(), c.rtp.stray.Load()
 	}
 	return rep, nil
 }
@@ -331,22 +337,14 @@ func (c *caller) call(callsCtx context.Context, from string, blocked bool) (r Ca
 	r.Blocked = blocked
 	var st *stream
 	sdpIP := c.ep.addr.IP
+	port, ssrc := 9, uint32(0) // RFC 3264 §5.1 allows a port that will not receive; discard
 	if c.cfg.RTP {
-		var err error
-		if st, err = newStream(sdpIP, 0); err != nil {
-			r.Outcome = OutcomeError
-			c.live.errors.Add(1)
-			return r
-		}
+		st = c.rtp.newStream(0)
+		port, ssrc = c.rtp.port, st.ssrc
 		defer func() {
+			c.rtp.release(st)
 			r.RTPSent, r.RTPRecv, r.RTPBad = st.sent.Load(), st.recv.Load(), st.bad.Load()
 		}()
-		defer st.close()
-		defer c.pacer.remove(st)
-	}
-	port := 9 // RFC 3264 §5.1 allows a port that will not receive; discard
-	if st != nil {
-		port = st.port()
 	}
 	req := sip.NewRequest(sip.INVITE, c.ep.uri(c.cfg.To, c.target))
 	req.SetTransport(strings.ToUpper(c.cfg.Transport))
@@ -355,7 +353,7 @@ func (c *caller) call(callsCtx context.Context, from string, blocked bool) (r Ca
 	req.AppendHeader(fromH)
 	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: c.cfg.To, Host: c.target.IP.String()}})
 	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-	req.SetBody(buildSDP(sdpIP, port, 0, 8))
+	req.SetBody(buildSDP(sdpIP, port, ssrc, 0, 8))
 
 	// The answer timeout and an interrupt both end the wait. Before any
 	// provisional response a CANCEL must not be sent (RFC 3261 §9.1), so
@@ -396,6 +394,13 @@ func (c *caller) call(callsCtx context.Context, from string, blocked bool) (r Ca
 		case res.StatusCode >= 200:
 			r.Final = time.Since(t0)
 		}
+		if st != nil && res.IsProvisional() && len(res.Body()) > 0 {
+			// Early media (183 with SDP, e.g. an announcement) comes from
+			// the address in that SDP: count it on this call.
+			if md, ok := parseSDP(res.Body()); ok {
+				c.rtp.attach(st, md)
+			}
+		}
 		return nil
 	}})
 	tm.Stop()
@@ -425,14 +430,17 @@ func (c *caller) call(callsCtx context.Context, from string, blocked bool) (r Ca
 	c.live.answered.Add(1)
 	c.dialogs.Store(sess.ID, sess)
 	defer c.dialogs.Delete(sess.ID)
+	if st != nil {
+		// Known before our ACK, after which a line starts sending.
+		if md, ok := parseSDP(sess.InviteResponse.Body()); ok {
+			c.rtp.attach(st, md)
+		}
+	}
 	if err := sess.Ack(context.Background()); err != nil {
 		return r // HangupOK stays false: a dialog we could not confirm
 	}
 	if st != nil {
-		if addr, _, ok := parseSDP(sess.InviteResponse.Body()); ok {
-			st.remote.Store(addr)
-			c.pacer.add(st)
-		}
+		c.rtp.start(st) // a no-op when the answer gave no usable address
 	}
 
 	hold := time.NewTimer(c.cfg.Hold)
@@ -443,7 +451,7 @@ func (c *caller) call(callsCtx context.Context, from string, blocked bool) (r Ca
 	}
 	hold.Stop()
 	if st != nil && c.cfg.LateRTP == 0 {
-		c.pacer.remove(st) // a well-behaved caller stops its media before BYE
+		c.rtp.remove(st) // a well-behaved caller stops its media before BYE
 	}
 	if sess.LoadState() == sip.DialogStateEnded {
 		r.HangupOK = true // their BYE, answered 200 by onBye
@@ -476,7 +484,7 @@ func (c *caller) misbehave(sess *sipgo.DialogClientSession, st *stream) {
 	if st != nil && c.cfg.LateRTP > 0 {
 		t := time.NewTimer(c.cfg.LateRTP)
 		<-t.C
-		c.pacer.remove(st)
+		c.rtp.remove(st)
 	}
 }
 

@@ -26,7 +26,8 @@ type endpoint struct {
 	addr      *net.UDPAddr
 	contact   sip.ContactHeader
 	closer    io.Closer
-	served    chan struct{}
+	serve     func() error
+	served    chan struct{} // nil until start
 }
 
 // checkTransport accepts the transports sipload supports.
@@ -60,7 +61,9 @@ func resolveHostPort(flag, hp string) (*net.UDPAddr, error) {
 	return &net.UDPAddr{IP: ip, Port: p}, nil
 }
 
-// newEndpoint listens on bind and wires a UA to it. log may be nil (quiet).
+// newEndpoint listens on bind and wires a UA to it; it reads nothing
+// until start, so that handlers are registered before any request can look
+// them up. log may be nil (quiet).
 func newEndpoint(transport string, bind *net.UDPAddr, log *slog.Logger) (*endpoint, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -80,8 +83,7 @@ func newEndpoint(transport string, bind *net.UDPAddr, log *slog.Logger) (*endpoi
 	if err != nil {
 		return nil, err
 	}
-	e := &endpoint{ua: ua, transport: transport, served: make(chan struct{})}
-	var serve func() error
+	e := &endpoint{ua: ua, transport: transport}
 	switch transport {
 	case "udp":
 		c, err := net.ListenUDP("udp", bind)
@@ -91,7 +93,7 @@ func newEndpoint(transport string, bind *net.UDPAddr, log *slog.Logger) (*endpoi
 		}
 		e.addr = c.LocalAddr().(*net.UDPAddr)
 		e.closer = c
-		serve = func() error { return e.srv.ServeUDP(c) }
+		e.serve = func() error { return e.srv.ServeUDP(c) }
 	default:
 		l, err := net.ListenTCP("tcp", &net.TCPAddr{IP: bind.IP, Port: bind.Port})
 		if err != nil {
@@ -101,7 +103,7 @@ func newEndpoint(transport string, bind *net.UDPAddr, log *slog.Logger) (*endpoi
 		a := l.Addr().(*net.TCPAddr)
 		e.addr = &net.UDPAddr{IP: a.IP, Port: a.Port}
 		e.closer = l
-		serve = func() error { return e.srv.ServeTCP(l) }
+		e.serve = func() error { return e.srv.ServeTCP(l) }
 	}
 	e.srv, err = sipgo.NewServer(ua, sipgo.WithServerLogger(log))
 	if err != nil {
@@ -131,16 +133,23 @@ func newEndpoint(transport string, bind *net.UDPAddr, log *slog.Logger) (*endpoi
 	e.srv.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
 	})
+	return e, nil
+}
+
+// start serves requests; register handlers first.
+func (e *endpoint) start() {
+	e.served = make(chan struct{})
 	go func() {
 		defer close(e.served)
-		_ = serve()
+		_ = e.serve()
 	}()
-	return e, nil
 }
 
 func (e *endpoint) close() {
 	_ = e.closer.Close()
-	<-e.served
+	if e.served != nil {
+		<-e.served
+	}
 	_ = e.ua.Close()
 }
 

@@ -243,12 +243,15 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func TestParseSDPAndPercentiles(t *testing.T) {
-	addr, pt, ok := parseSDP(buildSDP(net.IPv4(127, 0, 0, 1), 4000, 8, 0))
-	if !ok || addr.Port != 4000 || pt != 8 || !addr.IP.Equal(net.IPv4(127, 0, 0, 1)) {
-		t.Errorf("parseSDP = %v %d %v", addr, pt, ok)
+	md, ok := parseSDP(buildSDP(net.IPv4(127, 0, 0, 1), 4000, 4000000000, 8, 0))
+	if !ok || md.addr.Port != 4000 || md.pt != 8 || !md.addr.IP.Equal(net.IPv4(127, 0, 0, 1)) || !md.hasSSRC || md.ssrc != 4000000000 {
+		t.Errorf("parseSDP = %+v %v", md, ok)
+	}
+	if md, ok := parseSDP(buildSDP(net.IPv4(127, 0, 0, 1), 4000, 0, 0)); !ok || md.hasSSRC {
+		t.Errorf("parseSDP without a=ssrc = %+v %v", md, ok)
 	}
 	for _, junk := range []string{"", "m=audio x RTP/AVP 0", "c=IN IP4 1.2.3.4\r\nm=audio 5 RTP/AVP 18", "m=audio 99999 RTP/AVP 0"} {
-		if _, _, ok := parseSDP([]byte(junk)); ok {
+		if _, ok := parseSDP([]byte(junk)); ok {
 			t.Errorf("parseSDP(%q) accepted", junk)
 		}
 	}

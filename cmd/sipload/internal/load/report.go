@@ -33,6 +33,9 @@ func (r Report) WriteTable(w io.Writer) error {
 	if r.Unfinished > 0 {
 		notes = append(notes, fmt.Sprintf("%d calls were still in flight when the run ended and are not counted", r.Unfinished))
 	}
+	if r.RTPStray > 0 {
+		notes = append(notes, fmt.Sprintf("%d RTP packets arrived for no call this side knew of", r.RTPStray))
+	}
 	if r.RTPRoundsSkipped > 0 {
 		notes = append(notes, fmt.Sprintf("%d RTP rounds (20 ms each) were skipped: this machine could not send the full packet rate", r.RTPRoundsSkipped))
 	}
@@ -95,6 +98,7 @@ func (r AnswerReport) WriteTable(w io.Writer) error {
 		{"bye received / sent / failed", fmt.Sprintf("%d / %d / %d", r.ByeReceived, r.ByeSent, r.ByeFailed)},
 		{"rtp sent / received / bad", fmt.Sprintf("%d / %d / %d", r.RTPSent, r.RTPRecv, r.RTPBad)},
 		{"rtp rounds skipped (sender starved)", fmt.Sprint(r.RTPRoundsSkipped)},
+		{"rtp packets for no known call", fmt.Sprint(r.RTPStray)},
 		{"answered calls with no rtp in", fmt.Sprint(r.CallsNoRTP)},
 		{"calls with traffic after hang-up", fmt.Sprint(r.LateCalls)},
 		{"  late rtp packets / requests", fmt.Sprintf("%d / %d", r.LatePackets, r.LateRequests)},

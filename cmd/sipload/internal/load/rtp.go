@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+	"golang.org/x/net/ipv4"
 )
 
 // G.711 at 8 kHz in 20 ms frames: 160 samples, one byte each (RFC 3551 §4.5.14).
@@ -50,14 +52,89 @@ func linearToULaw(s int16) byte {
 	return ^(sign | byte(exp<<4) | byte(mant))
 }
 
-// stream is one direction of one call's audio: a socket, a preallocated
-// packet buffer, and counters. The pacer writes; the receive loop reads.
+// rtpMux carries the RTP of every call in this process over one UDP
+// socket. A socket per call meant a receive goroutine per call and a
+// syscall per packet, which capped what one process could offer at about
+// half of 1,000 calls' worth; here one reader drains the socket with
+// recvmmsg and one pacer sends every due call's packet with sendmmsg.
+//
+// Received packets are given to a call by the SSRC the peer declared in its
+// SDP (a=ssrc, RFC 5576: another sipload), or else by their source address
+// (the peer's media address from SDP: a relay such as cleanline gives each
+// call its own port and declares no SSRC).
+type rtpMux struct {
+	conn *net.UDPConn
+	pc   *ipv4.PacketConn
+	port int
+
+	mu     sync.RWMutex // the reader holds it for reading across each batch
+	bySSRC map[uint32]*stream
+	byAddr map[netip.AddrPort]*stream
+	ours   map[uint32]bool // SSRCs of our streams, kept unique
+	// stray counts packets no call claims: from an unknown source, or
+	// for a call already forgotten (after its watch window).
+	stray atomic.Uint64
+
+	// pmu is held across a send round, so once remove returns the pacer
+	// sends nothing more for that stream.
+	pmu     sync.Mutex
+	sending []*stream
+	batch   []*stream     // the streams of one sendRound's messages, in order
+	skipped atomic.Uint64 // rounds not sent: the pacer was more than maxCatchUp rounds late
+
+	stop             chan struct{}
+	readDone, paceDn chan struct{}
+	// batchDone gets a token (if none is pending) after each received
+	// batch is counted: tests wait on it instead of sleeping.
+	batchDone chan struct{}
+}
+
+// rtpBufBytes is each direction's socket buffer: a 20 ms round for 1,000
+// calls arrives as one burst of 1,000 datagrams, each costing about 1 kB of
+// buffer space in the kernel; the kernel caps it at net.core.[rw]mem_max.
+const rtpBufBytes = 4 << 20
+
+// rtpBatch is how many datagrams one recvmmsg may return.
+const rtpBatch = 64
+
+func newRTPMux(ip net.IP) (*rtpMux, error) {
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip})
+	if err != nil {
+		return nil, err
+	}
+	// Best effort: a smaller buffer only risks drops, which the counts show.
+	_ = c.SetReadBuffer(rtpBufBytes)
+	_ = c.SetWriteBuffer(rtpBufBytes)
+	m := &rtpMux{
+		conn: c, pc: ipv4.NewPacketConn(c), port: c.LocalAddr().(*net.UDPAddr).Port,
+		bySSRC: make(map[uint32]*stream), byAddr: make(map[netip.AddrPort]*stream), ours: make(map[uint32]bool),
+		stop: make(chan struct{}), readDone: make(chan struct{}), paceDn: make(chan struct{}),
+		batchDone: make(chan struct{}, 1),
+	}
+	go m.read()
+	go m.pace()
+	return m, nil
+}
+
+// close stops the pacer and the reader; streams must be released first.
+func (m *rtpMux) close() {
+	close(m.stop)
+	<-m.paceDn
+	_ = m.conn.Close()
+	<-m.readDone
+}
+
+// stream is one call's audio: its packet buffer and counters. The pacer
+// writes it; the mux's reader counts what arrives for it.
 type stream struct {
-	conn   *net.UDPConn
-	remote atomic.Pointer[net.UDPAddr] // nil: do not send
-	pt     uint8
-	hdr    rtp.Header
-	buf    [rtpHeaderLen + frameSamples]byte
+	pt   uint8
+	ssrc uint32 // ours, declared in our SDP
+	to   *net.UDPAddr
+	key  demuxKey // what the reader knows the peer's packets by; set by attach
+	gone bool     // released; under m.mu
+	hdr  rtp.Header
+	buf  [rtpHeaderLen + frameSamples]byte
+	bufs [][]byte // buf as WriteBatch wants it, allocated once
 
 	sent, recv, bad atomic.Uint64
 	lastRecv        atomic.Int64 // UnixNano of the last packet received
@@ -67,130 +144,192 @@ type stream struct {
 	late      atomic.Uint64
 	firstLate atomic.Int64
 
-	idx  int // position in the pacer's list; owned by the pacer
-	done chan struct{}
+	idx int // position in the pacer's list; owned by the pacer (under pmu)
 }
 
-func newStream(ip net.IP, pt uint8) (*stream, error) {
-	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip})
-	if err != nil {
-		return nil, err
+type demuxKey struct {
+	addr    netip.AddrPort
+	ssrc    uint32
+	bySSRC  bool
+	present bool
+}
+
+// newStream makes a stream with a fresh SSRC for payload type pt. It sends
+// nothing and receives nothing until attach and start.
+func (m *rtpMux) newStream(pt uint8) *stream {
+	s := &stream{pt: pt, idx: -1}
+	m.mu.Lock()
+	for s.ssrc == 0 || m.ours[s.ssrc] {
+		s.ssrc = rand.Uint32()
 	}
-	s := &stream{conn: c, pt: pt, idx: -1, done: make(chan struct{})}
+	m.ours[s.ssrc] = true
+	m.mu.Unlock()
 	s.hdr = rtp.Header{Version: 2, PayloadType: pt, SequenceNumber: uint16(rand.Uint32()),
-		Timestamp: rand.Uint32(), SSRC: rand.Uint32(), Marker: true}
+		Timestamp: rand.Uint32(), SSRC: s.ssrc, Marker: true}
 	copy(s.buf[rtpHeaderLen:], toneFrame[:])
-	go s.readLoop()
-	return s, nil
+	s.bufs = [][]byte{s.buf[:]}
+	return s
 }
 
-func (s *stream) port() int { return s.conn.LocalAddr().(*net.UDPAddr).Port }
-
-// sendOne writes the next packet; called by the pacer only.
-func (s *stream) sendOne() {
-	to := s.remote.Load()
-	if to == nil {
+// attach sets where the stream sends and how its peer's packets are
+// recognised: by the peer's declared SSRC when it gave one, else by the
+// peer's media address. Call it before the peer can send (before our 200,
+// or on the first SDP answer, 183 or 200) and before start; a later call
+// replaces the earlier key.
+func (m *rtpMux) attach(s *stream, peer sdpMedia) {
+	ap := peer.addr.AddrPort()
+	k := demuxKey{addr: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), ssrc: peer.ssrc, bySSRC: peer.hasSSRC, present: true}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s.gone {
 		return
 	}
-	if _, err := s.hdr.MarshalTo(s.buf[:rtpHeaderLen]); err != nil {
-		return
+	m.unlink(s)
+	s.to, s.key = peer.addr, k
+	// The newest call wins a key still held by an ended one being watched:
+	// its media is the live media.
+	if k.bySSRC {
+		m.bySSRC[k.ssrc] = s
+	} else {
+		m.byAddr[k.addr] = s
 	}
-	if _, err := s.conn.WriteToUDP(s.buf[:], to); err == nil {
-		s.sent.Add(1)
-	}
-	// RFC 3551 §4.1: the marker goes on the first packet of a talkspurt only.
-	s.hdr.Marker = false
-	s.hdr.SequenceNumber++
-	s.hdr.Timestamp += frameSamples
 }
 
-func (s *stream) readLoop() {
-	defer close(s.done)
-	var buf [1500]byte
+// unlink drops s from the demux maps. m.mu held.
+func (m *rtpMux) unlink(s *stream) {
+	k := s.key
+	if !k.present {
+		return
+	}
+	if k.bySSRC {
+		if m.bySSRC[k.ssrc] == s {
+			delete(m.bySSRC, k.ssrc)
+		}
+	} else if m.byAddr[k.addr] == s {
+		delete(m.byAddr, k.addr)
+	}
+	s.key = demuxKey{}
+}
+
+// release stops sending and receiving for s. Once it returns, s's counters
+// are final: the reader counts a batch under m.mu. Idempotent.
+func (m *rtpMux) release(s *stream) {
+	m.remove(s)
+	m.mu.Lock()
+	if !s.gone {
+		s.gone = true
+		m.unlink(s)
+		delete(m.ours, s.ssrc)
+	}
+	m.mu.Unlock()
+}
+
+// start makes the pacer send s a packet every 20 ms; s must be attached.
+func (m *rtpMux) start(s *stream) {
+	m.pmu.Lock()
+	if s.idx < 0 && s.to != nil {
+		s.idx = len(m.sending)
+		m.sending = append(m.sending, s)
+	}
+	m.pmu.Unlock()
+}
+
+// remove stops sending for s; nothing more is sent once it returns.
+func (m *rtpMux) remove(s *stream) {
+	m.pmu.Lock()
+	if i := s.idx; i >= 0 && i < len(m.sending) && m.sending[i] == s {
+		last := len(m.sending) - 1
+		m.sending[i] = m.sending[last]
+		m.sending[i].idx = i
+		m.sending[last] = nil
+		m.sending = m.sending[:last]
+		s.idx = -1
+	}
+	m.pmu.Unlock()
+}
+
+// read drains the socket in batches and counts each packet on its call.
+func (m *rtpMux) read() {
+	defer close(m.readDone)
+	ms := make([]ipv4.Message, rtpBatch)
+	for i := range ms {
+		ms[i].Buffers = [][]byte{make([]byte, 1500)}
+	}
 	var h rtp.Header
 	for {
-		n, _, err := s.conn.ReadFromUDP(buf[:])
+		n, err := m.pc.ReadBatch(ms, 0)
 		if err != nil {
+			select {
+			case <-m.stop:
+				return
+			default:
+			}
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
 			continue // ICMP errors surface here on some kernels; keep reading
 		}
 		now := time.Now().UnixNano()
-		if w := s.watchFrom.Load(); w != 0 && now >= w {
-			if s.late.Add(1) == 1 {
-				s.firstLate.Store(now)
-			}
-			continue
+		m.mu.RLock()
+		for i := range ms[:n] {
+			m.deliver(&ms[i], &h, now)
 		}
-		if _, err := h.Unmarshal(buf[:n]); err != nil || h.Version != 2 || (h.PayloadType != 0 && h.PayloadType != 8) {
-			s.bad.Add(1)
-			continue
+		m.mu.RUnlock()
+		select {
+		case m.batchDone <- struct{}{}:
+		default:
 		}
-		s.recv.Add(1)
-		s.lastRecv.Store(now)
 	}
 }
 
-// close stops the socket and waits for the reader.
-func (s *stream) close() {
-	_ = s.conn.Close()
-	<-s.done
-}
-
-// pacer sends one packet per registered stream every 20 ms from a single
-// goroutine: one ticker for the whole process instead of one per call, which
-// at thousands of calls is the difference between one wake-up and thousands.
-type pacer struct {
-	mu      sync.Mutex
-	streams []*stream
-	stop    chan struct{}
-	done    chan struct{}
-	skipped atomic.Uint64 // rounds not sent: the pacer was more than maxCatchUp rounds late
+// deliver counts one received datagram. m.mu held for reading.
+func (m *rtpMux) deliver(msg *ipv4.Message, h *rtp.Header, now int64) {
+	b := msg.Buffers[0][:msg.N]
+	_, perr := h.Unmarshal(b)
+	var s *stream
+	if perr == nil {
+		s = m.bySSRC[h.SSRC]
+	}
+	if s == nil {
+		if ua, ok := msg.Addr.(*net.UDPAddr); ok {
+			ap := ua.AddrPort()
+			s = m.byAddr[netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())]
+		}
+	}
+	if s == nil {
+		m.stray.Add(1)
+		return
+	}
+	if w := s.watchFrom.Load(); w != 0 && now >= w {
+		if s.late.Add(1) == 1 {
+			s.firstLate.Store(now)
+		}
+		return
+	}
+	if perr != nil || h.Version != 2 || (h.PayloadType != 0 && h.PayloadType != 8) {
+		s.bad.Add(1)
+		return
+	}
+	s.recv.Add(1)
+	s.lastRecv.Store(now)
 }
 
 // maxCatchUp is how many 20 ms rounds a late pacer sends at once (100 ms of
 // audio); a longer stall is skipped rather than flooded.
 const maxCatchUp = 5
 
-func newPacer() *pacer {
-	p := &pacer{stop: make(chan struct{}), done: make(chan struct{})}
-	go p.run()
-	return p
-}
-
-func (p *pacer) add(s *stream) {
-	p.mu.Lock()
-	if s.idx < 0 {
-		s.idx = len(p.streams)
-		p.streams = append(p.streams, s)
-	}
-	p.mu.Unlock()
-}
-
-func (p *pacer) remove(s *stream) {
-	p.mu.Lock()
-	if i := s.idx; i >= 0 && i < len(p.streams) && p.streams[i] == s {
-		last := len(p.streams) - 1
-		p.streams[i] = p.streams[last]
-		p.streams[i].idx = i
-		p.streams[last] = nil
-		p.streams = p.streams[:last]
-		s.idx = -1
-	}
-	p.mu.Unlock()
-}
-
-func (p *pacer) run() {
-	defer close(p.done)
+// pace sends one packet per started stream every 20 ms from one goroutine,
+// each round in as few sendmmsg calls as the kernel allows.
+func (m *rtpMux) pace() {
+	defer close(m.paceDn)
 	t := time.NewTicker(frameTime)
 	defer t.Stop()
-	var batch []*stream
+	var msgs []ipv4.Message
 	start, rounds := time.Now(), int64(0)
 	for {
 		var now time.Time
 		select {
-		case <-p.stop:
+		case <-m.stop:
 			return
 		case now = <-t.C:
 		}
@@ -202,32 +341,57 @@ func (p *pacer) run() {
 		due := int64(now.Sub(start) / frameTime)
 		n := due - rounds
 		if n > maxCatchUp {
-			p.skipped.Add(uint64(n - maxCatchUp))
+			m.skipped.Add(uint64(n - maxCatchUp))
 			n = maxCatchUp
 		}
 		rounds = due
-		// Copy under the lock, send outside it, so add/remove never wait
-		// behind a thousand sendto calls.
-		p.mu.Lock()
-		batch = append(batch[:0], p.streams...)
-		p.mu.Unlock()
+		m.pmu.Lock()
 		for range n {
-			for _, s := range batch {
-				s.sendOne()
-			}
+			msgs = m.sendRound(msgs)
 		}
-		clear(batch)
+		m.pmu.Unlock()
 	}
 }
 
-func (p *pacer) close() {
-	close(p.stop)
-	<-p.done
+// sendRound sends every started stream its next packet. m.pmu held; msgs
+// is reused from round to round.
+func (m *rtpMux) sendRound(msgs []ipv4.Message) []ipv4.Message {
+	msgs, m.batch = msgs[:0], m.batch[:0]
+	for _, s := range m.sending {
+		if _, err := s.hdr.MarshalTo(s.buf[:rtpHeaderLen]); err != nil {
+			continue
+		}
+		msgs = append(msgs, ipv4.Message{Buffers: s.bufs, Addr: s.to})
+		m.batch = append(m.batch, s)
+	}
+	for i := 0; i < len(msgs); {
+		n, err := m.pc.WriteBatch(msgs[i:], 0)
+		if err != nil && n == 0 {
+			n = 1 // this message cannot be sent (e.g. no route); go on with the rest
+		} else {
+			for _, s := range m.batch[i : i+n] {
+				s.sent.Add(1)
+			}
+		}
+		i += n
+	}
+	for _, s := range m.sending {
+		// RFC 3551 §4.1: the marker goes on the first packet of a talkspurt only.
+		s.hdr.Marker = false
+		s.hdr.SequenceNumber++
+		s.hdr.Timestamp += frameSamples
+	}
+	// Drop the references until next round: a released stream can go.
+	clear(msgs)
+	clear(m.batch)
+	return msgs
 }
 
 // buildSDP is an RFC 4566 offer or answer for one audio stream. Offers list
 // PCMU and PCMA; an answer lists the one payload type chosen (RFC 3264 §6.1).
-func buildSDP(ip net.IP, port int, pts ...uint8) []byte {
+// A nonzero ssrc is declared (RFC 5576 §4.1) so that a peer sharing one
+// socket among its calls, as sipload does, can tell our packets apart.
+func buildSDP(ip net.IP, port int, ssrc uint32, pts ...uint8) []byte {
 	id := strconv.FormatUint(uint64(rand.Uint32()), 10)
 	var b strings.Builder
 	b.Grow(256)
@@ -245,17 +409,32 @@ func buildSDP(ip net.IP, port int, pts ...uint8) []byte {
 			b.WriteString("a=rtpmap:8 PCMA/8000\r\n")
 		}
 	}
+	if ssrc != 0 {
+		b.WriteString("a=ssrc:" + strconv.FormatUint(uint64(ssrc), 10) + " cname:sipload\r\n")
+	}
 	b.WriteString("a=ptime:20\r\na=sendrecv\r\n")
 	return []byte(b.String())
 }
 
-// parseSDP extracts the audio destination and the first G.711 payload type
-// offered. It is a line scanner rather than a full parser because a load
-// tool only needs these three values and parses one SDP per call.
-func parseSDP(body []byte) (addr *net.UDPAddr, pt uint8, ok bool) {
-	var sessIP, mediaIP net.IP
+// sdpMedia is what sipload needs of a peer's SDP.
+type sdpMedia struct {
+	addr    *net.UDPAddr
+	pt      uint8 // the first G.711 payload type listed
+	ssrc    uint32
+	hasSSRC bool // the peer declared the SSRC it sends with
+}
+
+// parseSDP extracts the audio destination, the first G.711 payload type
+// offered and the declared SSRC. It is a line scanner rather than a full
+// parser because a load tool only needs these values and parses one SDP
+// per call.
+func parseSDP(body []byte) (sdpMedia, bool) {
+	var (
+		sessIP, mediaIP net.IP
+		md              sdpMedia
+	)
 	port := -1
-	pt = 255
+	pt := 255
 	inAudio := false
 	for _, line := range strings.Split(string(body), "\n") {
 		line = strings.TrimRight(line, "\r")
@@ -275,15 +454,19 @@ func parseSDP(body []byte) (addr *net.UDPAddr, pt uint8, ok bool) {
 			}
 			p, err := strconv.Atoi(f[1])
 			if err != nil || p <= 0 || p > 65535 {
-				return nil, 0, false
+				return sdpMedia{}, false
 			}
 			port = p
 			for _, s := range f[3:] {
 				if s == "0" || s == "8" {
-					v, _ := strconv.Atoi(s)
-					pt = uint8(v)
+					pt, _ = strconv.Atoi(s)
 					break
 				}
+			}
+		case inAudio && !md.hasSSRC && strings.HasPrefix(line, "a=ssrc:"):
+			id := strings.Fields(line[len("a=ssrc:"):] + " x")[0]
+			if v, err := strconv.ParseUint(id, 10, 32); err == nil {
+				md.ssrc, md.hasSSRC = uint32(v), true
 			}
 		}
 	}
@@ -292,7 +475,8 @@ func parseSDP(body []byte) (addr *net.UDPAddr, pt uint8, ok bool) {
 		ip = sessIP
 	}
 	if ip == nil || port <= 0 || pt == 255 {
-		return nil, 0, false
+		return sdpMedia{}, false
 	}
-	return &net.UDPAddr{IP: ip, Port: port}, pt, true
+	md.addr, md.pt = &net.UDPAddr{IP: ip, Port: port}, uint8(pt)
+	return md, true
 }
