@@ -2,6 +2,9 @@ package screening
 
 import (
 	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -26,10 +29,11 @@ type Number struct {
 }
 
 // Normalizer turns caller IDs into E.164 with libphonenumber. Parsing costs
-// about 25 µs, more than the rest of a screening, and repeat callers are the
-// common case, so results are kept in a bounded cache.
+// about 15 µs, more than the rest of a screening, and repeat callers are
+// common, so results are kept in a bounded cache.
 type Normalizer struct {
 	region string
+	typer  *typer
 
 	mu    sync.Mutex
 	cache map[string]normResult
@@ -54,7 +58,11 @@ func NewNormalizer(region string, cacheSize int) (*Normalizer, error) {
 	if phonenumbers.GetCountryCodeForRegion(region) == 0 {
 		return nil, fmt.Errorf("%w: unknown region %q (want an ISO 3166 code such as GB)", ErrPolicy, region)
 	}
-	return &Normalizer{region: region, cache: make(map[string]normResult), max: cacheSize}, nil
+	t, err := newTyper()
+	if err != nil {
+		return nil, err
+	}
+	return &Normalizer{region: region, typer: t, cache: make(map[string]normResult), max: cacheSize}, nil
 }
 
 // Region is the region national numbers are read in.
@@ -104,22 +112,23 @@ func (z *Normalizer) parse(raw string) (Number, error) {
 	if err != nil {
 		return Number{}, fmt.Errorf("%w: %q: %v", ErrNotANumber, raw, err)
 	}
+	nsn := phonenumbers.GetNationalSignificantNumber(p)
+	cc := p.GetCountryCode()
+	// What phonenumbers.Format(p, E164) builds: Parse never keeps raw input,
+	// so Format's raw-input shortcut cannot apply.
 	n := Number{
-		E164:        phonenumbers.Format(p, phonenumbers.E164),
-		Valid:       phonenumbers.IsValidNumber(p),
-		CountryCode: p.GetCountryCode(),
-		Region:      phonenumbers.GetRegionCodeForNumber(p),
-		Type:        phonenumbers.GetNumberType(p),
+		E164:        "+" + strconv.Itoa(int(cc)) + nsn,
+		CountryCode: cc,
+		National:    nationalDigits(cc, nsn),
 	}
-	n.National = nationalDigits(p)
+	n.Region, n.Type, n.Valid = z.typer.classify(cc, nsn)
 	return n, nil
 }
 
 // nationalDigits is the number as dialled within its country, digits only,
 // with the national trunk prefix ("0" in the UK).
-func nationalDigits(p *phonenumbers.PhoneNumber) string {
-	nsn := phonenumbers.GetNationalSignificantNumber(p)
-	region := phonenumbers.GetRegionCodeForCountryCode(int(p.GetCountryCode()))
+func nationalDigits(cc int32, nsn string) string {
+	region := phonenumbers.GetRegionCodeForCountryCode(int(cc))
 	if prefix := phonenumbers.GetNddPrefixForRegion(region, true); prefix != "" {
 		return prefix + nsn
 	}
@@ -209,4 +218,191 @@ func (z *Normalizer) describeRegion(n Number) string {
 		return n.Region
 	}
 	return fmt.Sprintf("country code +%d", n.CountryCode)
+}
+
+// typer gives what phonenumbers.GetRegionCodeForNumber, GetNumberType and
+// IsValidNumber give, in one pass. Each of those library calls re-derives the
+// region, which for +44 and +1 already means classifying the number against
+// whole regions, and every pattern test there concatenates
+// "^(?:"+pattern+")$", looks it up in a global mutex-guarded regexp cache and
+// matches it twice. Together that was most of a new caller's Parse. Here a
+// region's patterns are compiled once, on first use, and the region walk's
+// own classification is the type. TestParseMatchesLibrary and FuzzNormalize
+// pin the results against the library calls.
+type typer struct {
+	// regions and nonGeo are read-only after newTyper; they hold the
+	// library's own *PhoneMetadata values (MetadataCollection is what it
+	// loaded at init).
+	regions map[string]*phonenumbers.PhoneMetadata
+	nonGeo  map[int32]*phonenumbers.PhoneMetadata
+	// compiled maps *PhoneMetadata to *regionPatterns.
+	compiled sync.Map
+}
+
+func newTyper() (*typer, error) {
+	coll, err := phonenumbers.MetadataCollection()
+	if err != nil {
+		return nil, fmt.Errorf("libphonenumber metadata: %w", err)
+	}
+	t := &typer{
+		regions: make(map[string]*phonenumbers.PhoneMetadata),
+		nonGeo:  make(map[int32]*phonenumbers.PhoneMetadata),
+	}
+	for _, m := range coll.GetMetadata() {
+		if m.GetId() == nonGeoRegion {
+			t.nonGeo[m.GetCountryCode()] = m
+		} else {
+			t.regions[m.GetId()] = m
+		}
+	}
+	return t, nil
+}
+
+// nonGeoRegion is libphonenumber's region for non-geographic country codes (+800, +882...).
+const nonGeoRegion = "001"
+
+// classify mirrors GetRegionCodeForNumber, then GetNumberType's
+// getNumberTypeHelper, then IsValidNumberForRegion's country check.
+func (t *typer) classify(cc int32, nsn string) (region string, typ phonenumbers.PhoneNumberType, valid bool) {
+	var rp *regionPatterns
+	switch regions := phonenumbers.GetRegionCodesForCountryCode(int(cc)); len(regions) {
+	case 0:
+		return "", phonenumbers.UNKNOWN, false
+	case 1:
+		// The library takes a country code's only region unchecked.
+		region = regions[0]
+		m := t.regions[region]
+		if region == nonGeoRegion {
+			m = t.nonGeo[cc]
+		}
+		if m == nil {
+			return region, phonenumbers.UNKNOWN, false
+		}
+		rp = t.patterns(m)
+		typ = rp.numberType(nsn)
+	default:
+		// The first region whose leading digits match or, lacking those,
+		// that the number is valid in.
+		for _, r := range regions {
+			m := t.regions[r]
+			if m == nil {
+				continue
+			}
+			p := t.patterns(m)
+			if p.leading != nil {
+				if p.leading.MatchString(nsn) {
+					region, rp, typ = r, p, p.numberType(nsn)
+					break
+				}
+			} else if ty := p.numberType(nsn); ty != phonenumbers.UNKNOWN {
+				region, rp, typ = r, p, ty
+				break
+			}
+		}
+		if rp == nil {
+			return "", phonenumbers.UNKNOWN, false
+		}
+	}
+	// IsValidNumberForRegion also wants the region's own country code.
+	valid = typ != phonenumbers.UNKNOWN && (region == nonGeoRegion || rp.countryCode == cc)
+	return region, typ, valid
+}
+
+func (t *typer) patterns(m *phonenumbers.PhoneMetadata) *regionPatterns {
+	if p, ok := t.compiled.Load(m); ok {
+		return p.(*regionPatterns)
+	}
+	p, _ := t.compiled.LoadOrStore(m, compileRegion(m))
+	return p.(*regionPatterns)
+}
+
+// regionPatterns is one region's metadata with its patterns compiled.
+type regionPatterns struct {
+	countryCode        int32
+	sameMobileAndFixed bool
+	// leading is "^(?:leading digits)", nil when the region has none.
+	leading *regexp.Regexp
+
+	general, premium, tollFree, sharedCost, voip   descPattern
+	personal, pager, uan, voicemail, fixed, mobile descPattern
+}
+
+// descPattern is a PhoneNumberDesc: a number matches when its length is
+// possible (any length, when none are listed) and it matches the pattern.
+type descPattern struct {
+	lengths []int32
+	re      *regexp.Regexp // nil for an absent desc: nothing matches
+}
+
+// compileRegion compiles the same strings the library's regexFor does, with
+// MustCompile as it does: the metadata is embedded, and
+// TestTyperCompilesAllRegions compiles every region.
+func compileRegion(m *phonenumbers.PhoneMetadata) *regionPatterns {
+	desc := func(d *phonenumbers.PhoneNumberDesc) descPattern {
+		if d == nil {
+			return descPattern{}
+		}
+		return descPattern{d.PossibleLength, regexp.MustCompile("^(?:" + d.GetNationalNumberPattern() + ")$")}
+	}
+	p := &regionPatterns{
+		countryCode:        m.GetCountryCode(),
+		sameMobileAndFixed: m.GetSameMobileAndFixedLinePattern(),
+		general:            desc(m.GetGeneralDesc()),
+		premium:            desc(m.GetPremiumRate()),
+		tollFree:           desc(m.GetTollFree()),
+		sharedCost:         desc(m.GetSharedCost()),
+		voip:               desc(m.GetVoip()),
+		personal:           desc(m.GetPersonalNumber()),
+		pager:              desc(m.GetPager()),
+		uan:                desc(m.GetUan()),
+		voicemail:          desc(m.GetVoicemail()),
+		fixed:              desc(m.GetFixedLine()),
+		mobile:             desc(m.GetMobile()),
+	}
+	if ld := m.GetLeadingDigits(); ld != "" {
+		p.leading = regexp.MustCompile("^(?:" + ld + ")")
+	}
+	return p
+}
+
+func (d *descPattern) matches(nsn string) bool {
+	if d.re == nil {
+		return false
+	}
+	if len(d.lengths) > 0 && !slices.Contains(d.lengths, int32(len(nsn))) {
+		return false
+	}
+	return d.re.MatchString(nsn)
+}
+
+// numberType is the library's getNumberTypeHelper, test for test and in its order.
+func (p *regionPatterns) numberType(nsn string) phonenumbers.PhoneNumberType {
+	switch {
+	case !p.general.matches(nsn):
+		return phonenumbers.UNKNOWN
+	case p.premium.matches(nsn):
+		return phonenumbers.PREMIUM_RATE
+	case p.tollFree.matches(nsn):
+		return phonenumbers.TOLL_FREE
+	case p.sharedCost.matches(nsn):
+		return phonenumbers.SHARED_COST
+	case p.voip.matches(nsn):
+		return phonenumbers.VOIP
+	case p.personal.matches(nsn):
+		return phonenumbers.PERSONAL_NUMBER
+	case p.pager.matches(nsn):
+		return phonenumbers.PAGER
+	case p.uan.matches(nsn):
+		return phonenumbers.UAN
+	case p.voicemail.matches(nsn):
+		return phonenumbers.VOICEMAIL
+	case p.fixed.matches(nsn):
+		if p.sameMobileAndFixed || p.mobile.matches(nsn) {
+			return phonenumbers.FIXED_LINE_OR_MOBILE
+		}
+		return phonenumbers.FIXED_LINE
+	case !p.sameMobileAndFixed && p.mobile.matches(nsn):
+		return phonenumbers.MOBILE
+	}
+	return phonenumbers.UNKNOWN
 }
