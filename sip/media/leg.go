@@ -106,6 +106,12 @@ type Leg struct {
 	wmu  sync.Mutex // guards wbuf for WriteRTP
 	wbuf [maxPacket]byte
 
+	// The receive loops' buffers live here, not on their goroutines'
+	// stacks: a goroutine starts with a small stack, and a 1.5 kB array in
+	// its first frame made each of a call's four grow (and copy) at once.
+	rtpBuf, rtcpBuf [maxPacket]byte
+	dtmfPkt         rtp.Packet // reused for telephone-event decoding only
+
 	pktIn, bytesIn, pktOut, bytesOut  atomic.Uint64
 	rtcpIn, rtcpOut, dropped, foreign atomic.Uint64
 }

@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/rtp"
 	"go.uber.org/zap"
 )
 
@@ -295,10 +294,7 @@ func (r *Relay) isClosed() bool {
 // readRTP is the receive loop of a leg's RTP port.
 func (r *Relay) readRTP(l *Leg) {
 	defer r.wg.Done()
-	var (
-		buf [maxPacket]byte
-		pkt rtp.Packet // reused for telephone-event decoding only
-	)
+	buf, pkt := &l.rtpBuf, &l.dtmfPkt
 	for {
 		n, src, err := l.rtpConn.ReadFromUDPAddrPort(buf[:])
 		if err != nil {
@@ -346,7 +342,7 @@ func (r *Relay) readRTP(l *Leg) {
 		if h := l.dtmf.Load(); h != nil {
 			if b[1]&0x7F == h.pt {
 				if pkt.Unmarshal(b) == nil {
-					if d, ok := h.dec.Decode(&pkt); ok {
+					if d, ok := h.dec.Decode(pkt); ok {
 						h.fn(d)
 					}
 				}
@@ -363,7 +359,7 @@ func (r *Relay) readRTP(l *Leg) {
 // readRTCP is the receive loop of a leg's RTCP port.
 func (r *Relay) readRTCP(l *Leg) {
 	defer r.wg.Done()
-	var buf [maxPacket]byte
+	buf := &l.rtcpBuf
 	for {
 		n, src, err := l.rtcpConn.ReadFromUDPAddrPort(buf[:])
 		if err != nil {
