@@ -141,7 +141,7 @@ func (s *Server) newCall(dir direction, line *Line, trunk *Trunk, in *sipgo.Dial
 	if trunk != nil {
 		fields = append(fields, zap.String("trunk", trunk.Name))
 	}
-	c.log = s.log.With(fields...)
+	c.log = s.log.WithLazy(fields...) // encoded only if the call logs at the enabled level
 	s.reg.add(c)
 	// Whatever ends the received dialog (CANCEL, our final answer, its BYE)
 	// ends the call; end is idempotent, so the first cause wins.

@@ -219,7 +219,7 @@ func (s *Server) inbound(req *sip.Request, tx sip.ServerTransaction, trunk *Trun
 	if c.verdict.Number != "" {
 		s.reg.setLastCaller(line.Name, c.verdict.Number)
 	}
-	c.log = c.log.With(zap.String("caller", c.verdict.Number), zap.Stringer("verdict", c.verdict.Action))
+	c.log = c.log.WithLazy(zap.String("caller", c.verdict.Number), zap.Stringer("verdict", c.verdict.Action))
 	c.log.Debug("screened", zap.Any("reasons", c.verdict.Reasons))
 
 	if c.verdict.Action == screening.Defer {
