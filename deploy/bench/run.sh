@@ -15,7 +15,7 @@
 #                          INVITE's transit from the caller to the line (both
 #                          sides' --calls-out joined on caller number and
 #                          send time), and what each peer adds to it
-#   run.sh rtp             cleanline with CONCURRENT [1000] calls holding
+#   run.sh rtp             cleanline (RTP_STORE=redis|file) with CONCURRENT [1000] calls holding
 #                          HOLD [30s] with G.711 both ways: packet counts
 #                          on both ends and in cleanline's call records, and
 #                          cleanline's resident memory at the plateau
@@ -200,7 +200,11 @@ run_rtp() {
 	build_cleanline "$OUT"
 	rate=$(python3 -c "import math; print(math.ceil($conc / $hold))")
 	start_answer "$d" --rtp --calls-out "$d/answer-calls.jsonl"
-	CL_LOG_LEVEL=info start_cleanline "$d" "redis://127.0.0.1:$REDIS_PORT" "$ANSWER_IP:$ANSWER_PORT"
+	# RTP_STORE=file: the embedded store (one box), which has no lookup
+	# deadline, to separate media capacity from Redis latency under load.
+	local store="redis://127.0.0.1:$REDIS_PORT"
+	[ "${RTP_STORE:-redis}" = file ] && store="file:$d/cl.db"
+	CL_LOG_LEVEL=info start_cleanline "$d" "$store" "$ANSWER_IP:$ANSWER_PORT"
 	sleep 1
 	echo "rss_kb idle $(rss_kb "$CL_PID")" >"$d/rss"
 	# Each second: time, cleanline's RSS (kB), open descriptors, and the CPU
