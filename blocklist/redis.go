@@ -56,17 +56,20 @@ type RedisOptions struct {
 	ClientName       string      // CLIENT SETNAME, default "cleanline"
 
 	// Latency settings; zero means the default in brackets. The call path
-	// must fail fast and fail open rather than queue behind a sick server:
-	// Lookup is bounded by LookupTimeout and its ctx (ContextTimeoutEnabled),
-	// so the socket timeouts are sized for bulk writes (a 5,000-command
-	// import pipeline on a loaded box), not for the call path.
+	// must not queue behind a sick server: Lookup is bounded by
+	// LookupTimeout and its ctx (ContextTimeoutEnabled), so the socket
+	// timeouts are sized for bulk writes (a 5,000-command import pipeline
+	// on a loaded box), not for the call path. The pool is large because a
+	// connection stays held until its goroutine runs again, which on a
+	// saturated box takes tens of milliseconds: 32 connections ran out at
+	// 800 calls/s (issue 5) and every pool wait became a deferred call.
 	DialTimeout   time.Duration // 500ms
 	ReadTimeout   time.Duration // 3s
 	WriteTimeout  time.Duration // 3s
-	PoolTimeout   time.Duration // 150ms
+	PoolTimeout   time.Duration // 1s; the call path's ctx is shorter
 	LookupTimeout time.Duration // 150ms, applied when ctx has no earlier deadline
-	PoolSize      int           // 32
-	MinIdleConns  int           // 4: warm connections, no dial on the call path
+	PoolSize      int           // 256
+	MinIdleConns  int           // 32: warm connections, no dial on the call path until a burst
 	MaxRetries    int           // none (-1); see NewRedis
 
 	// Clock replaces time.Now for Query.Now defaults and cooldown deadlines.
@@ -141,9 +144,9 @@ func NewRedis(opts RedisOptions) (*RedisStore, error) {
 		DialTimeout:      def(opts.DialTimeout, 500*time.Millisecond),
 		ReadTimeout:      def(opts.ReadTimeout, 3*time.Second),
 		WriteTimeout:     def(opts.WriteTimeout, 3*time.Second),
-		PoolTimeout:      def(opts.PoolTimeout, 150*time.Millisecond),
-		PoolSize:         defInt(opts.PoolSize, 32),
-		MinIdleConns:     defInt(opts.MinIdleConns, 4),
+		PoolTimeout:      def(opts.PoolTimeout, time.Second),
+		PoolSize:         defInt(opts.PoolSize, 256),
+		MinIdleConns:     defInt(opts.MinIdleConns, 32),
 		// No retries by default: go-redis replays a whole pipeline after a
 		// timeout, and a replayed SET NX batch counts every new number as
 		// updated (seen on a Cluster under load). The call path has a 150 ms

@@ -132,6 +132,9 @@ func (sc *Screener) Screen(ctx context.Context, c Call) Verdict {
 	}
 	if s.num.E164 != "" {
 		s.facts, s.storeErr = sc.lookup(ctx, c, s.num.E164, s.policy)
+		if s.storeErr != nil {
+			s.verdict.StoreError = s.storeErr.Error()
+		}
 	}
 	for _, r := range rules {
 		if r.apply(&s) {

@@ -87,6 +87,8 @@ type Verdict struct {
 	Reasons []Reason `json:"reasons"`
 	// Entry is the blocklist entry behind a blocklist reason, for call records.
 	Entry *EntrySummary `json:"entry,omitempty"`
+	// StoreError says why the store gave no answer (store.unavailable).
+	StoreError string `json:"store_error,omitempty"`
 }
 
 // EntrySummary is the part of a blocklist entry worth showing with a verdict.

@@ -213,7 +213,8 @@ func (s *Server) inbound(req *sip.Request, tx sip.ServerTransaction, trunk *Trun
 	cancel()
 	s.metrics.screened(c.verdict, time.Since(t0))
 	if c.verdict.Has(screening.ReasonStoreUnavailable) && c.verdict.Action != screening.Defer {
-		c.log.Warn("store did not answer: screened by store_failure", zap.Stringer("verdict", c.verdict.Action))
+		c.log.Warn("store did not answer: screened by store_failure", zap.Stringer("verdict", c.verdict.Action),
+			zap.String("store_error", c.verdict.StoreError))
 	}
 	c.screened = true
 	if c.verdict.Number != "" {
@@ -226,7 +227,8 @@ func (s *Server) inbound(req *sip.Request, tx sip.ServerTransaction, trunk *Trun
 		// No verdict in time (store_failure: retry): RFC 3261 §21.5.4, 503
 		// with Retry-After, so the trunk or its dispatcher tries again
 		// rather than the call ringing unscreened.
-		c.log.Warn("store did not answer: call deferred", zap.Duration("deadline", s.sc.Policy(line.Name).StoreDeadline))
+		c.log.Warn("store did not answer: call deferred", zap.Duration("deadline", s.sc.Policy(line.Name).StoreDeadline),
+			zap.String("store_error", c.verdict.StoreError))
 		c.end(outcomeDeferred, sideNone)
 		c.refuse(sip.StatusServiceUnavailable, "Service Unavailable", sip.NewHeader("Retry-After", retryAfter))
 		return

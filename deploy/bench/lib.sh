@@ -142,6 +142,8 @@ log:
   format: json
 screening:
   region: GB
+  default_policy:
+    store_deadline: ${CL_STORE_DEADLINE:-150ms}
 sip:
   listen:
     - network: udp

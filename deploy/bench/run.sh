@@ -4,7 +4,7 @@
 #
 #   run.sh kamailio        Redis with N blocked numbers + Kamailio 5.6
 #                          (deploy/kamailio) + sipload answer as the line
-#   run.sh cleanline       the same Redis + cleanline serve (generated config:
+#   run.sh cleanline       the same Redis (CL_STORE=file: the embedded store) + cleanline serve (generated config:
 #                          one trunk, one line = sipload answer) + the line
 #   run.sh compare         Kamailio and cleanline back to back on one Redis,
 #                          ROUNDS times (default 2), with the line answered
@@ -165,8 +165,16 @@ run_cleanline() {
 	build_cleanline "$OUT"
 	answer_extra "$d"
 	start_answer "$d" "${rtp[@]}" "${ax[@]}"
-	start_cleanline "$d" "redis://127.0.0.1:$REDIS_PORT" "$ANSWER_IP:$ANSWER_PORT"
-	echo "target: cleanline on 127.0.0.1:$CL_PORT (log level ${CL_LOG_LEVEL:-warn}, GOMAXPROCS ${GOMAXPROCS:-all}), redis-server on 127.0.0.1:$REDIS_PORT with $NUMBERS blocked numbers, line: sipload answer on $ANSWER_IP:$ANSWER_PORT" >&2
+	# CL_STORE=file: the embedded store holding the same numbers, to see
+	# what the Redis round trip costs at the ceiling.
+	local store="redis://127.0.0.1:$REDIS_PORT"
+	if [ "${CL_STORE:-redis}" = file ]; then
+		store="file:$OUT/cl.db"
+		[ -e "$OUT/cl.db" ] || "$CLEANLINE" import "$OUT/blocked.txt" --store "$store" >"$OUT/import.out" 2>&1 ||
+			die "import into the embedded store failed: $(tail -3 "$OUT/import.out")"
+	fi
+	start_cleanline "$d" "$store" "$ANSWER_IP:$ANSWER_PORT"
+	echo "target: cleanline ($store) on 127.0.0.1:$CL_PORT (log level ${CL_LOG_LEVEL:-warn}, GOMAXPROCS ${GOMAXPROCS:-all}), redis-server on 127.0.0.1:$REDIS_PORT with $NUMBERS blocked numbers, line: sipload answer on $ANSWER_IP:$ANSWER_PORT" >&2
 	echo "rss_kb idle $(rss_kb "$CL_PID")" >"$d/rss"
 	PEER_PID=$CL_PID
 	step "$1" "127.0.0.1:$CL_PORT" "${blocklist[@]}"
