@@ -27,6 +27,9 @@
 #                          of import, check and an idle serve
 #   run.sh profile RATE    cleanline at RATE for PROFILE_SECONDS [20] under
 #                          perf record: where its CPU goes
+#   run.sh all             compare, transit at half cleanline's clean rate, rtp,
+#                          disconnect and store, then issue 5's targets table
+#                          (what make bench-e2e runs)
 #   run.sh answer          sipload answer alone: the load tool's own ceiling
 #   run.sh HOST:PORT       anything already running
 #
@@ -371,6 +374,44 @@ transit)
 		run_cleanline "transit-cleanline-$r"
 		runs+=("transit-direct-$r" "transit-kamailio-$r" "transit-cleanline-$r")
 	done
+	;;
+all)
+	# Everything issue 5 asks, in one invocation, ending with its targets
+	# table: compare, transit at half cleanline's clean rate, RTP,
+	# disconnection, the embedded store.
+	for ((r = 1; r <= ROUNDS; r++)); do
+		run_kamailio "kamailio-$r"
+		run_cleanline "cleanline-$r"
+		runs+=("kamailio-$r" "cleanline-$r")
+	done
+	python3 "$here/report.py" "$OUT" "${runs[@]}" >"$OUT/compare.txt"
+	cat "$OUT/compare.txt"
+	half=$(python3 "$here/targets.py" --half-rate "$OUT")
+	echo "== transit at $half calls/s (half cleanline's median highest clean rate)" >&2
+	STEPS=$half
+	TRANSIT=1
+	truns=()
+	for ((r = 1; r <= ROUNDS; r++)); do
+		run_direct "transit-direct-$r"
+		run_kamailio "transit-kamailio-$r"
+		run_cleanline "transit-cleanline-$r"
+		truns+=("transit-direct-$r" "transit-kamailio-$r" "transit-cleanline-$r")
+	done
+	TRANSIT=0
+	python3 "$here/report.py" "$OUT" "${truns[@]}" >"$OUT/transit.txt"
+	cat "$OUT/transit.txt"
+	NICE_SAVED=$NICE
+	NICE=0
+	run_rtp >"$OUT/rtp.txt"
+	NICE=$NICE_SAVED
+	cat "$OUT/rtp.txt"
+	run_disconnect >"$OUT/disconnect.txt" || true
+	cat "$OUT/disconnect.txt"
+	run_store >"$OUT/store.txt"
+	cat "$OUT/store.txt"
+	python3 "$here/targets.py" "$OUT"
+	echo "logs and JSON reports in $OUT" >&2
+	exit
 	;;
 rtp | disconnect | store)
 	"run_$target"
