@@ -262,7 +262,7 @@ func (s *Server) inbound(req *sip.Request, tx sip.ServerTransaction, trunk *Trun
 // block plays the blocked-call notice as early media, then refuses the
 // call with 603 Decline (RFC 3261 §21.6.2).
 func (c *call) block(answer []byte) {
-	if err := c.in.Respond(sip.StatusSessionInProgress, "Session Progress", answer, sdpType()); err == nil {
+	if err := c.provisional(sip.StatusSessionInProgress, "Session Progress", answer, sdpType()); err == nil {
 		c.playNamed(c.ctx, sideTrunk, media.PromptBlocked)
 	}
 	c.end(outcomeBlocked, sideNone)
@@ -274,7 +274,7 @@ func (c *call) block(answer []byte) {
 // ringing and the line's answer gets the warning first.
 func (c *call) ring(req *sip.Request, trunkAnswer []byte, warn bool) {
 	if warn {
-		_ = c.in.Respond(sip.StatusRinging, "Ringing", nil)
+		_ = c.provisional(sip.StatusRinging, "Ringing", nil)
 	}
 	offer, err := c.m.offer(sideLine)
 	if err != nil {
@@ -319,12 +319,12 @@ func (c *call) dial(outReq *sip.Request, inAnswer []byte, warn bool) {
 			// reaches the caller, one way, through the relay.
 			early = true
 			c.m.earlyMedia(far)
-			_ = c.in.Respond(sip.StatusSessionInProgress, "Session Progress", inAnswer, sdpType())
+			_ = c.provisional(sip.StatusSessionInProgress, "Session Progress", inAnswer, sdpType())
 			return
 		}
 		if !rang && !early {
 			rang = true
-			_ = c.in.Respond(sip.StatusRinging, "Ringing", nil)
+			_ = c.provisional(sip.StatusRinging, "Ringing", nil)
 		}
 	})
 	select {
@@ -467,6 +467,14 @@ func (c *call) warn() bool {
 	}
 	c.refuse(statusDecline, "Decline")
 	return false
+}
+
+// provisional sends a 1xx to the caller with our Contact for its transport:
+// sipgo's default is the UDP one, and a caller may send in-dialog requests
+// to a provisional response's Contact (RFC 3261 §12.1.2).
+func (c *call) provisional(code int, reason string, body []byte, hdrs ...sip.Header) error {
+	ct := c.s.contact(c.in.InviteRequest.Transport())
+	return c.in.Respond(code, reason, body, append(hdrs, &ct)...)
 }
 
 // connect answers the caller with our SDP and bridges the relay. The 2xx is

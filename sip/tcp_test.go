@@ -69,3 +69,41 @@ func TestLineHangupOverTCPByesTrunk(t *testing.T) {
 	}
 	e.waitNoCalls()
 }
+
+// Our 18x on a TCP call name our TCP listener too: a caller may send its
+// in-dialog requests (UPDATE, PRACK) to the Contact of a provisional
+// response (RFC 3261 §12.1.2), and a UDP Contact there would split the
+// dialog across transports.
+func TestRingingOverTCPCarriesTCPContact(t *testing.T) {
+	e := newEnv(t, overTCP)
+	ctx := ctxT(t, 10*time.Second)
+	out := e.dial(callerOK)
+	in, err := e.line.Incoming(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Ring(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := out.WaitProvisional(ctx, 180)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct := res.Contact()
+	if ct == nil {
+		t.Fatal("180 without Contact")
+	}
+	if tr, _ := ct.Address.UriParams.Get("transport"); tr != "tcp" || ct.Address.Port != int(e.s.Addr("tcp").Port()) {
+		t.Fatalf("180 Contact %s: want our TCP listener", ct.Address.String())
+	}
+	if err := in.Answer(); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := out.WaitFinal(ctx); err != nil || res.StatusCode != 200 {
+		t.Fatalf("caller got %v, %v; want 200", res, err)
+	}
+	if err := out.Bye(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.waitNoCalls()
+}
