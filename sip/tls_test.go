@@ -1,0 +1,112 @@
+package sip
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// selfSigned writes a certificate for 127.0.0.1 and its key as PEM files.
+func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "cleanline test"},
+		IPAddresses:  []net.IP{net.ParseIP(ipCleanline)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+// The TLS listener screens like the others: a confirmed scam number from
+// the trunk, over a verified TLS connection, gets 100 then 603 on that
+// connection, and the line never rings.
+func TestTLSListenerScreens(t *testing.T) {
+	certFile, keyFile, pool := selfSigned(t)
+	e := newEnv(t, withCfg(func(c *Config) {
+		c.Listen = append(c.Listen, Listener{Network: "tls", Addr: ipCleanline + ":0", CertFile: certFile, KeyFile: keyFile})
+	}))
+	addr := e.s.Addr("tls")
+	d := tls.Dialer{
+		NetDialer: &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ipTrunk)}, Timeout: 5 * time.Second},
+		Config:    &tls.Config{RootCAs: pool, ServerName: ipCleanline, MinVersion: tls.VersionTLS12},
+	}
+	conn, err := d.DialContext(ctxT(t, 5*time.Second), "tcp", addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	local := conn.LocalAddr().(*net.TCPAddr)
+	body := "v=0\r\no=- 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+	invite := fmt.Sprintf("INVITE sip:%s@%s;transport=tls SIP/2.0\r\n"+
+		"Via: SIP/2.0/TLS %s;branch=z9hG4bK-tls-1\r\n"+
+		"Max-Forwards: 70\r\n"+
+		"From: <sip:%s@%s>;tag=tls1\r\n"+
+		"To: <sip:%s@%s>\r\n"+
+		"Call-ID: tls-test-1\r\n"+
+		"CSeq: 1 INVITE\r\n"+
+		"Contact: <sip:trunk@%s;transport=tls>\r\n"+
+		"Content-Type: application/sdp\r\n"+
+		"Content-Length: %d\r\n\r\n%s",
+		lineNumber, addr, local, callerScam, ipTrunk, lineNumber, addr, local, len(body), body)
+	if _, err := conn.Write([]byte(invite)); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var got strings.Builder
+	buf := make([]byte, 4096)
+	for !strings.Contains(got.String(), "SIP/2.0 603") {
+		n, err := conn.Read(buf)
+		got.Write(buf[:n])
+		if err != nil {
+			t.Fatalf("no 603 over TLS (%v); got:\n%s", err, got.String())
+		}
+	}
+	if !strings.HasPrefix(got.String(), "SIP/2.0 100") {
+		t.Errorf("first response over TLS is not 100 Trying:\n%s", got.String())
+	}
+	if err := e.line.NoIncoming(300 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+}
