@@ -114,6 +114,14 @@ type MediaConfig struct {
 	// Advertise is the IP put in SDP; default Bind, or sip.advertise when
 	// Bind is 0.0.0.0.
 	Advertise string `yaml:"advertise"`
+	// WarmPorts is how many port pairs of finished calls keep their sockets
+	// open for the next calls, which then bind nothing. Default 4096; -1
+	// closes every pair at hang-up.
+	WarmPorts int `yaml:"warm_ports"`
+	// PortRest is how long a warm pair rests before reuse. Any packet that
+	// reaches it meanwhile closes it: its sender still talks to an ended
+	// call. Default 2s.
+	PortRest time.Duration `yaml:"port_rest"`
 }
 
 // Timers bound every wait of a call. A zero value takes the default.
@@ -163,6 +171,12 @@ func (c *Config) Defaults() {
 	}
 	if c.Media.Bind == "" {
 		c.Media.Bind = "0.0.0.0"
+	}
+	if c.Media.WarmPorts == 0 {
+		c.Media.WarmPorts = 4096
+	}
+	if c.Media.PortRest == 0 {
+		c.Media.PortRest = 2 * time.Second
 	}
 	t := &c.Timers
 	def := func(d *time.Duration, v time.Duration) {
@@ -279,6 +293,12 @@ func (c *Config) Validate() error {
 	m := c.Media
 	if m.PortMin < 1024 || m.PortMax > 65535 || m.PortMax-m.PortMin < 3 {
 		return cfgErr("sip.media", "port_min %d, port_max %d: want 1024 <= port_min < port_max <= 65535 with room for two port pairs", m.PortMin, m.PortMax)
+	}
+	if m.WarmPorts < -1 {
+		return cfgErr("sip.media.warm_ports", "%d: want a count of port pairs, or -1 to close every pair at hang-up", m.WarmPorts)
+	}
+	if m.PortRest < 0 {
+		return cfgErr("sip.media.port_rest", "%s: want a duration >= 0", m.PortRest)
 	}
 	if _, err := netip.ParseAddr(m.Bind); err != nil {
 		return cfgErr("sip.media.bind", "%q: want an IP address", m.Bind)

@@ -117,6 +117,7 @@ func NewServer(cfg Config, sc *screening.Screener, log *zap.Logger, opts ...Opti
 	if s.ports, err = media.NewPortPool(cfg.Media.PortMin, cfg.Media.PortMax); err != nil {
 		return nil, cfgErr("sip.media", "%v", err)
 	}
+	s.ports.KeepWarm(cfg.Media.WarmPorts, cfg.Media.PortRest)
 	s.bindIP = netip.MustParseAddr(cfg.Media.Bind)
 	s.host = cfg.Advertise
 	if s.host == "" {
@@ -325,6 +326,7 @@ func (s *Server) Close() error {
 		}
 		err = errors.Join(err, s.ua.Close())
 		s.player.Close()
+		err = errors.Join(err, s.ports.Close())
 	})
 	return err
 }

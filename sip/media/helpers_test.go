@@ -21,8 +21,18 @@ var loopback = netip.MustParseAddr("127.0.0.1")
 
 // newTestPool returns a pool on a random range, so parallel test binaries
 // (other packages' tests, other sessions) rarely collide; collisions are
-// skipped by the relay anyway.
+// skipped by the relay anyway. Every pair may rest warm and is reusable at
+// once, so consecutive relays of a test take over each other's sockets.
 func newTestPool(t testing.TB, pairs int) *PortPool {
+	t.Helper()
+	p := newColdPool(t, pairs)
+	p.KeepWarm(pairs, 0)
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// newColdPool is a pool that closes every pair at hang-up.
+func newColdPool(t testing.TB, pairs int) *PortPool {
 	t.Helper()
 	base := 20000 + rand.IntN(20000)&^1
 	p, err := NewPortPool(base, base+2*pairs-1)

@@ -87,6 +87,7 @@ type Leg struct {
 	r        *Relay
 	side     Side
 	port     int
+	pair     *portPair
 	rtpConn  *net.UDPConn
 	rtcpConn *net.UDPConn
 	local    netip.AddrPort
@@ -103,14 +104,8 @@ type Leg struct {
 	idle   atomic.Bool  // OnInactive fired; re-armed by the next packet
 	timer  *time.Timer
 
-	wmu  sync.Mutex // guards wbuf for WriteRTP
-	wbuf [maxPacket]byte
-
-	// The receive loops' buffers live here, not on their goroutines'
-	// stacks: a goroutine starts with a small stack, and a 1.5 kB array in
-	// its first frame made each of a call's four grow (and copy) at once.
-	rtpBuf, rtcpBuf [maxPacket]byte
-	dtmfPkt         rtp.Packet // reused for telephone-event decoding only
+	wmu     sync.Mutex // guards the pair's wbuf for WriteRTP
+	dtmfPkt rtp.Packet // reused for telephone-event decoding only
 
 	pktIn, bytesIn, pktOut, bytesOut  atomic.Uint64
 	rtcpIn, rtcpOut, dropped, foreign atomic.Uint64
@@ -201,20 +196,23 @@ func (l *Leg) SetRTCPMux(on bool) {
 func (l *Leg) WriteRTP(p *rtp.Packet) error {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
-	n, err := p.MarshalTo(l.wbuf[:])
-	if err != nil {
-		return fmt.Errorf("media: marshal RTP for %s leg: %w", l.side, err)
-	}
+	// Checked first: once closed, the pair and its buffer may serve another
+	// call.
 	l.r.mu.RLock()
 	defer l.r.mu.RUnlock()
 	if l.r.closed {
 		return ErrClosed
 	}
+	buf := &l.pair.wbuf
+	n, err := p.MarshalTo(buf[:])
+	if err != nil {
+		return fmt.Errorf("media: marshal RTP for %s leg: %w", l.side, err)
+	}
 	to := l.dest.Load().rtp
 	if !to.IsValid() {
 		return fmt.Errorf("%w (%s leg)", ErrNoRemote, l.side)
 	}
-	if _, err := l.rtpConn.WriteToUDPAddrPort(l.wbuf[:n], to); err != nil {
+	if _, err := l.rtpConn.WriteToUDPAddrPort(buf[:n], to); err != nil {
 		return fmt.Errorf("media: write RTP to %s leg %s: %w", l.side, to, err)
 	}
 	l.pktOut.Add(1)

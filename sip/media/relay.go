@@ -3,7 +3,6 @@ package media
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -66,7 +65,6 @@ type Relay struct {
 	closedAt time.Time
 
 	closeOnce sync.Once
-	wg        sync.WaitGroup
 }
 
 // NewRelay binds both legs' sockets and starts relaying, not bridged: packets
@@ -111,50 +109,24 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		if r.inactivity > 0 {
 			l.timer = time.AfterFunc(r.inactivity, l.checkIdle)
 		}
-		r.wg.Add(2)
-		go r.readRTP(l)
-		go r.readRTCP(l)
+		l.pair.leg.Store(l) // from here on its packets are this call's
 	}
 	return r, nil
 }
 
-// newLeg binds an RTP/RTCP pair, skipping ports another process holds.
+// newLeg takes a port pair from the pool, warm or newly bound.
 func (r *Relay) newLeg(side Side, bind, adv netip.Addr) (*Leg, error) {
-	network := "udp4"
-	if bind.Is6() {
-		network = "udp6"
+	pp, err := r.pool.getPair(bind)
+	if err != nil {
+		return nil, err
 	}
-	var lastErr error
-	for range r.pool.Size() {
-		port, err := r.pool.acquire()
-		if err != nil {
-			break
-		}
-		rtpConn, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(bind, uint16(port))))
-		if err != nil {
-			lastErr = err
-			r.pool.release(port)
-			continue
-		}
-		rtcpConn, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(bind, uint16(port+1))))
-		if err != nil {
-			lastErr = err
-			rtpConn.Close()
-			r.pool.release(port)
-			continue
-		}
-		l := &Leg{
-			r: r, side: side, port: port,
-			rtpConn: rtpConn, rtcpConn: rtcpConn,
-			local: netip.AddrPortFrom(adv, uint16(port)),
-		}
-		l.dest.Store(&legDest{})
-		return l, nil
+	l := &Leg{
+		r: r, side: side, port: pp.port, pair: pp,
+		rtpConn: pp.rtp, rtcpConn: pp.rtcp,
+		local: netip.AddrPortFrom(adv, uint16(pp.port)),
 	}
-	if lastErr != nil {
-		return nil, fmt.Errorf("%w: last bind error: %w", ErrNoPorts, lastErr)
-	}
-	return nil, ErrNoPorts
+	l.dest.Store(&legDest{})
+	return l, nil
 }
 
 // Trunk is the leg facing the caller's trunk.
@@ -248,20 +220,22 @@ func (r *Relay) Stats() RelayStats {
 	return RelayStats{Trunk: r.legs[SideTrunk].Stats(), Line: r.legs[SideLine].Stats(), Duration: end.Sub(r.epoch)}
 }
 
-// Close closes all four sockets at once, waits for the receive goroutines to
-// end and returns the ports to the pool. After Close returns, not one more
-// packet is sent to either peer (design.md D1/D2). Idempotent.
+// Close stops the call's media: it detaches both legs from their sockets,
+// which go back to the pool (closed, or resting warm and unowned), and
+// returns the ports. After Close returns, not one more packet is sent to
+// either peer, and nothing received is handled as this call's (design.md
+// D1/D2). Idempotent.
 func (r *Relay) Close() error {
 	r.closeOnce.Do(func() {
+		// Every packet is handled under r.mu held for reading, so taking it
+		// for writing waits out the one in hand, if any.
 		r.mu.Lock()
 		r.closed = true
 		r.closedAt = time.Now()
 		for _, l := range r.legs {
-			if l == nil {
-				continue
+			if l != nil {
+				l.pair.leg.Store(nil)
 			}
-			l.rtpConn.Close()
-			l.rtcpConn.Close()
 		}
 		r.mu.Unlock()
 		for _, l := range r.legs {
@@ -269,10 +243,9 @@ func (r *Relay) Close() error {
 				l.timer.Stop()
 			}
 		}
-		r.wg.Wait()
 		for _, l := range r.legs {
 			if l != nil {
-				r.pool.release(l.port)
+				r.pool.putPair(l.pair)
 			}
 		}
 		if r.legs[SideLine] != nil {
@@ -291,101 +264,87 @@ func (r *Relay) isClosed() bool {
 	return r.closed
 }
 
-// readRTP is the receive loop of a leg's RTP port.
-func (r *Relay) readRTP(l *Leg) {
-	defer r.wg.Done()
-	buf, pkt := &l.rtpBuf, &l.dtmfPkt
-	for {
-		n, src, err := l.rtpConn.ReadFromUDPAddrPort(buf[:])
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			continue // transient (e.g. ICMP-induced); the socket is still ours
-		}
-		src = unmap(src)
-		b := buf[:n]
-		// RFC 3550 §5.1: version 2, fixed header 12 bytes. Anything else is
-		// not RTP/RTCP and is never relayed.
-		if n < 8 || b[0]>>6 != 2 {
+// receiveRTP handles one datagram that reached leg l's RTP port from src.
+func (r *Relay) receiveRTP(l *Leg, b []byte, src netip.AddrPort) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.closed {
+		return // the pair was detached after this packet was read
+	}
+	n := len(b)
+	// RFC 3550 §5.1: version 2, fixed header 12 bytes. Anything else is
+	// not RTP/RTCP and is never relayed.
+	if n < 8 || b[0]>>6 != 2 {
+		l.dropped.Add(1)
+		return
+	}
+	// RFC 5761 §4: with rtcp-mux, second-byte values 192-223 are RTCP.
+	if b[1] >= 192 && b[1] <= 223 {
+		if !l.dest.Load().mux {
 			l.dropped.Add(1)
-			continue
-		}
-		// RFC 5761 §4: with rtcp-mux, second-byte values 192-223 are RTCP.
-		if b[1] >= 192 && b[1] <= 223 {
-			if !l.dest.Load().mux {
-				l.dropped.Add(1)
-				continue
-			}
-			if !l.acceptRTP(src) {
-				l.dropped.Add(1)
-				l.foreign.Add(1)
-				continue
-			}
-			l.rtcpIn.Add(1)
-			l.touch()
-			r.forward(l, b, true)
-			continue
-		}
-		if n < 12 {
-			l.dropped.Add(1)
-			continue
+			return
 		}
 		if !l.acceptRTP(src) {
 			l.dropped.Add(1)
 			l.foreign.Add(1)
-			continue
-		}
-		l.pktIn.Add(1)
-		l.bytesIn.Add(uint64(n))
-		l.touch()
-		if h := l.dtmf.Load(); h != nil {
-			if b[1]&0x7F == h.pt {
-				if pkt.Unmarshal(b) == nil {
-					if d, ok := h.dec.Decode(pkt); ok {
-						h.fn(d)
-					}
-				}
-			} else if d, ok := h.dec.Flush(); ok {
-				// Audio resumed after an event whose end packets were all
-				// lost (RFC 4733 §2.5.2.2): the key was pressed, report it.
-				h.fn(d)
-			}
-		}
-		r.forward(l, b, false)
-	}
-}
-
-// readRTCP is the receive loop of a leg's RTCP port.
-func (r *Relay) readRTCP(l *Leg) {
-	defer r.wg.Done()
-	buf := &l.rtcpBuf
-	for {
-		n, src, err := l.rtcpConn.ReadFromUDPAddrPort(buf[:])
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			continue
-		}
-		b := buf[:n]
-		if n < 8 || b[0]>>6 != 2 {
-			l.dropped.Add(1)
-			continue
-		}
-		if !l.acceptRTCP(unmap(src)) {
-			l.dropped.Add(1)
-			l.foreign.Add(1)
-			continue
+			return
 		}
 		l.rtcpIn.Add(1)
 		l.touch()
 		r.forward(l, b, true)
+		return
 	}
+	if n < 12 {
+		l.dropped.Add(1)
+		return
+	}
+	if !l.acceptRTP(src) {
+		l.dropped.Add(1)
+		l.foreign.Add(1)
+		return
+	}
+	l.pktIn.Add(1)
+	l.bytesIn.Add(uint64(n))
+	l.touch()
+	if h := l.dtmf.Load(); h != nil {
+		if b[1]&0x7F == h.pt {
+			if l.dtmfPkt.Unmarshal(b) == nil {
+				if d, ok := h.dec.Decode(&l.dtmfPkt); ok {
+					h.fn(d)
+				}
+			}
+		} else if d, ok := h.dec.Flush(); ok {
+			// Audio resumed after an event whose end packets were all
+			// lost (RFC 4733 §2.5.2.2): the key was pressed, report it.
+			h.fn(d)
+		}
+	}
+	r.forward(l, b, false)
+}
+
+// receiveRTCP handles one datagram that reached leg l's RTCP port.
+func (r *Relay) receiveRTCP(l *Leg, b []byte, src netip.AddrPort) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.closed {
+		return
+	}
+	if len(b) < 8 || b[0]>>6 != 2 {
+		l.dropped.Add(1)
+		return
+	}
+	if !l.acceptRTCP(src) {
+		l.dropped.Add(1)
+		l.foreign.Add(1)
+		return
+	}
+	l.rtcpIn.Add(1)
+	l.touch()
+	r.forward(l, b, true)
 }
 
 // forward sends a packet received on leg from to the other leg, if that
-// direction is open.
+// direction is open. r.mu is held for reading.
 func (r *Relay) forward(from *Leg, b []byte, rtcp bool) {
 	if !r.fwd[from.side].Load() {
 		from.dropped.Add(1)
@@ -406,14 +365,7 @@ func (r *Relay) forward(from *Leg, b []byte, rtcp bool) {
 			b[1] = b[1]&0x80 | m[b[1]&0x7F] // keep the marker bit
 		}
 	}
-	r.mu.RLock()
-	if r.closed {
-		r.mu.RUnlock()
-		return
-	}
-	_, err := conn.WriteToUDPAddrPort(b, addr)
-	r.mu.RUnlock()
-	if err != nil {
+	if _, err := conn.WriteToUDPAddrPort(b, addr); err != nil {
 		from.dropped.Add(1)
 		return
 	}
