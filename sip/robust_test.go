@@ -2,8 +2,10 @@ package sip
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -202,5 +204,29 @@ func TestDeadLineShutdownIsPromptAndLeavesNothing(t *testing.T) {
 	// reader, not a call of ours; everything of ours is checked above.
 	if err := noLeaks(ctx, leaks, goleak.IgnoreAnyFunction("github.com/emiago/sipgo/sip.(*TransportUDP).readUDPConnection")); err != nil {
 		t.Error(err)
+	}
+}
+
+// The warm port settings are checked like every other key: a bad value is a
+// one-line error naming the key.
+func TestMediaWarmConfig(t *testing.T) {
+	for _, c := range []struct {
+		m    MediaConfig
+		want string
+	}{
+		{MediaConfig{WarmPorts: -5}, "sip.media.warm_ports"},
+		{MediaConfig{PortRest: -time.Second}, "sip.media.port_rest"},
+	} {
+		cfg := Config{Advertise: "127.0.0.1", Trunks: []Trunk{{Name: "provider", Sources: []string{ipTrunk}}}, Lines: []Line{{Name: "home", Numbers: []string{lineNumber}, Contact: "sip:home@127.0.0.3"}}, Media: c.m}
+		cfg.Defaults()
+		err := cfg.Validate()
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: %v, want an ErrConfig naming %s", c.m, err, c.want)
+		}
+	}
+	var cfg Config
+	cfg.Defaults()
+	if cfg.Media.WarmPorts != 4096 || cfg.Media.PortRest != 2*time.Second {
+		t.Errorf("defaults: warm_ports %d, port_rest %s", cfg.Media.WarmPorts, cfg.Media.PortRest)
 	}
 }
