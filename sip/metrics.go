@@ -77,6 +77,22 @@ func (m *Metrics) registerServer(reg prometheus.Registerer, s *Server) {
 		Name: "cleanline_active_calls",
 		Help: "Calls in progress (ringing, warning or bridged).",
 	}, func() float64 { return float64(s.ActiveCalls()) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "cleanline_rtp_ports_free",
+		Help: "RTP port pairs no call holds (resting warm pairs included).",
+	}, func() float64 { return float64(s.ports.Free()) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "cleanline_rtp_ports_warm",
+		Help: "Port pairs of ended calls resting with their sockets open, for reuse.",
+	}, func() float64 { return float64(s.ports.Warm()) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "cleanline_rtp_port_binds_total",
+		Help: "RTP port pairs bound; a call that took a warm pair bound none.",
+	}, func() float64 { return float64(s.ports.Binds()) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "cleanline_rtp_stray_closes_total",
+		Help: "Resting port pairs closed because a packet reached them after their call ended.",
+	}, func() float64 { return float64(s.ports.Strays()) }))
 }
 
 func (m *Metrics) screened(v screening.Verdict, took time.Duration) {

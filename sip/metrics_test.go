@@ -49,6 +49,38 @@ func TestMetricsCountCallsVerdictsAndTransit(t *testing.T) {
 	if s := histogramCount(t, reg, "cleanline_screen_seconds"); s != 2 {
 		t.Errorf("screen observations = %d, want 2", s)
 	}
+	// The rung call bound two port pairs, which now rest warm; the blocked
+	// call took none.
+	for name, want := range map[string]float64{
+		"cleanline_rtp_port_binds_total":   2,
+		"cleanline_rtp_ports_warm":         2,
+		"cleanline_rtp_ports_free":         float64(e.s.ports.Size()),
+		"cleanline_rtp_stray_closes_total": 0,
+	} {
+		if got := gathered(t, reg, name); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+}
+
+// gathered is the value of a gauge or counter as scraped.
+func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			m := mf.GetMetric()[0]
+			if m.GetGauge() != nil {
+				return m.GetGauge().GetValue()
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("%s not gathered", name)
+	return 0
 }
 
 func histogramCount(t *testing.T, reg *prometheus.Registry, name string) uint64 {
