@@ -65,7 +65,7 @@ def metrics_summary(path):
                 name, labels = key.split("_bucket{", 1)
                 le = labels.split('le="', 1)[1].split('"', 1)[0]
                 buckets.setdefault(name, []).append((float(le), float(val)))
-            elif key.startswith(("cleanline_verdicts_total", "cleanline_store_unavailable_total")):
+            elif key.startswith(("cleanline_verdicts_total", "cleanline_store_unavailable_total", "cleanline_rtp_port_binds_total", "cleanline_rtp_stray_closes_total")):
                 counters[key] = float(val)
     lines = []
     for name, label in (("cleanline_invite_transit_seconds", "INVITE transit inside cleanline"),
