@@ -158,6 +158,7 @@ sip:
     bind: ${CL_MEDIA_IP:-127.0.0.5}
     port_min: 10000
     port_max: 59999
+    warm_ports: ${CL_WARM_PORTS:-4096}
 EOF
 	env ${CL_ENV:-} "$CLEANLINE" serve --config "$dir/cleanline.yaml" ${CL_SERVE_ARGS:-} >"$dir/cleanline.out" 2>"$dir/cleanline.log" &
 	CL_PID=$!

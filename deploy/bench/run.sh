@@ -39,6 +39,7 @@
 # ROUNDS [2], DIRECT [1], CL_LOG_LEVEL [warn], CL_MEDIA_IP [127.0.0.5],
 # CONCURRENT [1000] and HOLD_RTP [30] (seconds) for rtp, DISC_RATE [100] and
 # DISC_DURATION [20s] for disconnect, PROFILE_SECONDS [20] for profile,
+# CL_WARM_PORTS [4096] (cleanline's sip.media.warm_ports; -1 closes every pair),
 # OUT [a temp dir] for logs and the JSON reports, NICE [10] for the load tool.
 # Figures depend on the machine and what else runs on it: every run records
 # the load average before and after it; say so with the figures.
