@@ -14,8 +14,8 @@ import (
 )
 
 // Key layout (P is RedisOptions.Prefix, default "cl"). Everything one Lookup
-// touches for a caller N shares the hash tag {N}, so one Lua script can read
-// and update it on one Cluster node:
+// touches for a caller N shares the hash tag {N}, so it is on one Cluster
+// node:
 //
 //	P:{N}:e          string  exact entry, redisCodec
 //	P:{N}:p          string  "1" when N is protected
@@ -81,6 +81,7 @@ type RedisStore struct {
 	rdb           redis.UniversalClient
 	where         string // for errors: "redis 127.0.0.1:6379"
 	p             string
+	ranges        string // rangesKey, built once for Lookup
 	lookupTimeout time.Duration
 	clock         func() time.Time
 	cluster       bool // multi-key scripts would be CROSSSLOT
@@ -124,6 +125,7 @@ func NewRedis(opts RedisOptions) (*RedisStore, error) {
 	if s.p == "" {
 		s.p = "cl"
 	}
+	s.ranges = s.p + ":{ranges}"
 	if s.clock == nil {
 		s.clock = time.Now
 	}
@@ -177,7 +179,7 @@ func NewRedis(opts RedisOptions) (*RedisStore, error) {
 func (s *RedisStore) Client() redis.UniversalClient { return s.rdb }
 
 // Ping checks the server (every master in a Cluster) and loads the scripts,
-// so the first Lookup does not pay an extra round trip for NOSCRIPT.
+// so the first write does not pay an extra round trip for NOSCRIPT.
 func (s *RedisStore) Ping(ctx context.Context) error {
 	if err := s.begin(ctx); err != nil {
 		return err
@@ -185,7 +187,7 @@ func (s *RedisStore) Ping(ctx context.Context) error {
 	if err := s.rdb.Ping(ctx).Err(); err != nil {
 		return s.fail("ping", err)
 	}
-	for _, sc := range []*redis.Script{lookupScript, upsertScript, upsertRangeScript, reportScript, putManyScript} {
+	for _, sc := range []*redis.Script{upsertScript, upsertRangeScript, reportScript, putManyScript} {
 		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
 			return s.fail("script load", err)
 		}
@@ -214,7 +216,7 @@ func (s *RedisStore) tag(n string) string        { return s.p + ":{" + n + "}" }
 func (s *RedisStore) entryKey(n string) string   { return s.tag(n) + ":e" }
 func (s *RedisStore) protKey(n string) string    { return s.tag(n) + ":p" }
 func (s *RedisStore) trustKey(n string) string   { return s.tag(n) + ":t" }
-func (s *RedisStore) rangesKey() string          { return s.p + ":{ranges}" }
+func (s *RedisStore) rangesKey() string          { return s.ranges }
 func (s *RedisStore) rangesIdx() string          { return s.p + ":{ranges}:i" }
 func (s *RedisStore) protectedIdx() string       { return s.p + ":idx:protected" }
 func (s *RedisStore) lineIdx(line string) string { return s.p + ":line:{" + line + "}:t" }
@@ -242,32 +244,18 @@ func (s *RedisStore) bucketKey(b int) string { return fmt.Sprintf("%s:idx:b:%04d
 // leading zero), which is what lets Redis keep a small bucket as an intset.
 func idxMember(n string) string { return n[1:] }
 
-// lookupScript reads and updates everything under the caller's hash tag.
-// KEYS: entry, protected, trusted-by, cooldown, velocity.
-// ARGV: line, now (Unix ms), velocity window (ms, 0 = off).
-var lookupScript = redis.NewScript(`
-local e = redis.call('GET', KEYS[1])
-local p = redis.call('EXISTS', KEYS[2])
-local t = redis.call('SISMEMBER', KEYS[3], ARGV[1])
-local now = tonumber(ARGV[2])
-local c = 0
-local d = redis.call('GET', KEYS[4])
-if d and tonumber(d) > now then c = 1 end
-local n = 0
-local w = tonumber(ARGV[3])
-if w > 0 then
-  redis.call('ZADD', KEYS[5], 'GT', now, ARGV[1])
-  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - w)
-  n = redis.call('ZCARD', KEYS[5])
-  redis.call('PEXPIRE', KEYS[5], w)
-end
-return {e, p, t, c, n}
-`)
-
-// Lookup is one round trip: a pipeline of the caller script and an HMGET of
-// every prefix of the caller on the ranges hash. In a Cluster the two keys
-// may live on two nodes; go-redis sends to both in parallel, so it is still
-// one round-trip time.
+// Lookup is one round trip: a pipeline of plain commands, no script. In a
+// Cluster go-redis sends the caller's commands and the ranges HMGET to
+// their two nodes in parallel, so it is still one round-trip time.
+//
+// Not a Lua script: on Redis 7 the script machinery cost the server more
+// than the commands themselves (INFO commandstats per lookup, 100 ranges:
+// 20.5us as a script plus HMGET, 13.4us as this pipeline, 29.8 and 15.9 with
+// velocity, the HMGET being 9 of it); folding the HMGET into the script cost
+// more still. The velocity commands need no atomicity: interleaved with
+// another lookup of the same caller, ZCARD counts what some serial order
+// would, or members that the other lookup is about to trim but that are
+// inside this lookup's window.
 func (s *RedisStore) Lookup(ctx context.Context, q Query) (Facts, error) {
 	var f Facts
 	if err := s.begin(ctx); err != nil {
@@ -285,50 +273,64 @@ func (s *RedisStore) Lookup(ctx context.Context, q Query) (Facts, error) {
 		defer cancel()
 	}
 	now := nowOr(q.Now, s.clock).UnixMilli()
-	keys := []string{s.entryKey(q.Caller), s.protKey(q.Caller), s.trustKey(q.Caller),
-		s.coolKey(q.Caller, q.Line), s.tag(q.Caller) + ":v"}
-	args := []any{q.Line, now, q.VelocityWindow.Milliseconds()}
-	prefixes := make([]string, 0, len(q.Caller)-1)
-	for i := len(q.Caller); i >= 2; i-- {
-		prefixes = append(prefixes, q.Caller[:i])
+	k := s.lookupKeys(q.Caller, q.Line)
+	// Every prefix of the caller, longest first. go-redis takes *string
+	// arguments: pointers box without an allocation each.
+	prefixes := make([]string, len(q.Caller)-1)
+	hmArgs := make([]any, 2, 2+len(prefixes))
+	hmArgs[0], hmArgs[1] = "hmget", s.ranges
+	for i := range prefixes {
+		prefixes[i] = q.Caller[:len(q.Caller)-i]
+		hmArgs = append(hmArgs, &prefixes[i])
 	}
-	run := func(useSha bool) (*redis.Cmd, *redis.SliceCmd, error) {
-		pipe := s.rdb.Pipeline()
-		var sc *redis.Cmd
-		if useSha {
-			sc = lookupScript.EvalSha(ctx, pipe, keys, args...)
-		} else {
-			sc = lookupScript.Eval(ctx, pipe, keys, args...)
-		}
-		hm := pipe.HMGet(ctx, s.rangesKey(), prefixes...)
-		_, err := pipe.Exec(ctx)
-		return sc, hm, err
+	// MGET, not GETs: a missing key is a nil element, not a redis.Nil
+	// error, which go-redis classifies at a cost of a dozen allocations.
+	// The protected mark is only ever the string "1".
+	var cmds [7]redis.Cmder // one BatchProcess: no append growth in the pipeline
+	strs := redis.NewSliceCmd(ctx, "mget", k.entry, k.prot, k.cool)
+	line := any(q.Line) // boxed once for the commands that share it
+	trust := redis.NewBoolCmd(ctx, "sismember", k.trust, line)
+	ranges := redis.NewSliceCmd(ctx, hmArgs...)
+	batch := append(cmds[:0], strs, trust, ranges)
+	var lines *redis.IntCmd
+	if w := q.VelocityWindow.Milliseconds(); w > 0 {
+		vel := any(k.vel)
+		lines = redis.NewIntCmd(ctx, "zcard", vel)
+		batch = append(batch, // PEXPIRE next to ZADD: no set is left without a TTL
+			redis.NewIntCmd(ctx, "zadd", vel, "gt", now, line),
+			redis.NewBoolCmd(ctx, "pexpire", vel, w),
+			redis.NewIntCmd(ctx, "zremrangebyscore", vel, "-inf", now-w),
+			lines)
 	}
-	sc, hm, err := run(true)
-	if isNoScript(sc.Err()) {
-		sc, hm, err = run(false) // script cache flushed (restart, failover)
-	}
-	if err != nil {
+	pipe := s.rdb.Pipeline()
+	_ = pipe.BatchProcess(ctx, batch...)
+	if _, err := pipe.Exec(ctx); err != nil {
 		return Facts{}, s.fail("lookup", err)
 	}
-	res, err := sc.Slice()
-	if err != nil || len(res) != 5 {
-		return Facts{}, s.fail("lookup", fmt.Errorf("unexpected script reply %v: %v", res, err))
+	v := strs.Val()
+	if len(v) != 3 {
+		return Facts{}, s.fail("lookup", fmt.Errorf("MGET returned %d values for 3 keys", len(v)))
 	}
-	if v, ok := res[0].(string); ok {
-		e, err := decodeRedisEntry(q.Caller, false, v)
+	if str, ok := v[0].(string); ok {
+		e, err := decodeRedisEntry(q.Caller, false, str)
 		if err != nil {
 			return Facts{}, s.fail("lookup", err)
 		}
 		f.Entry = &e
 	}
-	f.Protected = res[1] == int64(1)
-	f.Trusted = res[2] == int64(1)
-	f.Cooldown = res[3] == int64(1)
-	if n, ok := res[4].(int64); ok {
-		f.DistinctLines = int(n)
+	f.Protected = v[1] != nil
+	f.Trusted = trust.Val()
+	if str, ok := v[2].(string); ok {
+		d, err := strconv.ParseInt(str, 10, 64)
+		if err != nil {
+			return Facts{}, s.fail("lookup", fmt.Errorf("cooldown of %s: %q is not a deadline", q.Caller, str))
+		}
+		f.Cooldown = d > now
 	}
-	for i, v := range hm.Val() { // longest prefix first
+	if lines != nil {
+		f.DistinctLines = int(lines.Val())
+	}
+	for i, v := range ranges.Val() {
 		if str, ok := v.(string); ok {
 			e, err := decodeRedisEntry(prefixes[i], true, str)
 			if err != nil {
@@ -339,6 +341,32 @@ func (s *RedisStore) Lookup(ctx context.Context, q Query) (Facts, error) {
 		}
 	}
 	return f, nil
+}
+
+// callerKeys are the keys one Lookup reads for a caller on a line.
+type callerKeys struct{ entry, prot, trust, cool, vel string }
+
+// lookupKeys builds entryKey, protKey, trustKey, coolKey and the velocity key
+// in one allocation: Lookup runs on every call.
+func (s *RedisStore) lookupKeys(caller, line string) callerKeys {
+	tagLen := len(s.p) + len(caller) + 3 // P:{N}
+	var b strings.Builder
+	b.Grow(5*tagLen + 11 + len(line))
+	var end [5]int
+	for i, suffix := range [5]string{":e", ":p", ":t", ":v", ":c:"} {
+		b.WriteString(s.p)
+		b.WriteString(":{")
+		b.WriteString(caller)
+		b.WriteString("}")
+		b.WriteString(suffix)
+		if i == 4 {
+			b.WriteString(line)
+		}
+		end[i] = b.Len()
+	}
+	all := b.String()
+	return callerKeys{entry: all[:end[0]], prot: all[end[0]:end[1]], trust: all[end[1]:end[2]],
+		vel: all[end[2]:end[3]], cool: all[end[3]:end[4]]}
 }
 
 func isNoScript(err error) bool { return redis.HasErrorPrefix(err, "NOSCRIPT") }

@@ -3,6 +3,7 @@ package blocklist_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -148,8 +149,8 @@ func TestRedisDown(t *testing.T) {
 	}
 }
 
-// TestRedisScriptFlush: after SCRIPT FLUSH (a restart or failover) Lookup and
-// Put fall back to EVAL and still answer.
+// TestRedisScriptFlush: after SCRIPT FLUSH (a restart or failover) Put and
+// Report fall back to EVAL and still answer; Lookup uses no script.
 func TestRedisScriptFlush(t *testing.T) {
 	srv := redistest.Start(t)
 	st := newRedis(t, blocklist.RedisOptions{Addrs: []string{srv.Addr}})
@@ -172,6 +173,29 @@ func TestRedisScriptFlush(t *testing.T) {
 	}
 	if e, err := st.Report(ctx, "+442079460123", "s", "r", time.Now()); err != nil || e.Reports != 1 {
 		t.Fatalf("Report after SCRIPT FLUSH: %+v, %v", e, err)
+	}
+}
+
+// TestRedisVelocityExpires: a Lookup's velocity set is bounded by the window
+// in time, and a Lookup without a window writes nothing.
+func TestRedisVelocityExpires(t *testing.T) {
+	srv := redistest.Start(t)
+	st := newRedis(t, blocklist.RedisOptions{Addrs: []string{srv.Addr}})
+	ctx := context.Background()
+	q := blocklist.Query{Caller: "+442079460123", Line: "home"}
+	if _, err := st.Lookup(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := srv.Do(ctx, "DBSIZE"); err != nil || n != "0" {
+		t.Fatalf("Lookup without a window left %s keys, %v", n, err)
+	}
+	q.VelocityWindow = time.Minute
+	if f, err := st.Lookup(ctx, q); err != nil || f.DistinctLines != 1 {
+		t.Fatalf("Lookup: %+v, %v", f, err)
+	}
+	ms, err := srv.Do(ctx, "PTTL", "cl:{+442079460123}:v")
+	if n, _ := strconv.Atoi(ms); err != nil || n <= 0 || n > 60_000 {
+		t.Fatalf("velocity set PTTL %s, %v; want (0, 60000]", ms, err)
 	}
 }
 
