@@ -165,6 +165,7 @@ func (p *PortPool) takeWarm(bind netip.Addr, anyAge bool) *portPair {
 	if pp.bind != bind {
 		return nil
 	}
+	p.warm[0] = nil // the backing array must not keep it once closed
 	p.warm = p.warm[1:]
 	pp.resting = false
 	p.inUse[pp.port] = true
