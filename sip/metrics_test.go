@@ -66,24 +66,15 @@ func TestMetricsCountCallsVerdictsAndTransit(t *testing.T) {
 // gathered is the value of a gauge or counter as scraped.
 func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
+	m := scraped(t, reg, name)
+	if m.GetGauge() != nil {
+		return m.GetGauge().GetValue()
 	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			m := mf.GetMetric()[0]
-			if m.GetGauge() != nil {
-				return m.GetGauge().GetValue()
-			}
-			return m.GetCounter().GetValue()
-		}
-	}
-	t.Fatalf("%s not gathered", name)
-	return 0
+	return m.GetCounter().GetValue()
 }
 
-func histogramCount(t *testing.T, reg *prometheus.Registry, name string) uint64 {
+// scraped is the first series of metric name, as a scrape would see it.
+func scraped(t *testing.T, reg *prometheus.Registry, name string) *dto.Metric {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -91,11 +82,16 @@ func histogramCount(t *testing.T, reg *prometheus.Registry, name string) uint64 
 	}
 	for _, mf := range mfs {
 		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetHistogram().GetSampleCount()
+			return mf.GetMetric()[0]
 		}
 	}
 	t.Fatalf("%s not gathered", name)
-	return 0
+	return nil
+}
+
+func histogramCount(t *testing.T, reg *prometheus.Registry, name string) uint64 {
+	t.Helper()
+	return scraped(t, reg, name).GetHistogram().GetSampleCount()
 }
 
 // value reads a counter's current value.

@@ -284,14 +284,7 @@ func (r *Relay) receiveRTP(l *Leg, b []byte, src netip.AddrPort) {
 			l.dropped.Add(1)
 			return
 		}
-		if !l.acceptRTP(src) {
-			l.dropped.Add(1)
-			l.foreign.Add(1)
-			return
-		}
-		l.rtcpIn.Add(1)
-		l.touch()
-		r.forward(l, b, true)
+		r.passRTCP(l, b, l.acceptRTP(src))
 		return
 	}
 	if n < 12 {
@@ -333,7 +326,13 @@ func (r *Relay) receiveRTCP(l *Leg, b []byte, src netip.AddrPort) {
 		l.dropped.Add(1)
 		return
 	}
-	if !l.acceptRTCP(src) {
+	r.passRTCP(l, b, l.acceptRTCP(src))
+}
+
+// passRTCP relays RTCP that reached l, on its RTCP port or muxed on its RTP
+// port, if it came from the latched source.
+func (r *Relay) passRTCP(l *Leg, b []byte, accepted bool) {
+	if !accepted {
 		l.dropped.Add(1)
 		l.foreign.Add(1)
 		return
