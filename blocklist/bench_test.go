@@ -102,19 +102,7 @@ func BenchmarkFileLookup1M(b *testing.B) {
 	qs := benchQueries(nums)
 	b.Run("plain", func(b *testing.B) { benchLookup(b, st, qs, 0) })
 	b.Run("velocity", func(b *testing.B) { benchLookup(b, st, qs, 5*time.Minute) })
-	b.Run("parallel", func(b *testing.B) {
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			ctx, i := context.Background(), rand.IntN(len(qs))
-			for pb.Next() {
-				if _, err := st.Lookup(ctx, qs[i%len(qs)]); err != nil {
-					b.Error(err)
-					return
-				}
-				i++
-			}
-		})
-	})
+	b.Run("parallel", func(b *testing.B) { benchLookupParallel(b, st, qs) })
 	b.Logf("%d numbers: built in %s (one Put), file %.1f MB, %s", n, build.Round(time.Millisecond),
 		float64(fi.Size())/1e6, procMem())
 }
@@ -161,19 +149,7 @@ func BenchmarkRedisLookup1M(b *testing.B) {
 	b.Run("plain", func(b *testing.B) { redisCPU(b, srv, func() { benchLookup(b, st, qs, 0) }) })
 	b.Run("velocity", func(b *testing.B) { redisCPU(b, srv, func() { benchLookup(b, st, qs, 5*time.Minute) }) })
 	b.Run("parallel", func(b *testing.B) {
-		b.ReportAllocs()
-		redisCPU(b, srv, func() {
-			b.RunParallel(func(pb *testing.PB) {
-				ctx, i := context.Background(), rand.IntN(len(qs))
-				for pb.Next() {
-					if _, err := st.Lookup(ctx, qs[i%len(qs)]); err != nil {
-						b.Error(err)
-						return
-					}
-					i++
-				}
-			})
-		})
+		redisCPU(b, srv, func() { benchLookupParallel(b, st, qs) })
 	})
 	mem, _ := srv.Do(context.Background(), "MEMORY", "STATS")
 	used := ""
@@ -295,6 +271,21 @@ func BenchmarkFileGet(b *testing.B) {
 			if _, err := st.Get(context.Background(), e.Number, false); err != nil {
 				b.Fatal(err)
 			}
+		}
+	})
+}
+
+// benchLookupParallel runs lookups from GOMAXPROCS goroutines.
+func benchLookupParallel(b *testing.B, st blocklist.Store, qs []blocklist.Query) {
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx, i := context.Background(), rand.IntN(len(qs))
+		for pb.Next() {
+			if _, err := st.Lookup(ctx, qs[i%len(qs)]); err != nil {
+				b.Error(err)
+				return
+			}
+			i++
 		}
 	})
 }

@@ -37,11 +37,16 @@ func (pp *portPair) close() {
 	pp.rtcp.Close()
 }
 
-// readRTP is the receive loop of the RTP socket.
-func (pp *portPair) readRTP() {
+// readRTP and readRTCP are the receive loops of the pair's two sockets.
+func (pp *portPair) readRTP()  { pp.read(pp.rtp, pp.rtpBuf[:], (*Relay).receiveRTP) }
+func (pp *portPair) readRTCP() { pp.read(pp.rtcp, pp.rtcpBuf[:], (*Relay).receiveRTCP) }
+
+// read hands every datagram on conn to the leg the pair serves; one that
+// arrives while the pair rests closes it (PortPool.stray).
+func (pp *portPair) read(conn *net.UDPConn, buf []byte, handle func(*Relay, *Leg, []byte, netip.AddrPort)) {
 	defer pp.wg.Done()
 	for {
-		n, src, err := pp.rtp.ReadFromUDPAddrPort(pp.rtpBuf[:])
+		n, src, err := conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -53,26 +58,6 @@ func (pp *portPair) readRTP() {
 			pp.pool.stray(pp)
 			continue
 		}
-		l.r.receiveRTP(l, pp.rtpBuf[:n], unmap(src))
-	}
-}
-
-// readRTCP is the receive loop of the RTCP socket.
-func (pp *portPair) readRTCP() {
-	defer pp.wg.Done()
-	for {
-		n, src, err := pp.rtcp.ReadFromUDPAddrPort(pp.rtcpBuf[:])
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			continue
-		}
-		l := pp.leg.Load()
-		if l == nil {
-			pp.pool.stray(pp)
-			continue
-		}
-		l.r.receiveRTCP(l, pp.rtcpBuf[:n], unmap(src))
+		handle(l.r, l, buf[:n], unmap(src))
 	}
 }
