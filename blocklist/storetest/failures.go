@@ -1,0 +1,77 @@
+package storetest
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/cleanline/cleanline/blocklist"
+)
+
+func testNotFound(t *testing.T, st blocklist.Admin) {
+	for _, isRange := range []bool{false, true} {
+		_, err := st.Get(bg, caller, isRange)
+		wantErr(t, fmt.Sprintf("Get absent (range=%v)", isRange), err, blocklist.ErrNotFound)
+		wantErr(t, fmt.Sprintf("Remove absent (range=%v)", isRange), st.Remove(bg, caller, isRange), blocklist.ErrNotFound)
+	}
+	wantErr(t, "Unprotect absent", st.Unprotect(bg, caller), blocklist.ErrNotFound)
+	wantErr(t, "Untrust absent", st.Untrust(bg, line1, caller), blocklist.ErrNotFound)
+	f := lookup(t, st, blocklist.Query{Caller: caller, Line: line1})
+	if f != (blocklist.Facts{}) {
+		t.Fatalf("Lookup on empty store = %+v", f)
+	}
+}
+
+func testInvalid(t *testing.T, st blocklist.Admin) {
+	bad := []string{"", "442079460123", "+", "+0207946", "+44 20 7946", "+44abc", "+4420794601234567", "+4", "anonymous", "+44\x00"}
+	for _, n := range bad {
+		_, _, err := st.Put(bg, []blocklist.Entry{{Number: n, Status: blocklist.StatusConfirmed}})
+		wantErr(t, fmt.Sprintf("Put(%q)", n), err, blocklist.ErrInvalid)
+		_, err = st.Lookup(bg, blocklist.Query{Caller: n, Line: line1})
+		wantErr(t, fmt.Sprintf("Lookup(%q)", n), err, blocklist.ErrInvalid)
+		_, err = st.Get(bg, n, false)
+		wantErr(t, fmt.Sprintf("Get(%q)", n), err, blocklist.ErrInvalid)
+		_, err = st.Report(bg, n, "s", "r", t0)
+		wantErr(t, fmt.Sprintf("Report(%q)", n), err, blocklist.ErrInvalid)
+		wantErr(t, fmt.Sprintf("Protect(%q)", n), st.Protect(bg, n), blocklist.ErrInvalid)
+		wantErr(t, fmt.Sprintf("Trust(%q)", n), st.Trust(bg, line1, n), blocklist.ErrInvalid)
+		wantErr(t, fmt.Sprintf("MarkCooldown(%q)", n), st.MarkCooldown(bg, line1, n, time.Minute), blocklist.ErrInvalid)
+	}
+	for _, p := range []string{"", "+", "+0", "44", "+44*", "+1234567890123456"} {
+		_, _, err := st.Put(bg, []blocklist.Entry{{Number: p, Range: true, Status: blocklist.StatusConfirmed}})
+		wantErr(t, fmt.Sprintf("Put range %q", p), err, blocklist.ErrInvalid)
+	}
+	for _, e := range []blocklist.Entry{
+		{Number: caller},                    // no status
+		{Number: caller, Status: "blocked"}, // unknown status
+		{Number: caller, Status: blocklist.StatusConfirmed, Reason: "two\nlines"},
+		{Number: caller, Status: blocklist.StatusConfirmed, Reports: -1},
+	} {
+		_, _, err := st.Put(bg, []blocklist.Entry{{Number: "+442079460001", Status: blocklist.StatusConfirmed}, e})
+		wantErr(t, fmt.Sprintf("Put(%+v)", e), err, blocklist.ErrInvalid)
+	}
+	// A batch with one bad entry writes nothing.
+	if _, err := st.Get(bg, "+442079460001", false); !errors.Is(err, blocklist.ErrNotFound) {
+		t.Fatalf("a rejected batch was partly written: %v", err)
+	}
+	wantErr(t, "Trust empty line", st.Trust(bg, "", caller), blocklist.ErrInvalid)
+	wantErr(t, "Trust control line", st.Trust(bg, "a\x00b", caller), blocklist.ErrInvalid)
+	_, err := st.Trusted(bg, "")
+	wantErr(t, "Trusted empty line", err, blocklist.ErrInvalid)
+	_, err = st.Lookup(bg, blocklist.Query{Caller: caller, Line: "bad\nline"})
+	wantErr(t, "Lookup bad line", err, blocklist.ErrInvalid)
+}
+
+func testClosed(t *testing.T, st blocklist.Admin) {
+	if err := st.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	_, err := st.Lookup(bg, blocklist.Query{Caller: caller, Line: line1})
+	wantErr(t, "Lookup after Close", err, blocklist.ErrClosed)
+	_, _, err = st.Put(bg, []blocklist.Entry{{Number: caller, Status: blocklist.StatusConfirmed}})
+	wantErr(t, "Put after Close", err, blocklist.ErrClosed)
+}
