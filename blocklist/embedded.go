@@ -2,10 +2,8 @@ package blocklist
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -72,11 +70,11 @@ const schemaVersion = "1"
 // Admin writes and Report are committed with fsync before they return;
 // cooldowns and velocity counters are in memory only (see shortLived).
 type FileStore struct {
-	db     *bolt.DB
-	path   string
-	clock  func() time.Time
-	mem    *shortLived
-	closed atomic.Bool
+	db    *bolt.DB
+	path  string
+	clock func() time.Time
+	mem   *shortLived
+	gate  // closed; where is path
 }
 
 var (
@@ -147,7 +145,7 @@ func OpenFile(path string, opts ...FileOption) (*FileStore, error) {
 		db.Close()
 		return nil, fmt.Errorf("%w: initialise %s: %w", ErrUnavailable, path, err)
 	}
-	return &FileStore{db: db, path: path, clock: cfg.clock, mem: newShortLived()}, nil
+	return &FileStore{db: db, path: path, clock: cfg.clock, mem: newShortLived(), gate: gate{where: path}}, nil
 }
 
 // PreferredBatch is the Import batch size for this store: a bbolt commit
@@ -169,16 +167,6 @@ func (s *FileStore) fail(op string, err error) error {
 		return fmt.Errorf("%s %s: %w", op, s.path, err)
 	}
 	return fmt.Errorf("%w: %s %s: %w", ErrUnavailable, op, s.path, err)
-}
-
-func (s *FileStore) begin(ctx context.Context, op string) error {
-	if s.closed.Load() {
-		return fmt.Errorf("%w: %s", ErrClosed, s.path)
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%w: %s %s: %w", ErrUnavailable, op, s.path, err)
-	}
-	return nil
 }
 
 // Local reports true: the file is memory-mapped in this process.

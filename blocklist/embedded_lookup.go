@@ -3,7 +3,6 @@ package blocklist
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -12,16 +11,10 @@ import (
 // Lookup answers from one read-only transaction and the in-memory marks.
 func (s *FileStore) Lookup(ctx context.Context, q Query) (Facts, error) {
 	var f Facts
-	// No ctx check: a local read takes microseconds, and refusing it because
+	// No notDone(ctx): a local read takes microseconds, and refusing it because
 	// the caller's goroutine was descheduled past its deadline would only
 	// turn a known answer into "unavailable" on a busy box.
-	if s.closed.Load() {
-		return f, fmt.Errorf("%w: %s", ErrClosed, s.path)
-	}
-	if err := checkNumber("caller", q.Caller); err != nil {
-		return f, err
-	}
-	if err := checkQueryLine(q.Line); err != nil {
+	if err := s.enter(isNumber("caller", q.Caller), isQueryLine(q.Line)); err != nil {
 		return f, err
 	}
 	now := nowOr(q.Now, s.clock).UnixNano()
@@ -91,17 +84,8 @@ func longestPrefix(c *bolt.Cursor, target []byte) (k, v []byte) {
 }
 
 func (s *FileStore) MarkCooldown(ctx context.Context, line, caller string, ttl time.Duration) error {
-	if err := s.begin(ctx, "cooldown"); err != nil {
+	if err := s.enter(notDone(ctx, "cooldown"), isLine(line), isNumber("caller", caller), isTTL(ttl)); err != nil {
 		return err
-	}
-	if err := checkLine(line); err != nil {
-		return err
-	}
-	if err := checkNumber("caller", caller); err != nil {
-		return err
-	}
-	if ttl <= 0 {
-		return fmt.Errorf("%w: cooldown ttl %s must be positive", ErrInvalid, ttl)
 	}
 	now := s.clock()
 	s.mem.markCooldown(line, caller, now.Add(ttl).UnixNano(), now.UnixNano())

@@ -9,10 +9,7 @@ import (
 )
 
 func (s *FileStore) Get(ctx context.Context, number string, isRange bool) (Entry, error) {
-	if err := s.begin(ctx, "get"); err != nil {
-		return Entry{}, err
-	}
-	if err := checkKey(number, isRange); err != nil {
+	if err := s.enter(notDone(ctx, "get"), isKey(number, isRange)); err != nil {
 		return Entry{}, err
 	}
 	e := Entry{Number: number, Range: isRange}
@@ -38,14 +35,14 @@ func (s *FileStore) Get(ctx context.Context, number string, isRange bool) (Entry
 const walkChunk = 1024
 
 func (s *FileStore) Walk(ctx context.Context, fn func(Entry) error) error {
-	if err := s.begin(ctx, "walk"); err != nil {
+	if err := s.enter(notDone(ctx, "walk")); err != nil {
 		return err
 	}
 	for _, isRange := range []bool{false, true} {
 		prefix := []byte{kindOf(isRange)}
 		after := prefix
 		for {
-			if err := s.begin(ctx, "walk"); err != nil {
+			if err := s.enter(notDone(ctx, "walk")); err != nil {
 				return err
 			}
 			chunk := make([]Entry, 0, walkChunk)
@@ -82,7 +79,7 @@ func (s *FileStore) Walk(ctx context.Context, fn func(Entry) error) error {
 }
 
 func (s *FileStore) Protected(ctx context.Context) ([]string, error) {
-	if err := s.begin(ctx, "protected"); err != nil {
+	if err := s.enter(notDone(ctx, "protected")); err != nil {
 		return nil, err
 	}
 	return s.keys("protected", key(kindProtected))
@@ -105,10 +102,7 @@ func (s *FileStore) keys(op string, prefix []byte) ([]string, error) {
 }
 
 func (s *FileStore) Trusted(ctx context.Context, line string) ([]string, error) {
-	if err := s.begin(ctx, "trusted"); err != nil {
-		return nil, err
-	}
-	if err := checkLine(line); err != nil {
+	if err := s.enter(notDone(ctx, "trusted"), isLine(line)); err != nil {
 		return nil, err
 	}
 	return s.keys("trusted", append(key(kindTrusted, line), 0))

@@ -12,16 +12,7 @@ import (
 )
 
 func (s *FileStore) Report(ctx context.Context, number, source, reason string, at time.Time) (Entry, error) {
-	if err := s.begin(ctx, "report"); err != nil {
-		return Entry{}, err
-	}
-	if err := checkNumber("number", number); err != nil {
-		return Entry{}, err
-	}
-	if err := checkText("source", source); err != nil {
-		return Entry{}, err
-	}
-	if err := checkText("reason", reason); err != nil {
+	if err := s.enter(notDone(ctx, "report"), isNumber("number", number), isText("source", source), isText("reason", reason)); err != nil {
 		return Entry{}, err
 	}
 	at = fromMilli(toMilli(nowOr(at, s.clock)))
@@ -67,10 +58,7 @@ func applyReport(e *Entry, source, reason string, at time.Time) {
 const bulkPut = 1000
 
 func (s *FileStore) Put(ctx context.Context, entries []Entry) (added, updated int, err error) {
-	if err := s.begin(ctx, "put"); err != nil {
-		return 0, 0, err
-	}
-	if err := validateEntries(entries); err != nil {
+	if err := s.enter(notDone(ctx, "put"), areEntries(entries)); err != nil {
 		return 0, 0, err
 	}
 	if len(entries) == 0 {
@@ -132,10 +120,7 @@ func (s *FileStore) Put(ctx context.Context, entries []Entry) (added, updated in
 }
 
 func (s *FileStore) Remove(ctx context.Context, number string, isRange bool) error {
-	if err := s.begin(ctx, "remove"); err != nil {
-		return err
-	}
-	if err := checkKey(number, isRange); err != nil {
+	if err := s.enter(notDone(ctx, "remove"), isKey(number, isRange)); err != nil {
 		return err
 	}
 	return s.deleteKey("remove", key(kindOf(isRange), number), number)
@@ -156,10 +141,7 @@ func (s *FileStore) deleteKey(op string, k []byte, what string) error {
 }
 
 func (s *FileStore) Protect(ctx context.Context, number string) error {
-	if err := s.begin(ctx, "protect"); err != nil {
-		return err
-	}
-	if err := checkNumber("number", number); err != nil {
+	if err := s.enter(notDone(ctx, "protect"), isNumber("number", number)); err != nil {
 		return err
 	}
 	return s.putKey("protect", key(kindProtected, number))
@@ -174,36 +156,21 @@ func (s *FileStore) putKey(op string, k []byte) error {
 }
 
 func (s *FileStore) Unprotect(ctx context.Context, number string) error {
-	if err := s.begin(ctx, "unprotect"); err != nil {
-		return err
-	}
-	if err := checkNumber("number", number); err != nil {
+	if err := s.enter(notDone(ctx, "unprotect"), isNumber("number", number)); err != nil {
 		return err
 	}
 	return s.deleteKey("unprotect", key(kindProtected, number), "protected "+number)
 }
 
 func (s *FileStore) Trust(ctx context.Context, line, number string) error {
-	if err := s.begin(ctx, "trust"); err != nil {
-		return err
-	}
-	if err := checkLine(line); err != nil {
-		return err
-	}
-	if err := checkNumber("number", number); err != nil {
+	if err := s.enter(notDone(ctx, "trust"), isLine(line), isNumber("number", number)); err != nil {
 		return err
 	}
 	return s.putKey("trust", key(kindTrusted, line, number))
 }
 
 func (s *FileStore) Untrust(ctx context.Context, line, number string) error {
-	if err := s.begin(ctx, "untrust"); err != nil {
-		return err
-	}
-	if err := checkLine(line); err != nil {
-		return err
-	}
-	if err := checkNumber("number", number); err != nil {
+	if err := s.enter(notDone(ctx, "untrust"), isLine(line), isNumber("number", number)); err != nil {
 		return err
 	}
 	return s.deleteKey("untrust", key(kindTrusted, line, number), number+" trusted by "+line)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -79,13 +78,12 @@ type RedisOptions struct {
 // RedisStore is the shared store on Redis (standalone, Sentinel or Cluster).
 type RedisStore struct {
 	rdb           redis.UniversalClient
-	where         string // for errors: "redis 127.0.0.1:6379"
 	p             string
 	ranges        string // rangesKey, built once for Lookup
 	lookupTimeout time.Duration
 	clock         func() time.Time
 	cluster       bool // multi-key scripts would be CROSSSLOT
-	closed        atomic.Bool
+	gate               // where: "redis 127.0.0.1:6379", for errors
 }
 
 // NewRedis builds the client; it does not dial. Call Ping at startup to
@@ -185,7 +183,7 @@ func (s *RedisStore) Client() redis.UniversalClient { return s.rdb }
 // Ping checks the server (every master in a Cluster) and loads the scripts,
 // so the first write does not pay an extra round trip for NOSCRIPT.
 func (s *RedisStore) Ping(ctx context.Context) error {
-	if err := s.begin(ctx); err != nil {
+	if err := s.enter(); err != nil {
 		return err
 	}
 	if err := s.rdb.Ping(ctx).Err(); err != nil {
@@ -195,13 +193,6 @@ func (s *RedisStore) Ping(ctx context.Context) error {
 		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
 			return s.fail("script load", err)
 		}
-	}
-	return nil
-}
-
-func (s *RedisStore) begin(ctx context.Context) error {
-	if s.closed.Load() {
-		return fmt.Errorf("%w: %s", ErrClosed, s.where)
 	}
 	return nil
 }

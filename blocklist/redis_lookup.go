@@ -24,13 +24,7 @@ import (
 // inside this lookup's window.
 func (s *RedisStore) Lookup(ctx context.Context, q Query) (Facts, error) {
 	var f Facts
-	if err := s.begin(ctx); err != nil {
-		return f, err
-	}
-	if err := checkNumber("caller", q.Caller); err != nil {
-		return f, err
-	}
-	if err := checkQueryLine(q.Line); err != nil {
+	if err := s.enter(isNumber("caller", q.Caller), isQueryLine(q.Line)); err != nil {
 		return f, err
 	}
 	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > s.lookupTimeout {
@@ -138,17 +132,8 @@ func (s *RedisStore) lookupKeys(caller, line string) callerKeys {
 // MarkCooldown stores the deadline as well as a TTL, so Lookup can compare it
 // with Query.Now exactly as the embedded store does; the TTL only cleans up.
 func (s *RedisStore) MarkCooldown(ctx context.Context, line, caller string, ttl time.Duration) error {
-	if err := s.begin(ctx); err != nil {
+	if err := s.enter(isLine(line), isNumber("caller", caller), isTTL(ttl)); err != nil {
 		return err
-	}
-	if err := checkLine(line); err != nil {
-		return err
-	}
-	if err := checkNumber("caller", caller); err != nil {
-		return err
-	}
-	if ttl <= 0 {
-		return fmt.Errorf("%w: cooldown ttl %s must be positive", ErrInvalid, ttl)
 	}
 	deadline := s.clock().Add(ttl).UnixMilli()
 	if err := s.rdb.Set(ctx, s.coolKey(caller, line), deadline, ttl).Err(); err != nil {

@@ -9,10 +9,7 @@ import (
 )
 
 func (s *RedisStore) Get(ctx context.Context, number string, isRange bool) (Entry, error) {
-	if err := s.begin(ctx); err != nil {
-		return Entry{}, err
-	}
-	if err := checkKey(number, isRange); err != nil {
+	if err := s.enter(isKey(number, isRange)); err != nil {
 		return Entry{}, err
 	}
 	var v string
@@ -44,7 +41,7 @@ const (
 // ranges by member, so it holds one group or page at a time and sees each
 // number once even while the listing changes.
 func (s *RedisStore) Walk(ctx context.Context, fn func(Entry) error) error {
-	if err := s.begin(ctx); err != nil {
+	if err := s.enter(); err != nil {
 		return err
 	}
 	if err := s.walkExact(ctx, fn); err != nil {
@@ -148,7 +145,7 @@ func (s *RedisStore) getMany(ctx context.Context, numbers []string) ([]any, erro
 }
 
 func (s *RedisStore) Protected(ctx context.Context) ([]string, error) {
-	if err := s.begin(ctx); err != nil {
+	if err := s.enter(); err != nil {
 		return nil, err
 	}
 	return s.members(ctx, "protected", s.protectedIdx())
@@ -167,10 +164,7 @@ func (s *RedisStore) members(ctx context.Context, op, key string) ([]string, err
 }
 
 func (s *RedisStore) Trusted(ctx context.Context, line string) ([]string, error) {
-	if err := s.begin(ctx); err != nil {
-		return nil, err
-	}
-	if err := checkLine(line); err != nil {
+	if err := s.enter(isLine(line)); err != nil {
 		return nil, err
 	}
 	return s.members(ctx, "trusted", s.lineIdx(line))

@@ -39,16 +39,7 @@ return v
 `)
 
 func (s *RedisStore) Report(ctx context.Context, number, source, reason string, at time.Time) (Entry, error) {
-	if err := s.begin(ctx); err != nil {
-		return Entry{}, err
-	}
-	if err := checkNumber("number", number); err != nil {
-		return Entry{}, err
-	}
-	if err := checkText("source", source); err != nil {
-		return Entry{}, err
-	}
-	if err := checkText("reason", reason); err != nil {
+	if err := s.enter(isNumber("number", number), isText("source", source), isText("reason", reason)); err != nil {
 		return Entry{}, err
 	}
 	at = nowOr(at, s.clock)
@@ -180,10 +171,7 @@ func (s *RedisStore) rangeCall(e *Entry, head, rest string) putCall {
 }
 
 func (s *RedisStore) Put(ctx context.Context, entries []Entry) (added, updated int, err error) {
-	if err := s.begin(ctx); err != nil {
-		return 0, 0, err
-	}
-	if err := validateEntries(entries); err != nil {
+	if err := s.enter(areEntries(entries)); err != nil {
 		return 0, 0, err
 	}
 	now := s.clock()
@@ -358,10 +346,7 @@ func dupInBatch(batch []Entry) bool {
 }
 
 func (s *RedisStore) Remove(ctx context.Context, number string, isRange bool) error {
-	if err := s.begin(ctx); err != nil {
-		return err
-	}
-	if err := checkKey(number, isRange); err != nil {
+	if err := s.enter(isKey(number, isRange)); err != nil {
 		return err
 	}
 	var del *redis.IntCmd
@@ -389,10 +374,7 @@ func (s *RedisStore) Remove(ctx context.Context, number string, isRange bool) er
 }
 
 func (s *RedisStore) Protect(ctx context.Context, number string) error {
-	if err := s.begin(ctx); err != nil {
-		return err
-	}
-	if err := checkNumber("number", number); err != nil {
+	if err := s.enter(isNumber("number", number)); err != nil {
 		return err
 	}
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -407,10 +389,7 @@ func (s *RedisStore) Protect(ctx context.Context, number string) error {
 }
 
 func (s *RedisStore) Unprotect(ctx context.Context, number string) error {
-	if err := s.begin(ctx); err != nil {
-		return err
-	}
-	if err := checkNumber("number", number); err != nil {
+	if err := s.enter(isNumber("number", number)); err != nil {
 		return err
 	}
 	var del *redis.IntCmd
@@ -429,13 +408,7 @@ func (s *RedisStore) Unprotect(ctx context.Context, number string) error {
 }
 
 func (s *RedisStore) Trust(ctx context.Context, line, number string) error {
-	if err := s.begin(ctx); err != nil {
-		return err
-	}
-	if err := checkLine(line); err != nil {
-		return err
-	}
-	if err := checkNumber("number", number); err != nil {
+	if err := s.enter(isLine(line), isNumber("number", number)); err != nil {
 		return err
 	}
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -450,13 +423,7 @@ func (s *RedisStore) Trust(ctx context.Context, line, number string) error {
 }
 
 func (s *RedisStore) Untrust(ctx context.Context, line, number string) error {
-	if err := s.begin(ctx); err != nil {
-		return err
-	}
-	if err := checkLine(line); err != nil {
-		return err
-	}
-	if err := checkNumber("number", number); err != nil {
+	if err := s.enter(isLine(line), isNumber("number", number)); err != nil {
 		return err
 	}
 	var rem *redis.IntCmd

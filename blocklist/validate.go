@@ -1,7 +1,9 @@
 package blocklist
 
 import (
+	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -107,6 +109,115 @@ func ValidateEntry(e Entry) error {
 		return fmt.Errorf("%s: %w", e.Number, err)
 	}
 	return nil
+}
+
+// gate is what both stores check before a method does any work, so that the
+// checks, their order and their error texts are one thing: every method of
+// FileStore and RedisStore starts with one call to enter, naming its
+// arguments with the functions below.
+//
+// The Redis store passes no notDone: go-redis refuses a ctx that is already
+// done before it sends anything, and fail wraps that in ErrUnavailable just
+// as notDone would. Neither store's Lookup passes one (see FileStore.Lookup).
+type gate struct {
+	where  string // names the store in errors: its file, "redis 127.0.0.1:6379"
+	closed atomic.Bool
+}
+
+// enter refuses a call on a closed store (ErrClosed), then with the first of
+// args that fails its check, in the order given (ErrInvalid; ErrUnavailable
+// for notDone).
+func (g *gate) enter(args ...arg) error {
+	if g.closed.Load() {
+		return fmt.Errorf("%w: %s", ErrClosed, g.where)
+	}
+	for i := range args {
+		if err := args[i].check(g.where); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type argKind uint8
+
+const (
+	argNotDone argKind = iota
+	argNumber
+	argKey
+	argLine
+	argQueryLine
+	argText
+	argTTL
+	argEntries
+)
+
+// arg is one argument of a store method as gate.enter checks it; make one
+// with notDone, isNumber, isKey, isLine, isQueryLine, isText, isTTL or
+// areEntries.
+type arg struct {
+	kind    argKind
+	what    string // the argument's name in errors ("caller"), or notDone's op
+	s       string
+	isRange bool
+	ttl     time.Duration
+	entries []Entry
+	ctx     context.Context
+}
+
+// notDone refuses a call whose ctx has already ended, before it does any
+// work; op names the call in the error, which wraps ErrUnavailable.
+func notDone(ctx context.Context, op string) arg { return arg{kind: argNotDone, what: op, ctx: ctx} }
+
+// isNumber: s is an E.164 number; what names it in the error ("caller").
+func isNumber(what, s string) arg { return arg{kind: argNumber, what: what, s: s} }
+
+// isKey: number is an E.164 number, or an E.164 prefix when isRange.
+func isKey(number string, isRange bool) arg { return arg{kind: argKey, s: number, isRange: isRange} }
+
+// isLine: a line something is set on (trust, cooldown) is 1 to maxLineLen
+// printable bytes.
+func isLine(line string) arg { return arg{kind: argLine, s: line} }
+
+// isQueryLine: a Lookup's line is a valid line, or empty.
+func isQueryLine(line string) arg { return arg{kind: argQueryLine, s: line} }
+
+// isText: free text (a reason, a source) is short printable UTF-8.
+func isText(what, s string) arg { return arg{kind: argText, what: what, s: s} }
+
+// isTTL: a cooldown lasts a positive time.
+func isTTL(ttl time.Duration) arg { return arg{kind: argTTL, ttl: ttl} }
+
+// areEntries: every entry of a Put is valid (ValidateEntry); one bad entry
+// refuses the whole batch.
+func areEntries(entries []Entry) arg { return arg{kind: argEntries, entries: entries} }
+
+func (a *arg) check(where string) error {
+	switch a.kind {
+	case argNotDone:
+		if err := a.ctx.Err(); err != nil {
+			return fmt.Errorf("%w: %s %s: %w", ErrUnavailable, a.what, where, err)
+		}
+		return nil
+	case argNumber:
+		return checkNumber(a.what, a.s)
+	case argKey:
+		return checkKey(a.s, a.isRange)
+	case argLine:
+		return checkLine(a.s)
+	case argQueryLine:
+		return checkQueryLine(a.s)
+	case argText:
+		return checkText(a.what, a.s)
+	case argTTL:
+		if a.ttl <= 0 {
+			return fmt.Errorf("%w: cooldown ttl %s must be positive", ErrInvalid, a.ttl)
+		}
+		return nil
+	case argEntries:
+		return validateEntries(a.entries)
+	}
+	panic(fmt.Sprintf("blocklist: unknown argument kind %d", a.kind))
 }
 
 func validateEntries(entries []Entry) error {

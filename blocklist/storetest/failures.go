@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -74,4 +75,35 @@ func testClosed(t *testing.T, st blocklist.Admin) {
 	wantErr(t, "Lookup after Close", err, blocklist.ErrClosed)
 	_, _, err = st.Put(bg, []blocklist.Entry{{Number: caller, Status: blocklist.StatusConfirmed}})
 	wantErr(t, "Put after Close", err, blocklist.ErrClosed)
+	// Closed is said first, even to a call with bad arguments.
+	_, err = st.Lookup(bg, blocklist.Query{Caller: "anonymous", Line: line1})
+	wantErr(t, "Lookup(anonymous) after Close", err, blocklist.ErrClosed)
+	wantErr(t, "Trust(\"\") after Close", st.Trust(bg, "", "x"), blocklist.ErrClosed)
+}
+
+// testCanceled: an admin call whose ctx has already ended fails with
+// ErrUnavailable wrapping the ctx's error, and writes nothing.
+func testCanceled(t *testing.T, st blocklist.Admin) {
+	ctx, cancel := context.WithCancel(bg)
+	cancel()
+	want := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, blocklist.ErrUnavailable) || !errors.Is(err, context.Canceled) {
+			t.Fatalf("%s with a canceled ctx: got %v, want ErrUnavailable wrapping context.Canceled", what, err)
+		}
+	}
+	_, _, err := st.Put(ctx, []blocklist.Entry{{Number: caller, Status: blocklist.StatusConfirmed}})
+	want("Put", err)
+	_, err = st.Report(ctx, caller, "s", "r", t0)
+	want("Report", err)
+	_, err = st.Get(ctx, caller, false)
+	want("Get", err)
+	want("Walk", st.Walk(ctx, func(blocklist.Entry) error { return nil }))
+	want("Protect", st.Protect(ctx, caller))
+	want("Trust", st.Trust(ctx, line1, caller))
+	_, err = st.Trusted(ctx, line1)
+	want("Trusted", err)
+	if _, err := st.Get(bg, caller, false); !errors.Is(err, blocklist.ErrNotFound) {
+		t.Fatalf("a write with a canceled ctx was stored: %v", err)
+	}
 }

@@ -42,6 +42,7 @@ func Run(t *testing.T, open Open) {
 		{"Invalid", testInvalid},
 		{"ConcurrentLookups", testConcurrent},
 		{"Closed", testClosed},
+		{"Canceled", testCanceled},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
