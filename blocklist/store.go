@@ -4,7 +4,8 @@
 // (shared, production) and an embedded single-file store (one box).
 //
 // Every number this package sees is already normalised to E.164 by the caller
-// (see screening.Normalize); a range is an E.164 prefix such as "+4420794601".
+// (see the Normalize method of screening.Normalizer, and NormalizePrefix for
+// ranges); a range is an E.164 prefix such as "+4420794601".
 package blocklist
 
 import (
