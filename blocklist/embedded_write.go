@@ -38,26 +38,11 @@ func (s *FileStore) Report(ctx context.Context, number, source, reason string, a
 	return out, nil
 }
 
-// applyReport is the one definition of what a report does to an existing
-// entry: count it, move LastSeen forward, fill Reason/Source only when empty
-// (the first account of a number is kept), never change the status.
-func applyReport(e *Entry, source, reason string, at time.Time) {
-	e.Reports++
-	if at.After(e.LastSeen) {
-		e.LastSeen = at
-	}
-	if e.Reason == "" {
-		e.Reason = reason
-	}
-	if e.Source == "" {
-		e.Source = source
-	}
-}
-
 // bulkPut is the batch size from which Put packs pages densely.
 const bulkPut = 1000
 
-func (s *FileStore) Put(ctx context.Context, entries []Entry) (added, updated int, err error) {
+// Put writes entries in one transaction; see Admin.Put and mergePut.
+func (s *FileStore) Put(ctx context.Context, entries []Entry, opts ...PutOption) (added, updated int, err error) {
 	if err := s.enter(notDone(ctx, "put"), areEntries(entries)); err != nil {
 		return 0, 0, err
 	}
@@ -83,6 +68,7 @@ func (s *FileStore) Put(ctx context.Context, entries []Entry) (added, updated in
 		}
 		return a - b
 	})
+	cfg := putOptions(opts)
 	now := s.clock()
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketData)
@@ -100,7 +86,7 @@ func (s *FileStore) Put(ctx context.Context, entries []Entry) (added, updated in
 				if err := decodeEntry(v, &old); err != nil {
 					return corrupt(e.Number, err)
 				}
-				e.FirstSeen, e.Reports = old.FirstSeen, old.Reports
+				e = mergePut(old, e, cfg.force)
 				updated++
 			} else {
 				added++

@@ -22,6 +22,11 @@ type ImportOptions struct {
 	Status          Status // for lines without a status column; default confirmed
 	Source          string // for lines without a source, e.g. "import:feed.csv"
 	Reason          string // for lines without a reason
+	// ForceStatus lets a line's status replace a stronger stored one. Without
+	// it a reported line leaves a confirmed entry confirmed, with its reason
+	// and source, and only moves its LastSeen forward; such an entry counts
+	// as updated (see Admin.Put).
+	ForceStatus bool
 	// BatchSize is entries per Put. Zero means the store's preference when
 	// it has one (FileStore: 100,000, since every bbolt commit rewrites the
 	// pages it touches; RedisStore: 100,000, to group its listing writes),
@@ -36,7 +41,7 @@ type ImportOptions struct {
 type ImportResult struct {
 	Lines    int // lines read, including blank and comment lines
 	Added    int // new entries stored
-	Updated  int // existing entries replaced (FirstSeen and Reports kept)
+	Updated  int // existing entries replaced (FirstSeen and Reports kept), or kept stronger
 	Rejected int // bad lines, all counted
 	Rejects  []Reject
 }
@@ -220,13 +225,17 @@ func Import(ctx context.Context, r io.Reader, dst Admin, opt ImportOptions) (Imp
 			res.Rejects = append(res.Rejects, Reject{Line: n, Text: text, Err: err})
 		}
 	}
+	var putOpts []PutOption
+	if opt.ForceStatus {
+		putOpts = append(putOpts, ForceStatus())
+	}
 	batch := make([]Entry, 0, opt.BatchSize)
 	batchFirstLine := 0
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
 		}
-		a, u, err := dst.Put(ctx, batch)
+		a, u, err := dst.Put(ctx, batch, putOpts...)
 		if err != nil {
 			return fmt.Errorf("import: storing lines %d-%d (%d entries stored before them): %w",
 				batchFirstLine, res.Lines, res.Added+res.Updated, err)

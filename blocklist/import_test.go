@@ -123,12 +123,12 @@ type failingStore struct {
 	okBatches int
 }
 
-func (f *failingStore) Put(ctx context.Context, es []blocklist.Entry) (int, int, error) {
+func (f *failingStore) Put(ctx context.Context, es []blocklist.Entry, opts ...blocklist.PutOption) (int, int, error) {
 	if f.okBatches == 0 {
 		return 0, 0, fmt.Errorf("%w: disk gone", blocklist.ErrUnavailable)
 	}
 	f.okBatches--
-	return f.Admin.Put(ctx, es)
+	return f.Admin.Put(ctx, es, opts...)
 }
 
 // errReader returns a read error after its data.
@@ -228,4 +228,48 @@ func FuzzParseImportLine(f *testing.F) {
 			_ = blocklist.ValidateEntry(blocklist.Entry{Number: n, Status: blocklist.StatusConfirmed, Reason: r.Reason, Source: r.Source, FirstSeen: time.Now()})
 		}
 	})
+}
+
+// TestImportKeepsConfirmed: importing a feed as reported does not downgrade
+// numbers already confirmed (they stay blocked) unless ForceStatus is set;
+// either way they count as updated.
+func TestImportKeepsConfirmed(t *testing.T) {
+	ctx := context.Background()
+	st := openFile(t, filepath.Join(t.TempDir(), "b.db"))
+	if _, _, err := st.Put(ctx, []blocklist.Entry{
+		{Number: "+442079460001", Status: blocklist.StatusConfirmed, Reason: "bank impersonation", Source: "cli"},
+		{Number: "+4420794601", Range: true, Status: blocklist.StatusConfirmed, Reason: "spoofed block", Source: "cli"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	feed := "+442079460001,feed reason\n+4420794601*\n+442079460002\n"
+	opt := importOpts()
+	opt.Status = blocklist.StatusReported
+	res, err := blocklist.Import(ctx, strings.NewReader(feed), st, opt)
+	if err != nil || res.Added != 1 || res.Updated != 2 || res.Rejected != 0 {
+		t.Fatalf("reported import: %+v, %v; want 1 added, 2 updated", res, err)
+	}
+	for _, k := range []struct {
+		n       string
+		isRange bool
+	}{{"+442079460001", false}, {"+4420794601", true}} {
+		e, err := st.Get(ctx, k.n, k.isRange)
+		if err != nil || e.Status != blocklist.StatusConfirmed || e.Source != "cli" {
+			t.Fatalf("%s after a reported import: %+v, %v; want it still confirmed, source cli", k.n, e, err)
+		}
+	}
+	if e, _ := st.Get(ctx, "+442079460002", false); e.Status != blocklist.StatusReported {
+		t.Fatalf("new number from a reported import: %+v", e)
+	}
+	opt.ForceStatus = true
+	res, err = blocklist.Import(ctx, strings.NewReader(feed), st, opt)
+	if err != nil || res.Added != 0 || res.Updated != 3 {
+		t.Fatalf("forced reported import: %+v, %v; want 3 updated", res, err)
+	}
+	if e, _ := st.Get(ctx, "+442079460001", false); e.Status != blocklist.StatusReported || e.Reason != "feed reason" || e.Source != "import:test" {
+		t.Fatalf("after a forced reported import: %+v, want it reported with the feed's reason and source", e)
+	}
+	if e, _ := st.Get(ctx, "+4420794601", true); e.Status != blocklist.StatusReported {
+		t.Fatalf("range after a forced reported import: %+v", e)
+	}
 }

@@ -69,32 +69,52 @@ func (s *RedisStore) Report(ctx context.Context, number, source, reason string, 
 	return e, nil
 }
 
-// upsertScript writes an exact entry, keeping FirstSeen and Reports of an
-// existing one. KEYS: entry. ARGV: "fs|n|" for a new entry, the rest of the
-// record. Returns 1 when added, 0 when updated.
-var upsertScript = redis.NewScript(`
-local old = redis.call('GET', KEYS[1])
-local head = ARGV[1]
-if old then
+// mergeLua is mergePut for a stored record (see encodeRedisParts), as a Lua
+// function the put scripts share. old is the stored record or false; head
+// ("fs|n|") and rest are the new entry's; force is "1" for ForceStatus.
+// Only two statuses exist, so "weaker" is a reported 'r' (byte 114) put over
+// a confirmed 'c' (99); bytes are compared so that the common case, no
+// downgrade, costs one match as it did before there was a merge. Returns
+// the record to store.
+const mergeLua = `
+local function merge(old, head, rest, force)
+  if not old then return head .. rest end
   local fs, n = string.match(old, '^(-?%d+)|(%d+)|')
-  if fs then head = fs .. '|' .. n .. '|' end
+  if not fs then return head .. rest end
+  head = fs .. '|' .. n .. '|'
+  local at = string.len(head) + 1
+  if force == '1' or string.byte(rest, 1) ~= 114 or string.byte(old, at) ~= 99 then
+    return head .. rest
+  end
+  local _, e, ls, rl = string.find(old, '^c|(-?%d+)|(%d+)|', at)
+  local _, re, nls, nrl = string.find(rest, '^r|(-?%d+)|(%d+)|')
+  if not e or not re then return head .. rest end
+  rl, nrl = tonumber(rl), tonumber(nrl)
+  local reason = string.sub(old, e + 1, e + rl)
+  local source = string.sub(old, e + rl + 1)
+  if reason == '' then reason = string.sub(rest, re + 1, re + nrl) end
+  if source == '' then source = string.sub(rest, re + nrl + 1) end
+  if tonumber(nls) > tonumber(ls) then ls = nls end
+  return head .. 'c|' .. ls .. '|' .. string.len(reason) .. '|' .. reason .. source
 end
-redis.call('SET', KEYS[1], head .. ARGV[2])
+`
+
+// upsertScript writes an exact entry over an existing one (mergeLua).
+// KEYS: entry. ARGV: "fs|n|" for a new entry, the rest of the record, force.
+// Returns 1 when added, 0 when updated.
+var upsertScript = redis.NewScript(mergeLua + `
+local old = redis.call('GET', KEYS[1])
+redis.call('SET', KEYS[1], merge(old, ARGV[1], ARGV[2], ARGV[3]))
 if old then return 0 end
 return 1
 `)
 
 // upsertRangeScript is upsertScript for a field of the ranges hash, plus its
 // index (same hash tag, so atomic even in a Cluster).
-// KEYS: ranges hash, ranges index. ARGV: head, rest, prefix.
-var upsertRangeScript = redis.NewScript(`
+// KEYS: ranges hash, ranges index. ARGV: head, rest, prefix, force.
+var upsertRangeScript = redis.NewScript(mergeLua + `
 local old = redis.call('HGET', KEYS[1], ARGV[3])
-local head = ARGV[1]
-if old then
-  local fs, n = string.match(old, '^(-?%d+)|(%d+)|')
-  if fs then head = fs .. '|' .. n .. '|' end
-end
-redis.call('HSET', KEYS[1], ARGV[3], head .. ARGV[2])
+redis.call('HSET', KEYS[1], ARGV[3], merge(old, ARGV[1], ARGV[2], ARGV[4]))
 redis.call('ZADD', KEYS[2], 0, ARGV[3])
 if old then return 0 end
 return 1
@@ -105,18 +125,16 @@ return 1
 // not one per number. Keys are handled in order, so a number twice in one
 // call is added, then updated. Standalone and Sentinel only: in a Cluster
 // the keys span slots.
-// KEYS: entries. ARGV: head and rest of each, in turn. Returns how many were
-// added; the others were updated.
-var putManyScript = redis.NewScript(`
-local added = 0
+// KEYS: entries. ARGV: force, then head and rest of each, in turn. Returns
+// how many were added; the others were updated.
+var putManyScript = redis.NewScript(mergeLua + `
+local force, added = ARGV[1], 0
 for i = 1, #KEYS do
-  local head, rest = ARGV[2 * i - 1], ARGV[2 * i]
+  local head, rest = ARGV[2 * i], ARGV[2 * i + 1]
   if redis.call('SET', KEYS[i], head .. rest, 'NX') then
     added = added + 1
   else
-    local fs, n = string.match(redis.call('GET', KEYS[i]) or '', '^(-?%d+)|(%d+)|')
-    if fs then head = fs .. '|' .. n .. '|' end
-    redis.call('SET', KEYS[i], head .. rest)
+    redis.call('SET', KEYS[i], merge(redis.call('GET', KEYS[i]), head, rest, force))
   end
 end
 return added
@@ -131,22 +149,33 @@ const putBatch = 5000
 // holds Redis, and the Lookups queued behind it, for about 3 ms at most.
 const scriptBatch = 1000
 
+// forceArg is ForceStatus as the put scripts take it.
+func forceArg(force bool) string {
+	if force {
+		return "1"
+	}
+	return "0"
+}
+
 // manyCalls collects exact entries into putManyScript calls.
-type manyCalls []putCall
+type manyCalls struct {
+	force string // forceArg
+	calls []putCall
+}
 
 func (m *manyCalls) add(key, head, rest string) {
-	if len(*m) == 0 || (*m)[len(*m)-1].n == scriptBatch {
-		*m = append(*m, putCall{sc: putManyScript})
+	if len(m.calls) == 0 || m.calls[len(m.calls)-1].n == scriptBatch {
+		m.calls = append(m.calls, putCall{sc: putManyScript, args: []any{m.force}})
 	}
-	c := &(*m)[len(*m)-1]
+	c := &m.calls[len(m.calls)-1]
 	c.keys = append(c.keys, key)
 	c.args = append(c.args, head, rest)
 	c.n++
 }
 
 // send pipelines every call and appends them to calls.
-func (m manyCalls) send(ctx context.Context, p redis.Pipeliner, calls []putCall) []putCall {
-	for _, c := range m {
+func (m *manyCalls) send(ctx context.Context, p redis.Pipeliner, calls []putCall) []putCall {
+	for _, c := range m.calls {
 		c.send(ctx, p)
 		calls = append(calls, c)
 	}
@@ -166,14 +195,20 @@ func (c *putCall) send(ctx context.Context, p redis.Pipeliner) {
 	c.cmd = c.sc.EvalSha(ctx, p, c.keys, c.args...)
 }
 
-func (s *RedisStore) rangeCall(e *Entry, head, rest string) putCall {
-	return putCall{sc: upsertRangeScript, keys: []string{s.rangesKey(), s.rangesIdx()}, args: []any{head, rest, e.Number}, n: 1}
+func exactCall(key, head, rest, force string) putCall {
+	return putCall{sc: upsertScript, keys: []string{key}, args: []any{head, rest, force}, n: 1}
 }
 
-func (s *RedisStore) Put(ctx context.Context, entries []Entry) (added, updated int, err error) {
+func (s *RedisStore) rangeCall(e *Entry, head, rest, force string) putCall {
+	return putCall{sc: upsertRangeScript, keys: []string{s.rangesKey(), s.rangesIdx()}, args: []any{head, rest, e.Number, force}, n: 1}
+}
+
+// Put writes entries in pipelined batches; see Admin.Put and mergePut.
+func (s *RedisStore) Put(ctx context.Context, entries []Entry, opts ...PutOption) (added, updated int, err error) {
 	if err := s.enter(areEntries(entries)); err != nil {
 		return 0, 0, err
 	}
+	force := forceArg(putOptions(opts).force)
 	now := s.clock()
 	// The listing index first (see Report).
 	if err := s.index(ctx, entries); err != nil {
@@ -181,7 +216,7 @@ func (s *RedisStore) Put(ctx context.Context, entries []Entry) (added, updated i
 	}
 	for start := 0; start < len(entries); start += putBatch {
 		batch := entries[start:min(start+putBatch, len(entries))]
-		a, u, err := s.putBatch(ctx, batch, now)
+		a, u, err := s.putBatch(ctx, batch, now, force)
 		added += a
 		updated += u
 		if err != nil {
@@ -197,13 +232,13 @@ func (s *RedisStore) Put(ctx context.Context, entries []Entry) (added, updated i
 // (measured, 1M import). Only the numbers that already exist (SET NX
 // refused) are then updated by script, in a second round trip: one
 // putManyScript call, or one upsertScript per number in a Cluster.
-func (s *RedisStore) putBatch(ctx context.Context, batch []Entry, now time.Time) (added, updated int, err error) {
+func (s *RedisStore) putBatch(ctx context.Context, batch []Entry, now time.Time, force string) (added, updated int, err error) {
 	var calls []putCall
 	pipe := s.rdb.Pipeline()
 	if dupInBatch(batch) {
 		// Two writes of one number in one batch must apply in order; SET NX
 		// for both would lose the second. Rare: use the scripts.
-		var many manyCalls
+		many := manyCalls{force: force}
 		for _, e := range batch {
 			e = prepare(e, now)
 			head, rest := encodeRedisParts(&e)
@@ -211,9 +246,9 @@ func (s *RedisStore) putBatch(ctx context.Context, batch []Entry, now time.Time)
 				many.add(s.entryKey(e.Number), head, rest)
 				continue
 			}
-			c := putCall{sc: upsertScript, keys: []string{s.entryKey(e.Number)}, args: []any{head, rest}, n: 1}
+			c := exactCall(s.entryKey(e.Number), head, rest, force)
 			if e.Range {
-				c = s.rangeCall(&e, head, rest)
+				c = s.rangeCall(&e, head, rest, force)
 			}
 			c.send(ctx, pipe)
 			calls = append(calls, c)
@@ -231,7 +266,7 @@ func (s *RedisStore) putBatch(ctx context.Context, batch []Entry, now time.Time)
 		e = prepare(e, now)
 		head, rest := encodeRedisParts(&e)
 		if e.Range {
-			c := s.rangeCall(&e, head, rest)
+			c := s.rangeCall(&e, head, rest, force)
 			c.send(ctx, pipe)
 			calls = append(calls, c)
 			continue
@@ -241,7 +276,7 @@ func (s *RedisStore) putBatch(ctx context.Context, batch []Entry, now time.Time)
 	}
 	cmds, _ := pipe.Exec(ctx)
 	var again redis.Pipeliner
-	var many manyCalls
+	many := manyCalls{force: force}
 	for _, p := range nxs {
 		ok, err := p.nx.Result()
 		if err != nil {
@@ -258,11 +293,11 @@ func (s *RedisStore) putBatch(ctx context.Context, batch []Entry, now time.Time)
 		if again == nil {
 			again = s.rdb.Pipeline()
 		}
-		c := putCall{sc: upsertScript, keys: []string{p.key}, args: []any{p.head, p.rest}, n: 1}
+		c := exactCall(p.key, p.head, p.rest, force)
 		c.send(ctx, again)
 		calls = append(calls, c)
 	}
-	if len(many) > 0 {
+	if len(many.calls) > 0 {
 		again = s.rdb.Pipeline()
 		calls = many.send(ctx, again, calls)
 	}

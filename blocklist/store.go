@@ -96,9 +96,14 @@ type Admin interface {
 	Store
 
 	// Put adds or replaces entries (Number and Range identify an entry). It
-	// keeps FirstSeen and Reports of an existing entry and reports how many
-	// entries were new and how many were updated. Import batches through it.
-	Put(ctx context.Context, entries []Entry) (added, updated int, err error)
+	// keeps FirstSeen and Reports of an existing entry, and a weaker status
+	// never replaces a stronger one unless opts include ForceStatus: a
+	// reported entry put over a confirmed one leaves it confirmed, with its
+	// reason and source (filled from the put only where empty), and only
+	// moves its LastSeen forward. Entries of one call apply in order. It
+	// reports how many entries were new and how many were updated, kept ones
+	// included. Import batches through it.
+	Put(ctx context.Context, entries []Entry, opts ...PutOption) (added, updated int, err error)
 	// Remove deletes a number (or range); ErrNotFound when absent.
 	Remove(ctx context.Context, number string, isRange bool) error
 	// Get returns the entry for a number (or range); ErrNotFound when absent.

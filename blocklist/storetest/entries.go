@@ -123,9 +123,10 @@ func testPutCounts(t *testing.T, st blocklist.Admin) {
 	later := t0.Add(48 * time.Hour)
 	a2 := blocklist.Entry{Number: a.Number, Status: blocklist.StatusConfirmed, Reason: "r2", Source: "ops", Reports: 0, FirstSeen: later, LastSeen: later}
 	r2 := blocklist.Entry{Number: r.Number, Range: true, Status: blocklist.StatusConfirmed, Reports: 9, FirstSeen: later, LastSeen: later}
-	c := blocklist.Entry{Number: "+442079460003", Status: blocklist.StatusConfirmed}
-	// The same number twice in one batch: the second is an update, the last wins.
-	c2 := blocklist.Entry{Number: c.Number, Status: blocklist.StatusReported, Reason: "dup"}
+	c := blocklist.Entry{Number: "+442079460003", Status: blocklist.StatusReported}
+	// The same number twice in one batch: the second is an update, the last
+	// wins (a weaker last one is testPutKeepsStronger's).
+	c2 := blocklist.Entry{Number: c.Number, Status: blocklist.StatusConfirmed, Reason: "dup"}
 	if ad, up := put(t, st, a2, r2, c, c2); ad != 1 || up != 3 {
 		t.Fatalf("second Put: added %d updated %d, want 1 3", ad, up)
 	}
@@ -139,11 +140,11 @@ func testPutCounts(t *testing.T, st blocklist.Admin) {
 	if got := get(t, st, r.Number, true); !sameEntry(got, wantR) {
 		t.Fatalf("updated range = %+v, want %+v", got, wantR)
 	}
-	if got := get(t, st, c.Number, false); got.Reason != "dup" || got.Status != blocklist.StatusReported {
+	if got := get(t, st, c.Number, false); got.Reason != "dup" || got.Status != blocklist.StatusConfirmed {
 		t.Fatalf("duplicate in batch: %+v, want the last one", got)
 	}
 	// An update alone in its batch (implementations may take another path).
-	a3 := blocklist.Entry{Number: a.Number, Status: blocklist.StatusReported, Reason: "r3", FirstSeen: later, LastSeen: later}
+	a3 := blocklist.Entry{Number: a.Number, Status: blocklist.StatusConfirmed, Reason: "r3", FirstSeen: later, LastSeen: later}
 	if ad, up := put(t, st, a3, blocklist.Entry{Number: "+442079460004", Status: blocklist.StatusReported}); ad != 1 || up != 1 {
 		t.Fatalf("third Put: added %d updated %d, want 1 1", ad, up)
 	}
@@ -301,5 +302,120 @@ func testWalk(t *testing.T, st blocklist.Admin) {
 	})
 	if !errors.Is(err, stop) || count != 10 {
 		t.Fatalf("Walk with failing fn: err %v after %d calls", err, count)
+	}
+}
+
+// testPutKeepsStronger: a reported entry put over a confirmed one does not
+// downgrade it unless the put is forced. The kept entry keeps its status,
+// reason and source, fills them only where empty, moves LastSeen forward
+// only, and counts as updated: on every path a store writes by (one entry,
+// a range, duplicates in a batch, a batch of many).
+func testPutKeepsStronger(t *testing.T, st blocklist.Admin) {
+	later := t0.Add(time.Hour)
+	conf := blocklist.Entry{Number: caller, Status: blocklist.StatusConfirmed, Reason: "bank impersonation",
+		Source: "cli", Reports: 2, FirstSeen: t0, LastSeen: t0}
+	bare := blocklist.Entry{Number: "+442079460002", Status: blocklist.StatusConfirmed, FirstSeen: t0, LastSeen: t0}
+	rng := blocklist.Entry{Number: "+4420794601", Range: true, Status: blocklist.StatusConfirmed, Reason: "spoofed block",
+		Source: "ops", FirstSeen: t0, LastSeen: t0}
+	put(t, st, conf, bare, rng)
+	reported := func(e blocklist.Entry, at time.Time) blocklist.Entry {
+		return blocklist.Entry{Number: e.Number, Range: e.Range, Status: blocklist.StatusReported,
+			Reason: "feed says scam", Source: "import:feed.csv", FirstSeen: at, LastSeen: at}
+	}
+	if a, u := put(t, st, reported(conf, later), reported(bare, later), reported(rng, later)); a != 0 || u != 3 {
+		t.Fatalf("reported over confirmed: added %d updated %d, want 0 3", a, u)
+	}
+	want := conf
+	want.LastSeen = later
+	if got := get(t, st, conf.Number, false); !sameEntry(got, want) {
+		t.Fatalf("confirmed entry after a reported put = %+v, want %+v (status, reason, source kept; LastSeen forward)", got, want)
+	}
+	if f := lookup(t, st, blocklist.Query{Caller: caller, Line: line1}); f.Entry == nil || f.Entry.Status != blocklist.StatusConfirmed {
+		t.Fatalf("Lookup after a reported put = %+v, want it still confirmed", f.Entry)
+	}
+	wantBare := bare
+	wantBare.Reason, wantBare.Source, wantBare.LastSeen = "feed says scam", "import:feed.csv", later
+	if got := get(t, st, bare.Number, false); !sameEntry(got, wantBare) {
+		t.Fatalf("confirmed entry without reason after a reported put = %+v, want %+v (empty fields filled)", got, wantBare)
+	}
+	wantRange := rng
+	wantRange.LastSeen = later
+	if got := get(t, st, rng.Number, true); !sameEntry(got, wantRange) {
+		t.Fatalf("confirmed range after a reported put = %+v, want %+v", got, wantRange)
+	}
+	// An earlier sighting does not move LastSeen back.
+	put(t, st, reported(conf, t0.Add(-time.Hour)))
+	if got := get(t, st, conf.Number, false); !got.LastSeen.Equal(later) || got.Status != blocklist.StatusConfirmed {
+		t.Fatalf("after an earlier reported put: %+v, want LastSeen %s and confirmed", got, later)
+	}
+
+	// One batch applies in order: a new number confirmed, then reported.
+	dup := blocklist.Entry{Number: "+442079460003", Status: blocklist.StatusConfirmed, Reason: "first", FirstSeen: t0, LastSeen: t0}
+	if a, u := put(t, st, dup, reported(dup, later)); a != 1 || u != 1 {
+		t.Fatalf("confirmed then reported in one batch: added %d updated %d, want 1 1", a, u)
+	}
+	if got := get(t, st, dup.Number, false); got.Status != blocklist.StatusConfirmed || got.Reason != "first" || !got.LastSeen.Equal(later) {
+		t.Fatalf("confirmed then reported in one batch = %+v, want confirmed, reason \"first\", LastSeen %s", got, later)
+	}
+
+	// More entries than one script call or one pipeline writes.
+	const n = 1203
+	var many, manyReported []blocklist.Entry
+	for i := 0; i < n; i++ {
+		e := blocklist.Entry{Number: fmt.Sprintf("+4474%08d", i*7919%100000000), Status: blocklist.StatusConfirmed,
+			Reason: "ops", FirstSeen: t0, LastSeen: t0}
+		many = append(many, e)
+		manyReported = append(manyReported, reported(e, later))
+	}
+	put(t, st, many...)
+	if a, u := put(t, st, manyReported...); a != 0 || u != n {
+		t.Fatalf("%d reported over confirmed: added %d updated %d, want 0 %d", n, a, u, n)
+	}
+	for _, i := range []int{0, 999, 1000, n - 1} {
+		if got := get(t, st, many[i].Number, false); got.Status != blocklist.StatusConfirmed || got.Reason != "ops" {
+			t.Fatalf("entry %d of %d after a reported put = %+v, want it still confirmed", i, n, got)
+		}
+	}
+
+	// Forced, the status is set as given and the entry is replaced, except
+	// FirstSeen and Reports as always.
+	force := func(es ...blocklist.Entry) (int, int) {
+		t.Helper()
+		a, u, err := st.Put(bg, es, blocklist.ForceStatus())
+		if err != nil {
+			t.Fatalf("Put(ForceStatus): %v", err)
+		}
+		return a, u
+	}
+	last := later.Add(time.Hour)
+	if a, u := force(reported(conf, last), reported(rng, last), blocklist.Entry{Number: "+442079460004", Status: blocklist.StatusReported}); a != 1 || u != 2 {
+		t.Fatalf("forced Put: added %d updated %d, want 1 2", a, u)
+	}
+	want = reported(conf, last)
+	want.FirstSeen, want.Reports = conf.FirstSeen, conf.Reports
+	if got := get(t, st, conf.Number, false); !sameEntry(got, want) {
+		t.Fatalf("after a forced reported put = %+v, want %+v", got, want)
+	}
+	if f := lookup(t, st, blocklist.Query{Caller: caller, Line: line1}); f.Entry == nil || f.Entry.Status != blocklist.StatusReported {
+		t.Fatalf("Lookup after a forced reported put = %+v, want it reported", f.Entry)
+	}
+	wantRange = reported(rng, last)
+	wantRange.FirstSeen = rng.FirstSeen
+	if got := get(t, st, rng.Number, true); !sameEntry(got, wantRange) {
+		t.Fatalf("range after a forced reported put = %+v, want %+v", got, wantRange)
+	}
+	if a, u := force(dup, reported(dup, last)); a != 0 || u != 2 {
+		t.Fatalf("forced confirmed then reported in one batch: added %d updated %d, want 0 2", a, u)
+	}
+	if got := get(t, st, dup.Number, false); got.Status != blocklist.StatusReported {
+		t.Fatalf("forced confirmed then reported in one batch = %+v, want reported", got)
+	}
+	if a, u := force(manyReported...); a != 0 || u != n {
+		t.Fatalf("%d forced: added %d updated %d, want 0 %d", n, a, u, n)
+	}
+	for _, i := range []int{0, 1000, n - 1} {
+		if got := get(t, st, many[i].Number, false); got.Status != blocklist.StatusReported || got.Reason != "feed says scam" {
+			t.Fatalf("entry %d of %d after a forced put = %+v, want it reported", i, n, got)
+		}
 	}
 }

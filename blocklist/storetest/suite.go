@@ -32,6 +32,7 @@ func Run(t *testing.T, open Open) {
 		{"LongestPrefix", testLongestPrefix},
 		{"PutCounts", testPutCounts},
 		{"PutCountsLarge", testPutCountsLarge},
+		{"PutKeepsStronger", testPutKeepsStronger},
 		{"Report", testReport},
 		{"Protected", testProtected},
 		{"TrustedPerLine", testTrusted},
