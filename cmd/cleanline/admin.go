@@ -88,6 +88,7 @@ func cmdBlock(ctx context.Context, e *env, args []string) error {
 	reason := fs.String("reason", "", "why the number is blocked")
 	source := fs.String("source", "cli", "who says so")
 	reported := fs.Bool("reported", false, "only reported (warn), not confirmed (block)")
+	force := fs.Bool("force", false, "let --reported downgrade a number already confirmed")
 	asJSON := fs.Bool("json", false, "list as JSON lines")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -146,11 +147,26 @@ func cmdBlock(ctx context.Context, e *env, args []string) error {
 	if *reported {
 		status = blocklist.StatusReported
 	}
+	var opts []blocklist.PutOption
+	if *force {
+		opts = append(opts, blocklist.ForceStatus())
+	}
 	now := time.Now()
 	added, _, err := e.store.Put(ctx, []blocklist.Entry{{Number: key, Range: isRange, Status: status,
-		Reason: *reason, Source: *source, FirstSeen: now, LastSeen: now}})
+		Reason: *reason, Source: *source, FirstSeen: now, LastSeen: now}}, opts...)
 	if err != nil {
 		return err
+	}
+	if added == 0 && !*force && status == blocklist.StatusReported {
+		// Put keeps a stronger status: say what the entry is, not what was asked.
+		en, err := e.store.Get(ctx, key, isRange)
+		if err != nil {
+			return fmt.Errorf("updated %s, but reading it back: %w", display(key, isRange), err)
+		}
+		if en.Status != status {
+			fmt.Fprintf(e.stdout, "updated %s (still %s: --reported does not downgrade it without --force)\n", display(key, isRange), en.Status)
+			return nil
+		}
 	}
 	what := "updated"
 	if added == 1 {
@@ -224,6 +240,7 @@ func cmdImport(ctx context.Context, e *env, args []string) error {
 	fs := e.flags()
 	reported := fs.Bool("reported", false, "import as reported (warn) instead of confirmed (block)")
 	source := fs.String("source", "", "source recorded for lines that name none (default import:FILE)")
+	force := fs.Bool("force", false, "let reported lines downgrade numbers already confirmed (by default they stay confirmed)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -248,6 +265,7 @@ func cmdImport(ctx context.Context, e *env, args []string) error {
 		NormalizePrefix: norm.NormalizePrefix,
 		Status:          blocklist.StatusConfirmed,
 		Source:          *source,
+		ForceStatus:     *force,
 	}
 	if *reported {
 		opt.Status = blocklist.StatusReported
@@ -260,6 +278,11 @@ func cmdImport(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stderr, "%s:%d: %v\n", pos[0], r.Line, r.Err)
 	}
 	fmt.Fprintf(e.stdout, "added %d, updated %d, rejected %d\n", res.Added, res.Updated, res.Rejected)
+	if err == nil && res.Rejected > 0 {
+		// The good lines are stored; the status tells a script that some
+		// were not. A store or read error (exitError) says more and wins.
+		e.code = exitRejected
+	}
 	return err
 }
 

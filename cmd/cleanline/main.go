@@ -21,7 +21,10 @@ const (
 	exitWarn  = 1
 	exitBlock = 2
 	exitError = 3
-	exitUsage = 64 // sysexits.h EX_USAGE
+	// exitRejected: import stored the good lines but rejected some (each is
+	// named on stderr), so a script can tell a clean import from a partial one.
+	exitRejected = 4
+	exitUsage    = 64 // sysexits.h EX_USAGE
 )
 
 const usage = `cleanline: call screening for landlines
@@ -29,11 +32,11 @@ const usage = `cleanline: call screening for landlines
 Usage:
   cleanline serve   [--config FILE]
   cleanline check   NUMBER [--line L] [--international] [--json]
-  cleanline block   add NUMBER|RANGE* [--reason R] [--source S] [--reported]
+  cleanline block   add NUMBER|RANGE* [--reason R] [--source S] [--reported [--force]]
   cleanline block   remove NUMBER|RANGE*
   cleanline block   list [--json]
   cleanline report  NUMBER [--line L] [--reason R]
-  cleanline import  FILE [--reported] [--source S]
+  cleanline import  FILE [--reported] [--force] [--source S]
   cleanline trust   add|remove LINE NUMBER
   cleanline trust   list LINE
   cleanline protect add|remove NUMBER
@@ -44,7 +47,11 @@ Flags for every command (before or after the arguments):
   --store URL     file:PATH (default file:./cleanline.db), redis://HOST:PORT[/DB],
                   redis-sentinel://HOST:PORT,.../MASTER, redis-cluster://HOST:PORT,...
 
-check exits 0 for allow, 1 for warn, 2 for block; every command exits 3 on
+A reported entry never downgrades one already confirmed (it stays blocked)
+unless --force is given.
+
+check exits 0 for allow, 1 for warn, 2 for block; import exits 4 when it
+rejected some lines (it still imports the others); every command exits 3 on
 errors and 64 on usage errors.
 `
 

@@ -111,8 +111,8 @@ func TestImport(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := cli(t, "import", feed, "--store", store)
-	r.expect(t, exitOK, "added 3, updated 0, rejected 2", "feed.csv:3:", "feed.csv:7:")
-	cli(t, "import", feed, "--store", store).expect(t, exitOK, "added 0, updated 3, rejected 2")
+	r.expect(t, exitRejected, "added 3, updated 0, rejected 2", "feed.csv:3:", "feed.csv:7:")
+	cli(t, "import", feed, "--store", store).expect(t, exitRejected, "added 0, updated 3, rejected 2")
 	cli(t, "check", "+442079460200", "--store", store).expect(t, exitBlock, "blocklist.confirmed")
 	cli(t, "check", "+442079460499", "--store", store).expect(t, exitBlock, "blocklist.range")
 }
@@ -174,4 +174,65 @@ func TestLockedStoreIsAClearError(t *testing.T) {
 	defer st.Close()
 	r := cli(t, "check", "+442079460123", "--store", "file:"+path)
 	r.expect(t, exitError, path)
+}
+
+// TestImportExitStatus: a clean import exits 0; one with rejected lines
+// stores the good lines and exits exitRejected, distinct from an error.
+func TestImportExitStatus(t *testing.T) {
+	dir := t.TempDir()
+	store := "file:" + filepath.Join(dir, "cl.db")
+	write := func(name, body string) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	clean := write("clean.csv", "number,reason\n020 7946 0300,bank\n+442079460301\n")
+	cli(t, "import", clean, "--store", store).expect(t, exitOK, "added 2, updated 0, rejected 0")
+	partial := write("partial.csv", "+442079460302\nnot a number\n+442079460303,x,y,maybe\n+442079460304\n")
+	r := cli(t, "import", partial, "--store", store)
+	r.expect(t, exitRejected, "added 2, updated 0, rejected 2", "partial.csv:2:", "partial.csv:3:")
+	for _, n := range []string{"+442079460302", "+442079460304"} {
+		cli(t, "check", n, "--store", store).expect(t, exitBlock, "blocklist.confirmed")
+	}
+	// Nothing but rejected lines: still exitRejected, nothing stored.
+	bad := write("bad.csv", "junk1\njunk2\n")
+	cli(t, "import", bad, "--store", store).expect(t, exitRejected, "added 0, updated 0, rejected 2")
+	if !strings.Contains(cli(t, "help").stdout, "import exits 4") {
+		t.Fatal("usage does not document import's exit status 4")
+	}
+}
+
+// TestReportedDoesNotDowngrade: import --reported and block add --reported
+// leave a confirmed number confirmed (still blocked) unless --force is
+// given, on both stores.
+func TestReportedDoesNotDowngrade(t *testing.T) {
+	srv := redistest.Start(t)
+	dir := t.TempDir()
+	feed := filepath.Join(dir, "reported.csv")
+	if err := os.WriteFile(feed, []byte("020 7946 0400,feed reason\n020 7946 0401\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, store := range map[string]string{
+		"embedded": "file:" + filepath.Join(dir, "cl.db"),
+		"redis":    "redis://" + srv.Addr,
+	} {
+		t.Run(name, func(t *testing.T) {
+			cli(t, "block", "add", "020 7946 0400", "--reason", "bank impersonation", "--store", store).expect(t, exitOK, "added +442079460400 (confirmed)")
+			cli(t, "import", feed, "--reported", "--store", store).expect(t, exitOK, "added 1, updated 1, rejected 0")
+			cli(t, "check", "+442079460400", "--store", store).expect(t, exitBlock, "blocklist.confirmed", `reason "bank impersonation"`)
+			cli(t, "check", "+442079460401", "--store", store).expect(t, exitWarn, "blocklist.reported")
+
+			cli(t, "block", "add", "020 7946 0400", "--reported", "--store", store).expect(t, exitOK, "updated +442079460400 (still confirmed", "--force")
+			cli(t, "check", "+442079460400", "--store", store).expect(t, exitBlock, "blocklist.confirmed")
+			cli(t, "block", "add", "020 7946 0400", "--reported", "--force", "--store", store).expect(t, exitOK, "updated +442079460400 (reported)")
+			cli(t, "check", "+442079460400", "--store", store).expect(t, exitWarn, "blocklist.reported")
+
+			cli(t, "block", "add", "020 7946 0400", "--store", store).expect(t, exitOK, "updated +442079460400 (confirmed)")
+			cli(t, "import", feed, "--reported", "--force", "--store", store).expect(t, exitOK, "added 0, updated 2, rejected 0")
+			cli(t, "check", "+442079460400", "--store", store).expect(t, exitWarn, "blocklist.reported", `reason "feed reason"`)
+		})
+	}
 }
