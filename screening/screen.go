@@ -33,28 +33,36 @@ type Call struct {
 // Config is the screener's configuration.
 type Config struct {
 	Region string // region national numbers are read in; GB when empty
-	// Protected are never-originate numbers known without asking the store:
-	// emergency and police short codes and the like. DefaultProtected when nil.
+	// Protected are never-originate numbers beyond the built-in
+	// DefaultProtected, for every line: a call presenting one is spoofed, and
+	// dialling one first ends the line's other calls (D4).
 	Protected []string
-	Default   Policy            // policy of lines with none of their own
-	Lines     map[string]Policy // per-line policies, keyed like Call.Line
-	CacheSize int               // normaliser cache entries; 0 means 65536, <0 none
+	// Features are the codes lines dial that cleanline answers itself.
+	Features Features
+	Default  Policy // policy of lines with none of their own
+	Lines    []Line // the configured lines; a line not listed gets Default
+	// CacheSize is the normaliser's cache entries; 0 means 65536, <0 none.
+	CacheSize int
 }
 
 // DefaultProtected are UK numbers that never place calls: emergency (999,
 // 112), police non-emergency (101), NHS (111), power cut (105), Stop Scams UK
-// (159), and 119.
+// (159), and 119. They are protected on every line, whatever the
+// configuration adds.
 var DefaultProtected = []string{"999", "112", "101", "111", "105", "119", "159"}
 
 // Screener applies the rules to calls.
 type Screener struct {
-	store  blocklist.Store
-	local  bool // the store cannot hang: no deadline timer per call
-	norm   *Normalizer
-	static map[string]bool
-	def    Policy
-	lines  map[string]Policy
-	now    func() time.Time
+	store     blocklist.Store
+	local     bool // the store cannot hang: no deadline timer per call
+	norm      *Normalizer
+	def       Policy
+	defaults  lineRules             // what a line that is not configured gets
+	lines     map[string]*lineRules // by line name
+	lineNames []string
+	byNumber  map[string]string // lineKey of a number or name → line
+	features  Features
+	now       func() time.Time
 }
 
 // New builds a screener over store.
@@ -77,45 +85,42 @@ func New(store blocklist.Store, cfg Config) (*Screener, error) {
 		cfg.Default = DefaultPolicy()
 	}
 	if err := cfg.Default.Validate(); err != nil {
-		return nil, fmt.Errorf("default policy: %w", err)
+		return nil, fmt.Errorf("screening.default_policy: %w", err)
 	}
-	for line, p := range cfg.Lines {
-		if err := p.Validate(); err != nil {
-			return nil, fmt.Errorf("line %q policy: %w", line, err)
-		}
-	}
-	protected := cfg.Protected
-	if protected == nil {
-		protected = DefaultProtected
-	}
-	static := make(map[string]bool, len(protected))
-	for _, p := range protected {
-		k, err := norm.NormalizeKey(p)
-		if err != nil {
-			return nil, fmt.Errorf("protected number %q: %w", p, err)
-		}
-		static[k] = true
+	cfg.Features.defaults()
+	if err := cfg.Features.validate(); err != nil {
+		return nil, err
 	}
 	l, ok := store.(blocklist.Local)
-	return &Screener{store: store, local: ok && l.Local(), norm: norm, static: static, def: cfg.Default, lines: cfg.Lines, now: time.Now}, nil
+	sc := &Screener{store: store, local: ok && l.Local(), norm: norm, def: cfg.Default, features: cfg.Features, now: time.Now}
+	sc.defaults = lineRules{policy: cfg.Default, protected: map[string]bool{}}
+	if err := sc.protect(sc.defaults.protected, "built-in protected", DefaultProtected); err != nil {
+		return nil, err
+	}
+	if err := sc.protect(sc.defaults.protected, "screening.protected", cfg.Protected); err != nil {
+		return nil, err
+	}
+	if err := sc.addLines(cfg.Lines); err != nil {
+		return nil, err
+	}
+	return sc, nil
 }
 
 // Normalizer is the screener's normaliser, for tools that must agree with it.
 func (sc *Screener) Normalizer() *Normalizer { return sc.norm }
 
 // Policy is the policy that applies to line.
-func (sc *Screener) Policy(line string) Policy {
-	if p, ok := sc.lines[line]; ok {
-		return p
-	}
-	return sc.def
-}
+func (sc *Screener) Policy(line string) Policy { return sc.rules(line).policy }
+
+// Features are the feature codes in force.
+func (sc *Screener) Features() Features { return sc.features }
 
 // Screen decides a call. It always returns a verdict: when the store does not
 // answer within the line's StoreDeadline, the line's StoreFailure policy
 // applies (Defer by default) and the verdict says store.unavailable.
 func (sc *Screener) Screen(ctx context.Context, c Call) Verdict {
-	s := state{call: c, policy: sc.Policy(c.Line), static: sc.static}
+	r := sc.rules(c.Line)
+	s := state{call: c, policy: r.policy, static: r.protected}
 	raw := c.From
 	if c.Asserted != "" {
 		raw = c.Asserted

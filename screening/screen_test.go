@@ -115,7 +115,7 @@ func TestWithheldAndStrictPolicies(t *testing.T) {
 	block.Withheld = Block
 	strict := DefaultPolicy()
 	strict.Strict = true
-	sc := newScreener(t, st, Config{Lines: map[string]Policy{"care-home": block, "strict": strict}})
+	sc := newScreener(t, st, Config{Lines: linesOf(map[string]Policy{"care-home": block, "strict": strict})})
 	if err := st.Trust(ctx, "strict", caller2); err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +219,7 @@ func TestStoreDown(t *testing.T) {
 	warnLine, openLine := DefaultPolicy(), DefaultPolicy()
 	warnLine.StoreFailure = FailWarn
 	openLine.StoreFailure = FailOpen
-	sc := newScreener(t, st, Config{Lines: map[string]Policy{"care-home": warnLine, "provider": openLine}})
+	sc := newScreener(t, st, Config{Lines: linesOf(map[string]Policy{"care-home": warnLine, "provider": openLine})})
 	put(t, st, blocklist.Entry{Number: caller, Status: blocklist.StatusConfirmed})
 	want(t, sc.Screen(ctx, Call{Line: "home", From: caller}), Block, ReasonBlocklistConfirmed)
 
@@ -270,7 +270,7 @@ func TestConfigErrors(t *testing.T) {
 	st := openStore(t)
 	bad := DefaultPolicy()
 	bad.StoreFailure = "maybe"
-	if _, err := New(st, Config{Lines: map[string]Policy{"x": bad}}); err == nil {
+	if _, err := New(st, Config{Lines: linesOf(map[string]Policy{"x": bad})}); err == nil {
 		t.Fatal("bad store_failure accepted")
 	}
 	if _, err := New(st, Config{Region: "ZZ"}); err == nil {
@@ -282,4 +282,17 @@ func TestConfigErrors(t *testing.T) {
 	if _, err := New(nil, Config{}); err == nil {
 		t.Fatal("nil store accepted")
 	}
+}
+
+// linesOf configures lines whose policies set every key.
+func linesOf(m map[string]Policy) []Line {
+	var out []Line
+	for name, p := range m {
+		out = append(out, Line{Name: name, Policy: LinePolicy{
+			Withheld: &p.Withheld, ReportThreshold: &p.ReportThreshold, Cooldown: &p.Cooldown,
+			VelocityLines: &p.VelocityLines, VelocityWindow: &p.VelocityWindow, Strict: &p.Strict,
+			StoreFailure: &p.StoreFailure, StoreDeadline: &p.StoreDeadline, FlagAssertedMismatch: &p.FlagAssertedMismatch,
+		}})
+	}
+	return out
 }

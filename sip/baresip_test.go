@@ -147,7 +147,7 @@ func TestBaresipAnswersAndAudioFlowsBothWays(t *testing.T) {
 
 // D1 with a real phone: baresip hangs up, the trunk gets BYE, and nothing
 // the trunk does afterwards reaches baresip.
-func TestBaresipHangsUpTrunkGetsBye(t *testing.T) {
+func TestD1BaresipHangsUpTrunkGetsBye(t *testing.T) {
 	e, b := baresipEnv(t)
 	ctx := ctxT(t, 15*time.Second)
 	out := e.dial(callerOK)

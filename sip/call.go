@@ -109,9 +109,6 @@ const (
 	outcomeCompleted       = "completed" // answered, then someone hung up
 	outcomeCallerCancelled = "caller_cancelled"
 	outcomeNoAnswer        = "no_answer"
-	outcomeLineBusy        = "line_busy"
-	outcomeLineDeclined    = "line_declined"
-	outcomeLineFailed      = "line_failed"
 	outcomeWarnRefused     = "warn_refused" // line hung up during the warning
 	outcomeWarnTimeout     = "warn_timeout"
 	outcomeWarnReported    = "warn_reported"
@@ -123,7 +120,18 @@ const (
 	outcomeFeature         = "feature"
 	outcomeDeferred        = "deferred" // no verdict in time: 503 Retry-After
 	outcomeError           = "error"
+	// The far side's busy, declined and failed are named after it
+	// (farOutcome): "line_busy" on an inbound call, "trunk_busy" on a line's own.
 )
+
+// farOutcome names what the far side did (busy, declined, failed) after
+// the side it is on; no_answer stays as it is.
+func (c *call) farOutcome(what string) string {
+	if what == outcomeNoAnswer {
+		return what
+	}
+	return c.outSide().String() + "_" + what
+}
 
 func newCallID() string {
 	var b [8]byte
@@ -170,9 +178,7 @@ func (c *call) attachMedia() bool {
 	}
 	if err != nil {
 		c.log.Warn("call refused", zap.Error(err))
-		c.end(outcomeError, sideNone)
-		code, reason := statusOf(err)
-		c.refuse(code, reason) // not in.Respond: it would wait for the ACK
+		c.fail(outcomeError, sideNone, err) // not in.Respond: it would wait for the ACK
 		return false
 	}
 	c.s.reg.bind(c.in.ID, c, roleIn)
@@ -283,19 +289,27 @@ func (c *call) byeOut(out *sipgo.DialogClientSession) {
 	}
 }
 
-// refuse sends a final non-2xx to the received INVITE unless the caller is
-// already gone (CANCEL: sipgo answered 487 itself). It hands the response
-// to the server transaction and returns: RFC 3261 §17.2.1, the transaction
-// retransmits a non-2xx final response until the ACK and absorbs the ACK
-// itself, so nothing of the call waits for it. (sipgo's
-// DialogServerSession.Respond would block for the ACK, up to 64*T1, and
-// with it the handler and Shutdown.)
-func (c *call) refuse(code int, reason string, hdrs ...sip.Header) {
+// fail ends the call with outcome and answers the caller with the status
+// err maps to (statusOf): every refusal of a call goes through here.
+func (c *call) fail(outcome string, by side, err error, hdrs ...sip.Header) {
+	c.end(outcome, by)
+	c.refuse(err, hdrs...)
+}
+
+// refuse sends the final non-2xx err maps to, to the received INVITE,
+// unless the caller is already gone (CANCEL: sipgo answered 487 itself).
+// It hands the response to the server transaction and returns: RFC 3261
+// §17.2.1, the transaction retransmits a non-2xx final response until the
+// ACK and absorbs the ACK itself, so nothing of the call waits for it.
+// (sipgo's DialogServerSession.Respond would block for the ACK, up to
+// 64*T1, and with it the handler and Shutdown.)
+func (c *call) refuse(err error, hdrs ...sip.Header) {
 	if c.in.Context().Err() != nil {
 		return
 	}
+	code, reason := statusOf(err)
 	res := sip.NewResponseFromRequest(c.in.InviteRequest, code, reason, nil)
-	for _, h := range hdrs {
+	for _, h := range append(headersOf(err), hdrs...) {
 		res.AppendHeader(h)
 	}
 	if err := c.inTx.Respond(res); err != nil {

@@ -1,15 +1,12 @@
 package sip
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
-	"gopkg.in/yaml.v3"
 
 	"github.com/cleanline/cleanline/screening"
 )
@@ -35,8 +32,6 @@ type Config struct {
 	Media MediaConfig `yaml:"media"`
 	// Timers bound every wait of a call.
 	Timers Timers `yaml:"timers"`
-	// Features are the codes a line can dial that cleanline answers itself.
-	Features Features `yaml:"features"`
 	// Prompts overrides built-in prompts: name (warning, blocked, line_clear,
 	// line_busy, reported) → path of an 8 kHz mono 16-bit WAV file.
 	Prompts map[string]string `yaml:"prompts"`
@@ -95,9 +90,9 @@ type Line struct {
 	// Sources are the addresses the line's own calls come from; default the
 	// Contact's host. A request from there is a call placed by the line.
 	Sources []string `yaml:"sources"`
-	// Policy overrides the default screening policy for this line; only the
-	// keys given change (see screening.Policy).
-	Policy yaml.Node `yaml:"policy"`
+	// Policy is what the line changes of screening.default_policy, and its
+	// own protected numbers (its bank); screening reads it.
+	Policy screening.LinePolicy `yaml:"policy"`
 
 	contact sip.Uri
 	sources []netip.Prefix
@@ -146,19 +141,6 @@ type Timers struct {
 	Bye time.Duration `yaml:"bye"`
 }
 
-// Features are the codes a line can dial.
-type Features struct {
-	// LineCheck is answered by cleanline, which says whether any other call
-	// is still attached to the line (D5). Default "*99"; "-" disables.
-	LineCheck string `yaml:"line_check"`
-	// Report reports the line's last inbound caller. Default "*57"; "-" disables.
-	Report string `yaml:"report"`
-	// Protected are numbers that, when the line dials them, first tear down
-	// every other call of the line (D4), in addition to the screening
-	// protected numbers (999, 112, 101, 159, ...) and the store's.
-	Protected []string `yaml:"protected"`
-}
-
 // Defaults fills every unset key with its default.
 func (c *Config) Defaults() {
 	if len(c.Listen) == 0 {
@@ -191,12 +173,6 @@ func (c *Config) Defaults() {
 	def(&t.SessionExpires, 30*time.Minute)
 	def(&t.MinSE, 90*time.Second)
 	def(&t.Bye, 5*time.Second)
-	if c.Features.LineCheck == "" {
-		c.Features.LineCheck = "*99"
-	}
-	if c.Features.Report == "" {
-		c.Features.Report = "*57"
-	}
 }
 
 func cfgErr(key, format string, a ...any) error {
@@ -258,7 +234,6 @@ func (c *Config) Validate() error {
 	if len(c.Lines) == 0 {
 		return cfgErr("sip.lines", "none configured")
 	}
-	numbers := map[string]string{}
 	for i := range c.Lines {
 		l := &c.Lines[i]
 		key := fmt.Sprintf("sip.lines[%d]", i)
@@ -269,13 +244,6 @@ func (c *Config) Validate() error {
 			return cfgErr(key+".name", "%q used twice", l.Name)
 		}
 		names["line:"+l.Name] = true
-		for _, n := range append([]string{l.Name}, l.Numbers...) {
-			k := numberKey(n)
-			if other, ok := numbers[k]; ok && other != l.Name {
-				return cfgErr(key+".numbers", "%q also rings line %q", n, other)
-			}
-			numbers[k] = l.Name
-		}
 		if err := sip.ParseUri(l.Contact, &l.contact); err != nil || l.contact.Host == "" {
 			return cfgErr(key+".contact", "%q: want a SIP URI such as sip:landline@192.0.2.10:5060", l.Contact)
 		}
@@ -286,9 +254,6 @@ func (c *Config) Validate() error {
 		var err error
 		if l.sources, err = parsePrefixes(key+".sources", srcs); err != nil {
 			return err
-		}
-		if _, err := l.policyOver(screening.DefaultPolicy()); err != nil {
-			return cfgErr(key+".policy", "%v", err)
 		}
 	}
 	m := c.Media
@@ -329,11 +294,6 @@ func (c *Config) Validate() error {
 		// RFC 4028 §5: the Min-SE value "MUST NOT be less than 90 seconds".
 		return cfgErr("sip.timers.min_se", "%s: RFC 4028 forbids less than 90s", t.MinSE)
 	}
-	for _, f := range []struct{ key, v string }{{"line_check", c.Features.LineCheck}, {"report", c.Features.Report}} {
-		if f.v != "-" && strings.Trim(f.v, "0123456789*#") != "" {
-			return cfgErr("sip.features."+f.key, "%q: want digits, * and #, or - to disable", f.v)
-		}
-	}
 	for name := range c.Prompts {
 		switch name {
 		case "warning", "blocked", "line_clear", "line_busy", "reported":
@@ -344,40 +304,28 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// Policies decodes every line's policy over def (the configured default
-// policy), for screening.Config.Lines. Lines without a policy are left out:
-// they get the default.
-func (c *Config) Policies(def screening.Policy) (map[string]screening.Policy, error) {
-	out := map[string]screening.Policy{}
+// ScreeningLines are the lines as screening is to know them: the numbers
+// that ring each (and the user part of its contact, which trunks may dial,
+// unless lines share it), its policy and where it is configured.
+func (c *Config) ScreeningLines() []screening.Line {
+	users := make([]string, len(c.Lines))
+	count := map[string]int{}
 	for i, l := range c.Lines {
-		if l.Policy.Kind == 0 {
-			continue
+		var u sip.Uri
+		if sip.ParseUri(l.Contact, &u) == nil && u.User != "" {
+			users[i] = u.User
+			count[u.User]++
 		}
-		p, err := l.policyOver(def)
-		if err != nil {
-			return nil, cfgErr(fmt.Sprintf("sip.lines[%d].policy", i), "%v", err)
+	}
+	out := make([]screening.Line, len(c.Lines))
+	for i, l := range c.Lines {
+		numbers := append([]string{}, l.Numbers...)
+		if users[i] != "" && count[users[i]] == 1 {
+			numbers = append(numbers, users[i])
 		}
-		out[l.Name] = p
+		out[i] = screening.Line{Name: l.Name, Numbers: numbers, Policy: l.Policy, Key: fmt.Sprintf("sip.lines[%d]", i)}
 	}
-	return out, nil
-}
-
-func (l Line) policyOver(def screening.Policy) (screening.Policy, error) {
-	p := def
-	if l.Policy.Kind == 0 {
-		return p, nil
-	}
-	// Re-encode so unknown keys are errors (Node.Decode is not strict).
-	b, err := yaml.Marshal(&l.Policy)
-	if err != nil {
-		return p, err
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&p); err != nil {
-		return p, err
-	}
-	return p, p.Validate()
+	return out
 }
 
 func parsePrefixes(key string, in []string) ([]netip.Prefix, error) {
@@ -394,16 +342,4 @@ func parsePrefixes(key string, in []string) ([]netip.Prefix, error) {
 		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
 	}
 	return out, nil
-}
-
-// numberKey is how dialled numbers are compared: digits, '*' and '#' only,
-// with a leading + dropped, so "+44 20 7946 0123" matches "+442079460123".
-func numberKey(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		if (r >= '0' && r <= '9') || r == '*' || r == '#' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || r == '-' || r == '_' {
-			b.WriteRune(r)
-		}
-	}
-	return strings.ToLower(b.String())
 }

@@ -33,8 +33,10 @@ func TestSilentStoreDefersCallWith503(t *testing.T) {
 	if h := res.GetHeader("Retry-After"); h == nil || h.Value() != retryAfter {
 		t.Errorf("503 carries Retry-After %v, want %q", h, retryAfter)
 	}
-	// Bounded by the store deadline, not Redis' socket timeouts or the pause.
-	if took > time.Second {
+	// Bounded by the store deadline, not Redis' 3 s socket timeouts or the
+	// pause: the margin is for a busy box, where the 150 ms deadline's
+	// goroutine may itself wait for a core.
+	if took > 2*time.Second {
 		t.Errorf("503 took %s with the store deadline at 150 ms", took)
 	}
 	if err := e.line.NoIncoming(300 * time.Millisecond); err != nil {

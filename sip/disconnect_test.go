@@ -9,7 +9,7 @@ import (
 
 // D1 and D2 with the nastiest trunk: it ignores our BYE, re-INVITEs, sends
 // INFO and UPDATE and keeps sending RTP. The line hears nothing after its BYE.
-func TestLineHangupIsFinalWhateverTheTrunkDoes(t *testing.T) {
+func TestD1D2LineHangupIsFinalWhateverTheTrunkDoes(t *testing.T) {
 	e := newEnv(t)
 	ctx := ctxT(t, 15*time.Second)
 	out, in := e.connect()
@@ -58,7 +58,7 @@ func TestLineHangupIsFinalWhateverTheTrunkDoes(t *testing.T) {
 	e.waitNoCalls()
 }
 
-func TestTrunkHangupSendsByeToLine(t *testing.T) {
+func TestD1TrunkHangupSendsByeToLine(t *testing.T) {
 	e := newEnv(t)
 	ctx := ctxT(t, 10*time.Second)
 	out, in := e.connect()

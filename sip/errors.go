@@ -36,6 +36,25 @@ var (
 	ErrOverloaded = errors.New("sip: overloaded")
 	// ErrTooSmall: a Session-Expires below our Min-SE (422, RFC 4028 §8.1).
 	ErrTooSmall = errors.New("sip: session interval too small")
+	// ErrBlocked: screening refused the caller, or the person did after the
+	// warning (603 Decline, RFC 3261 §21.6.2: the callee does not wish to
+	// take part, and no other place will do).
+	ErrBlocked = errors.New("sip: call declined by screening")
+	// ErrDeferred: screening had no verdict in time (503 with Retry-After,
+	// RFC 3261 §21.5.4), so the caller's network retries rather than the
+	// call ringing unscreened.
+	ErrDeferred = errors.New("sip: screening deferred")
+	// ErrBusy: the far side is busy (486, RFC 3261 §21.4.24).
+	ErrBusy = errors.New("sip: far side busy")
+	// ErrDeclined: the far side declined the call (603).
+	ErrDeclined = errors.New("sip: far side declined")
+	// ErrUnavailable: the far side did not answer or could not be reached
+	// (480, RFC 3261 §21.4.18).
+	ErrUnavailable = errors.New("sip: far side unavailable")
+	// ErrNoCaller: the report code with no inbound caller to report (404).
+	ErrNoCaller = errors.New("sip: no caller to report")
+	// ErrNoRoute: no trunk takes the lines' own calls (503).
+	ErrNoRoute = errors.New("sip: no outbound trunk")
 )
 
 // statusError is an error that carries the SIP status it is answered with.
@@ -80,8 +99,40 @@ func statusOf(err error) (int, string) {
 		return sip.StatusServiceUnavailable, "Service Unavailable"
 	case errors.Is(err, ErrTooSmall):
 		return 422, "Session Interval Too Small"
+	case errors.Is(err, ErrBlocked), errors.Is(err, ErrDeclined):
+		return statusDecline, "Decline"
+	case errors.Is(err, ErrDeferred), errors.Is(err, ErrNoRoute):
+		return sip.StatusServiceUnavailable, "Service Unavailable"
+	case errors.Is(err, ErrBusy):
+		return sip.StatusBusyHere, "Busy Here"
+	case errors.Is(err, ErrUnavailable):
+		return sip.StatusTemporarilyUnavailable, "Temporarily Unavailable"
+	case errors.Is(err, ErrNoCaller):
+		return sip.StatusNotFound, "No Caller To Report"
 	}
 	return sip.StatusInternalServerError, "Server Internal Error"
+}
+
+// headersOf are the headers the response for err carries besides its status.
+func headersOf(err error) []sip.Header {
+	if errors.Is(err, ErrDeferred) {
+		return []sip.Header{sip.NewHeader("Retry-After", retryAfter)}
+	}
+	return nil
+}
+
+// farStatus maps the far side's final response to what it did, for the
+// call record (farOutcome), and the error the caller is answered with.
+func farStatus(code int) (string, error) {
+	switch code {
+	case sip.StatusBusyHere, 600:
+		return "busy", ErrBusy
+	case statusDecline:
+		return "declined", ErrDeclined
+	case sip.StatusRequestTimeout, sip.StatusTemporarilyUnavailable:
+		return outcomeNoAnswer, ErrUnavailable
+	}
+	return "failed", ErrUnavailable
 }
 
 // statusDecline is 603 Decline (RFC 3261 §21.6.2), which sipgo has no name for.

@@ -58,6 +58,12 @@ type envSetup struct {
 	tcp         bool
 	store       blocklist.Store // screens instead of env.store when set
 	serverOpts  []Option
+	screening   func(*screening.Config)
+}
+
+// withScreening changes the screener's configuration.
+func withScreening(f func(*screening.Config)) envOption {
+	return func(s *envSetup) { s.screening = f }
 }
 
 // withServerOpts passes options to NewServer.
@@ -147,15 +153,15 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 			prompts.Set(name, tone(name, d))
 		}
 	}
-	lines, err := cfg.Policies(screening.DefaultPolicy())
-	if err != nil {
-		t.Fatal(err)
-	}
 	var st blocklist.Store = e.store
 	if setup.store != nil {
 		st = setup.store
 	}
-	e.sc, err = screening.New(st, screening.Config{Region: "GB", Lines: lines})
+	scfg := screening.Config{Region: "GB", Lines: cfg.ScreeningLines()}
+	if setup.screening != nil {
+		setup.screening(&scfg)
+	}
+	e.sc, err = screening.New(st, scfg)
 	if err != nil {
 		t.Fatal(err)
 	}

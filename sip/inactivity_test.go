@@ -11,7 +11,7 @@ import (
 // D6, each leg on its own: one party keeps talking, the other's leg falls
 // silent (a vanished gateway, a dead phone); after the media timeout both
 // legs get BYE. The talking side alone must not keep the call alive.
-func TestMediaInactivityOnEitherLeg(t *testing.T) {
+func TestD6MediaInactivityOnEitherLeg(t *testing.T) {
 	const inactivity = 400 * time.Millisecond
 	for _, silent := range []string{"trunk", "line"} {
 		t.Run(silent+"_silent", func(t *testing.T) {

@@ -29,7 +29,7 @@ const (
 // afterwards nothing is left: no call, no dialog (nor a 2xx waiting for its
 // ACK), every relay port back in the pool, and, once the server and phones
 // are stopped, not one goroutine more than before the test.
-func TestManyConcurrentCallsLeaveNothingBehind(t *testing.T) {
+func TestD1D3ManyConcurrentCallsLeaveNothingBehind(t *testing.T) {
 	if testing.Short() {
 		t.Skip("load test")
 	}

@@ -2,7 +2,7 @@ package sip
 
 import (
 	"context"
-	"strings"
+	"fmt"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -12,64 +12,50 @@ import (
 	"github.com/cleanline/cleanline/sip/media"
 )
 
-// outbound carries a call the line places. It is always a new dialog, and it
+// The outbound call: one the line places. It is always a new dialog, and it
 // goes only to the trunk (D4): nothing the line dials can reach a call that
-// is already up. Feature codes are answered by cleanline itself (D5, report).
+// is already up. Feature codes are answered by cleanline itself (D5,
+// report). What the dialled number is, screening decides.
+
+// outbound carries a call the line places.
 func (s *Server) outbound(req *sip.Request, tx sip.ServerTransaction, line *Line) {
-	dialled := req.Recipient.User
-	if numberKey(dialled) == "" {
-		s.respondErr(req, tx, ErrUnknownLine)
+	dctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	d := s.sc.Dialled(dctx, line.Name, req.Recipient.String())
+	cancel()
+	if d.Feature == screening.NoFeature && d.Number == "" {
+		s.respondErr(req, tx, fmt.Errorf("%w: %q is no number", ErrUnknownLine, req.Recipient.User))
 		return
 	}
 	c := s.acceptInvite(req, tx, outbound, line, nil)
 	if c == nil {
 		return
 	}
-	c.dialled = safeUser(dialled)
-	c.log = c.log.With(zap.String("dialled", c.dialled))
+	// What the line dialled goes to the trunk as dialled (999 stays 999),
+	// unescaped (RFC 3261 §19.1.2) and cut down to safe characters.
+	c.dialled = safeUser(unescapeUser(req.Recipient.User))
 	if !c.attachMedia() {
 		return
 	}
 	answer, err := c.m.answer(sideLine, req.Body())
 	if err != nil {
-		c.end(outcomeError, sideNone)
-		code, reason := statusOf(err)
-		c.refuse(code, reason)
+		c.fail(outcomeError, sideNone, err)
 		return
 	}
 	c.timer = s.sessionTimerFor(req)
 
-	f := s.cfg.Features
-	switch k := numberKey(dialled); {
-	case f.LineCheck != "-" && k == numberKey(f.LineCheck):
+	switch d.Feature {
+	case screening.FeatureLineCheck:
 		prompt := media.PromptLineClear
 		if others := s.reg.lineCalls(line.Name, c); len(others) > 0 {
 			prompt = media.PromptLineBusy
 		}
 		c.feature(answer, prompt)
 		return
-	case f.Report != "-" && k == numberKey(f.Report):
-		last := s.reg.lastCaller(line.Name)
-		if last == "" {
-			c.end(outcomeFeature, sideNone)
-			c.refuse(sip.StatusNotFound, "No Caller To Report")
-			return
-		}
-		ctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
-		_, err := s.sc.Report(ctx, line.Name, last)
-		cancel()
-		if err != nil {
-			c.log.Warn("report not recorded", zap.Error(err))
-			c.end(outcomeError, sideNone)
-			c.refuse(sip.StatusServiceUnavailable, "Service Unavailable")
-			return
-		}
-		c.log.Info("line reported its last caller", zap.String("reported", last))
-		c.feature(answer, media.PromptReported)
+	case screening.FeatureReport:
+		c.reportLast(answer)
 		return
 	}
-
-	if s.isProtected(c.ctx, line, dialled) {
+	if d.Protected {
 		// D4: before the line reaches the police or its bank, no other call
 		// of the line may be alive, so a fraudster holding the old call open
 		// cannot be "the bank" when it answers.
@@ -77,37 +63,41 @@ func (s *Server) outbound(req *sip.Request, tx sip.ServerTransaction, line *Line
 		for _, o := range others {
 			o.end(outcomeReplaced, sideNone)
 		}
-		c.log.Info("protected number dialled", zap.Int("calls_ended", len(others)))
+		c.log.Info("protected number dialled", zap.Bool("emergency", d.Emergency), zap.Int("calls_ended", len(others)))
 	}
 	trunk := s.outboundTrunk()
 	if trunk == nil {
 		c.log.Warn("no trunk has sip.trunks[].outbound: line's call refused")
-		c.end(outcomeError, sideNone)
-		c.refuse(sip.StatusServiceUnavailable, "Service Unavailable")
+		c.fail(outcomeError, sideNone, ErrNoRoute)
 		return
 	}
 	c.trunk = trunk
 	c.log = c.log.With(zap.String("trunk", trunk.Name))
 	offer, err := c.m.offer(sideTrunk)
 	if err != nil {
-		c.end(outcomeError, sideNone)
-		c.refuse(sip.StatusNotAcceptableHere, "Not Acceptable Here")
+		c.fail(outcomeError, sideNone, err)
 		return
 	}
 	c.dial(s.trunkInvite(c, offer), answer, false)
 }
 
-// isProtected reports whether dialling number must first clear the line
-// (D4): the configured list, the screening defaults (999, 112, 101, 159...),
-// or a number the store marks protected (a dry-run screening says so).
-func (s *Server) isProtected(ctx context.Context, line *Line, number string) bool {
-	if s.protected[numberKey(number)] {
-		return true
+// reportLast reports the line's last inbound caller (the report code).
+func (c *call) reportLast(answer []byte) {
+	last := c.s.reg.lastCaller(c.line.Name)
+	if last == "" {
+		c.fail(outcomeFeature, sideNone, ErrNoCaller)
+		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	v := s.sc.Screen(ctx, screening.Call{Line: line.Name, From: number, DryRun: true})
-	return v.Has(screening.ReasonProtectedSpoofed)
+	ctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
+	_, err := c.s.sc.Report(ctx, c.line.Name, last)
+	cancel()
+	if err != nil {
+		c.log.Warn("report not recorded", zap.Error(err))
+		c.fail(outcomeError, sideNone, fmt.Errorf("%w: report not recorded: %w", ErrOverloaded, err))
+		return
+	}
+	c.log.Info("line reported its last caller", zap.String("reported", last))
+	c.feature(answer, media.PromptReported)
 }
 
 func (s *Server) outboundTrunk() *Trunk {
@@ -124,48 +114,21 @@ func (s *Server) outboundTrunk() *Trunk {
 func (s *Server) trunkInvite(c *call, offer []byte) *sip.Request {
 	to := *c.trunk.outURI.Clone()
 	to.User = c.dialled
-	out := sip.NewRequest(sip.INVITE, to)
 	user := c.line.Name
 	if len(c.line.Numbers) > 0 {
 		user = c.line.Numbers[0]
 	}
 	user = safeUser(user)
-	from := sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: user, Host: s.host}}
-	from.Params = sip.NewParams()
-	from.Params.Add("tag", sip.GenerateTagN(16))
-	out.AppendHeader(&from)
-	toH := sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: to.User, Host: to.Host, Port: to.Port}}
-	out.AppendHeader(&toH)
+	out := s.newInvite(to, "", user, offer)
 	// RFC 3325 §9.1: the line's identity, for a trunk that wants it asserted.
 	out.AppendHeader(sip.NewHeader("P-Asserted-Identity", "<sip:"+user+"@"+s.host+">"))
-	ct := s.contact(out.Transport())
-	out.AppendHeader(&ct)
-	out.AppendHeader(sip.NewHeader("Allow", allowMethods))
-	s.timerOffer(out)
-	out.AppendHeader(sdpType())
-	out.SetBody(offer)
-	s.fromListener(out)
-	if tr, ok := to.UriParams.Get("transport"); ok && tr != "" {
-		out.SetTransport(strings.ToUpper(tr))
-	}
 	return out
 }
 
 // feature answers the line's call to a feature code, plays prompt, and
 // hangs up.
 func (c *call) feature(answer []byte, prompt string) {
-	res := sip.NewSDPResponseFromRequest(c.in.InviteRequest, answer)
-	ct := c.s.contact(c.in.InviteRequest.Transport())
-	res.AppendHeader(&ct)
-	c.s.reg.awaitAck(c.in)
-	err := c.in.WriteResponse(res)
-	c.s.reg.acked(c.in)
-	if err != nil {
-		c.end(outcomeNoAck, sideNone)
-		return
-	}
-	if !c.up(roleIn) {
-		c.s.goCall(c.byeIn)
+	if !c.answerCaller(answer, nil) {
 		return
 	}
 	c.mu.Lock()

@@ -51,8 +51,7 @@ type Server struct {
 	advIP   netip.Addr
 	host    string // our host in Via and Contact
 
-	protected map[string]bool              // numberKey of numbers that trigger D4
-	contacts  map[string]sip.ContactHeader // "tcp", "tls" → our Contact there; set by Start
+	contacts map[string]sip.ContactHeader // "tcp", "tls" → our Contact there; set by Start
 
 	mu        sync.Mutex
 	closers   []func() error
@@ -134,9 +133,8 @@ func NewServer(cfg Config, sc *screening.Screener, log *zap.Logger, opts ...Opti
 		}
 		s.advIP = a
 	}
-	s.protected = map[string]bool{}
-	for _, n := range append(append([]string{}, screening.DefaultProtected...), cfg.Features.Protected...) {
-		s.protected[numberKey(n)] = true
+	if err := s.checkLines(); err != nil {
+		return nil, err
 	}
 
 	slogger := newSlogLogger(log)
@@ -353,7 +351,7 @@ func (s *Server) respondErr(req *sip.Request, tx sip.ServerTransaction, err erro
 	code, reason := statusOf(err)
 	s.metrics.refused.WithLabelValues(req.Method.String(), strconv.Itoa(code)).Inc()
 	res := sip.NewResponseFromRequest(req, code, reason, nil)
-	for _, h := range hdrs {
+	for _, h := range append(headersOf(err), hdrs...) {
 		res.AppendHeader(h)
 	}
 	if err := tx.Respond(res); err != nil {
@@ -369,98 +367,6 @@ func (s *Server) respond(req *sip.Request, tx sip.ServerTransaction, code int, r
 	if err := tx.Respond(res); err != nil {
 		s.log.Debug("respond failed", zap.Error(err))
 	}
-}
-
-// source is the transport address a request came from.
-func source(req *sip.Request) netip.AddrPort {
-	ap, err := netip.ParseAddrPort(req.Source())
-	if err != nil {
-		return netip.AddrPort{}
-	}
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-}
-
-func (s *Server) trunkFor(src netip.AddrPort) *Trunk {
-	for i := range s.cfg.Trunks {
-		for _, p := range s.cfg.Trunks[i].sources {
-			if p.Contains(src.Addr()) {
-				return &s.cfg.Trunks[i]
-			}
-		}
-	}
-	return nil
-}
-
-// lineSource reports whether src is the address of any line.
-func (s *Server) lineSource(src netip.AddrPort) bool {
-	for i := range s.cfg.Lines {
-		for _, p := range s.cfg.Lines[i].sources {
-			if p.Contains(src.Addr()) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// lineFrom finds the line a request comes from: by source address, then,
-// when several lines share the address (a PBX), by the From user.
-func (s *Server) lineFrom(req *sip.Request, src netip.AddrPort) *Line {
-	var cands []*Line
-	for i := range s.cfg.Lines {
-		l := &s.cfg.Lines[i]
-		for _, p := range l.sources {
-			if p.Contains(src.Addr()) {
-				cands = append(cands, l)
-				break
-			}
-		}
-	}
-	if len(cands) <= 1 {
-		if len(cands) == 1 {
-			return cands[0]
-		}
-		return nil
-	}
-	if f := req.From(); f != nil {
-		if l := matchLine(cands, f.Address.User); l != nil {
-			return l
-		}
-	}
-	return cands[0]
-}
-
-// lineCalled finds the line a trunk's INVITE is for: Request-URI user, then To.
-func (s *Server) lineCalled(req *sip.Request) *Line {
-	lines := make([]*Line, len(s.cfg.Lines))
-	for i := range s.cfg.Lines {
-		lines[i] = &s.cfg.Lines[i]
-	}
-	if l := matchLine(lines, req.Recipient.User); l != nil {
-		return l
-	}
-	if to := req.To(); to != nil {
-		return matchLine(lines, to.Address.User)
-	}
-	return nil
-}
-
-func matchLine(lines []*Line, user string) *Line {
-	k := numberKey(user)
-	if k == "" {
-		return nil
-	}
-	for _, l := range lines {
-		if numberKey(l.Name) == k || numberKey(l.contact.User) == k {
-			return l
-		}
-		for _, n := range l.Numbers {
-			if numberKey(n) == k {
-				return l
-			}
-		}
-	}
-	return nil
 }
 
 // fromListener makes a request we originate leave from our UDP listener, so

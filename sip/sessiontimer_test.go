@@ -70,7 +70,7 @@ func TestSessionIntervalTooSmallGets422(t *testing.T) {
 }
 
 // D6: the caller is the refresher and stops refreshing: both legs get BYE.
-func TestSessionExpiryTearsDownBothLegs(t *testing.T) {
+func TestD6SessionExpiryTearsDownBothLegs(t *testing.T) {
 	e := newEnv(t, withCfg(shortTimers))
 	ctx := ctxT(t, 10*time.Second)
 	out, in, res := e.connectWith(timerHeaders("2;refresher=uac")...)
@@ -136,7 +136,7 @@ func TestSessionRefreshesKeepCallUp(t *testing.T) {
 // (refresher=uas, RFC 4028 §9): with re-INVITEs, as the caller does not
 // allow UPDATE. While it answers, the call stays up; once it stops, the
 // refresh fails and both legs end (D6).
-func TestSessionTimerForCallerWithoutSupport(t *testing.T) {
+func TestD6SessionTimerForCallerWithoutSupport(t *testing.T) {
 	e := newEnv(t, withCfg(shortTimers))
 	ctx := ctxT(t, 15*time.Second)
 	out, in, res := e.connectWith()
@@ -166,7 +166,7 @@ func TestSessionTimerForCallerWithoutSupport(t *testing.T) {
 
 // The line is the refresher (its 2xx says refresher=uas) and never
 // refreshes: both legs end.
-func TestSessionExpiryOnLineLeg(t *testing.T) {
+func TestD6SessionExpiryOnLineLeg(t *testing.T) {
 	e := newEnv(t, withCfg(shortTimers))
 	ctx := ctxT(t, 10*time.Second)
 	out := e.dial(callerOK)

@@ -44,7 +44,7 @@ func TestAllowOverTCP(t *testing.T) {
 // over TCP, although the trunk's INVITE came on a connection from an
 // ephemeral port and the BYE goes to its Contact (a new connection: sipgo
 // issue #361), and nothing from the trunk reaches the line afterwards.
-func TestLineHangupOverTCPByesTrunk(t *testing.T) {
+func TestD1LineHangupOverTCPByesTrunk(t *testing.T) {
 	e := newEnv(t, overTCP)
 	ctx := ctxT(t, 10*time.Second)
 	out, in := e.connect()

@@ -68,13 +68,9 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	if err := sipCfg.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", errConfig, err)
 	}
-	scfg := e.cfg.screeningConfig()
-	if scfg.Lines, err = sipCfg.Policies(e.cfg.Screening.DefaultPolicy); err != nil {
-		return fmt.Errorf("%w: %w", errConfig, err)
-	}
-	sc, err := screening.New(e.store, scfg)
+	sc, err := screening.New(e.store, e.cfg.screeningConfig())
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", errConfig, err)
 	}
 	reg := newRegistry()
 	srv, err := sip.NewServer(sipCfg, sc, e.log, sip.WithMetrics(reg))

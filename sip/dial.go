@@ -1,0 +1,187 @@
+package sip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"go.uber.org/zap"
+)
+
+// The leg that dials, for both directions: the INVITE we send to the far
+// side (the line for an inbound call, the trunk for a line's own), its
+// progress relayed to the caller, and the answer that connects the call.
+// Which side is far comes from the call's direction, never from the code.
+
+// newInvite builds an INVITE of a new dialog to target, from user (with a
+// display name) at our host: our own Call-ID, tags and CSeq, our Contact for
+// its transport, our session-timer offer and SDP.
+func (s *Server) newInvite(target sip.Uri, display, user string, offer []byte) *sip.Request {
+	out := sip.NewRequest(sip.INVITE, target)
+	from := sip.FromHeader{DisplayName: display, Address: sip.Uri{Scheme: "sip", User: user, Host: s.host}}
+	from.Params = sip.NewParams()
+	from.Params.Add("tag", sip.GenerateTagN(16))
+	out.AppendHeader(&from)
+	toH := sip.ToHeader{Address: sip.Uri{Scheme: target.Scheme, User: target.User, Host: target.Host, Port: target.Port}}
+	out.AppendHeader(&toH)
+	if tr, ok := target.UriParams.Get("transport"); ok && tr != "" {
+		out.SetTransport(strings.ToUpper(tr))
+	}
+	ct := s.contact(out.Transport())
+	out.AppendHeader(&ct)
+	out.AppendHeader(sip.NewHeader("Allow", allowMethods))
+	s.timerOffer(out)
+	out.AppendHeader(sdpType())
+	out.SetBody(offer)
+	s.fromListener(out)
+	return out
+}
+
+// dial sends outReq to the far side, relays its progress to the caller
+// (unless warn: then the caller hears only our 180), and on its answer
+// connects the call: directly, or after the warning when warn is set.
+func (c *call) dial(outReq *sip.Request, inAnswer []byte, warn bool) {
+	s := c.s
+	far := c.outSide()
+	ringCtx, cancel := context.WithTimeout(c.ctx, s.cfg.Timers.NoAnswer)
+	defer cancel()
+	out, err := s.dua.WriteInvite(ringCtx, outReq)
+	if err == nil && c.dir == inbound {
+		s.metrics.transit.Observe(time.Since(c.received).Seconds())
+	}
+	if err != nil {
+		c.log.Warn("INVITE not sent", zap.Stringer("to", far), zap.Error(err))
+		c.fail(c.farOutcome("failed"), sideNone, fmt.Errorf("%w: %w", ErrUnavailable, err))
+		return
+	}
+	if !c.setOut(out) {
+		// Ended while dialling: the INVITE is out all the same.
+		c.waitAnswer(out, func(*sip.Response) {}).abandon()
+		c.refuse(ErrShuttingDown)
+		return
+	}
+	early, rang := false, warn
+	p := c.waitAnswer(out, func(res *sip.Response) {
+		if !res.IsProvisional() || res.StatusCode == sip.StatusTrying || warn {
+			return
+		}
+		if len(res.Body()) > 0 && !early && c.m.applyAnswer(far, res.Body()) == nil {
+			// Early media (RFC 3960): the far side's ringback or announcement
+			// reaches the caller, one way, through the relay.
+			early = true
+			c.m.earlyMedia(far)
+			_ = c.provisional(sip.StatusSessionInProgress, "Session Progress", inAnswer, sdpType())
+			return
+		}
+		if !rang && !early {
+			rang = true
+			_ = c.provisional(sip.StatusRinging, "Ringing", nil)
+		}
+	})
+	select {
+	case <-p.done:
+		err = p.err
+	case <-ringCtx.Done():
+		// No answer, the caller's CANCEL or our teardown: the caller hears
+		// its final response now, not when the far side deigns to respond.
+		heard := p.abandon()
+		c.farFailed(ringCtx.Err(), ringCtx)
+		if heard {
+			p.awaitCancel(s.byeTimeout())
+		}
+		return
+	}
+	if err != nil {
+		c.farFailed(err, ringCtx)
+		return
+	}
+	ackCtx, ackCancel := context.WithTimeout(context.Background(), s.byeTimeout())
+	err = out.Ack(ackCtx)
+	ackCancel()
+	if err != nil || !c.up(roleOut) {
+		c.s.goCall(func() { c.byeOut(out) })
+		c.fail(c.farOutcome("failed"), sideNone, fmt.Errorf("%w: far side's 2xx not ACKed", ErrShuttingDown))
+		return
+	}
+	s.reg.bind(out.ID, c, roleOut)
+	context.AfterFunc(out.Context(), func() { c.end(outcomeCompleted, far) })
+	c.mu.Lock()
+	if s.cfg.Timers.SessionExpires > 0 {
+		c.outTimer = outTimer(out.InviteResponse)
+	}
+	c.mu.Unlock()
+	if err := c.m.applyAnswer(far, out.InviteResponse.Body()); err != nil {
+		c.log.Info("answer SDP refused", zap.Stringer("from", far), zap.Error(err))
+		c.fail(c.farOutcome("failed"), sideNone, err)
+		return
+	}
+	if warn && !c.warn() {
+		return
+	}
+	c.connect(inAnswer)
+}
+
+// farFailed maps the far side's refusal (or silence) back to the caller.
+func (c *call) farFailed(err error, ringCtx context.Context) {
+	var dr *sipgo.ErrDialogResponse
+	switch {
+	case errors.As(err, &dr):
+		what, cerr := farStatus(dr.Res.StatusCode)
+		c.log.Info("far side refused", zap.Stringer("far", c.outSide()), zap.Int("status", dr.Res.StatusCode))
+		c.fail(c.farOutcome(what), c.outSide(), cerr)
+	case c.in.Context().Err() != nil:
+		// CANCEL from the caller: sipgo answered it and 487; the abandoned
+		// INVITE CANCELs the far side (RFC 3261 §9.1). Nothing left to say.
+		c.end(outcomeCallerCancelled, c.inSide())
+	case c.isEnded():
+		c.refuse(ErrShuttingDown)
+	case errors.Is(ringCtx.Err(), context.DeadlineExceeded):
+		c.fail(outcomeNoAnswer, sideNone, fmt.Errorf("%w: no answer", ErrUnavailable))
+	default:
+		c.log.Warn("INVITE failed", zap.Stringer("far", c.outSide()), zap.Error(err))
+		c.fail(c.farOutcome("failed"), sideNone, fmt.Errorf("%w: %w", ErrUnavailable, err))
+	}
+}
+
+// provisional sends a 1xx to the caller with our Contact for its transport:
+// sipgo's default is the UDP one, and a caller may send in-dialog requests
+// to a provisional response's Contact (RFC 3261 §12.1.2).
+func (c *call) provisional(code int, reason string, body []byte, hdrs ...sip.Header) error {
+	ct := c.s.contact(c.in.InviteRequest.Transport())
+	return c.in.Respond(code, reason, body, append(hdrs, &ct)...)
+}
+
+// answerCaller sends our 2xx with SDP to the caller and waits for its ACK
+// (RFC 3261 §13.3.1.4: retransmitted until then); true once the received
+// leg is up. A call that ended meanwhile hangs that leg up itself.
+func (c *call) answerCaller(body []byte, timer *sessionTimer) bool {
+	res := sip.NewSDPResponseFromRequest(c.in.InviteRequest, body)
+	ct := c.s.contact(c.in.InviteRequest.Transport())
+	res.AppendHeader(&ct)
+	timer.addHeaders(res)
+	c.s.reg.awaitAck(c.in)
+	err := c.in.WriteResponse(res)
+	c.s.reg.acked(c.in)
+	if err != nil {
+		c.log.Info("caller did not ACK our 200", zap.Error(err))
+		c.end(outcomeNoAck, sideNone)
+		return false
+	}
+	if !c.up(roleIn) {
+		c.s.goCall(c.byeIn)
+		return false
+	}
+	return true
+}
+
+// connect answers the caller with our SDP and bridges the relay.
+func (c *call) connect(inAnswer []byte) {
+	c.m.bridge()
+	if c.answerCaller(inAnswer, c.timer) {
+		c.watch()
+	}
+}
