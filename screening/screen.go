@@ -171,11 +171,17 @@ func (sc *Screener) lookup(ctx context.Context, c Call, number string, p Policy)
 }
 
 // Conclude records what a verdict implies for later calls: a caller who was
-// warned or refused is refused on the same line for the line's cooldown (D3).
-// The signalling layer calls it once the call is over, off the decision path.
-func (sc *Screener) Conclude(ctx context.Context, c Call, v Verdict) error {
+// refused, or warned and not accepted, is refused on the same line for the
+// line's cooldown (D3). accepted says the person heard the warning and chose
+// to connect the caller: the person knows them, so a callback is warned
+// again, not refused. The signalling layer calls it once the call is over,
+// off the decision path.
+func (sc *Screener) Conclude(ctx context.Context, c Call, v Verdict, accepted bool) error {
 	p := sc.Policy(c.Line)
 	if v.Number == "" || v.Action == Allow || v.Action == Defer || p.Cooldown == 0 || v.Has(ReasonCooldown) {
+		return nil
+	}
+	if accepted && v.Action == Warn {
 		return nil
 	}
 	return sc.store.MarkCooldown(ctx, c.Line, v.Number, p.Cooldown)

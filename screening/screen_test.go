@@ -168,7 +168,12 @@ func TestCooldown(t *testing.T) {
 	call := Call{Line: "home", From: caller}
 	v := sc.Screen(ctx, call)
 	want(t, v, Warn, ReasonBlocklistReported)
-	if err := sc.Conclude(ctx, call, v); err != nil {
+	// the person accepted the warned caller: the callback is warned again
+	if err := sc.Conclude(ctx, call, v, true); err != nil {
+		t.Fatal(err)
+	}
+	want(t, sc.Screen(ctx, call), Warn, ReasonBlocklistReported)
+	if err := sc.Conclude(ctx, call, v, false); err != nil {
 		t.Fatal(err)
 	}
 	// warned once on this line: refused, not warned again
@@ -181,7 +186,7 @@ func TestCooldown(t *testing.T) {
 	want(t, sc.Screen(ctx, Call{Line: "other", From: caller}), Allow)
 	// an allowed call leaves no cooldown
 	allowed := Call{Line: "home", From: caller2}
-	if err := sc.Conclude(ctx, allowed, sc.Screen(ctx, allowed)); err != nil {
+	if err := sc.Conclude(ctx, allowed, sc.Screen(ctx, allowed), false); err != nil {
 		t.Fatal(err)
 	}
 	want(t, sc.Screen(ctx, allowed), Allow)

@@ -263,10 +263,13 @@ func (c *call) end(outcome string, by side) {
 	}
 	c.record()
 	if c.screened {
+		c.mu.Lock()
+		accepted := c.choice == "1" // warned, and the person pressed 1 to connect
+		c.mu.Unlock()
 		c.s.goCall(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
-			if err := c.s.sc.Conclude(ctx, c.scall, c.verdict); err != nil {
+			if err := c.s.sc.Conclude(ctx, c.scall, c.verdict, accepted); err != nil {
 				c.log.Warn("cooldown not recorded", zap.Error(err))
 			}
 		})

@@ -255,6 +255,9 @@ func (c *Config) Validate() error {
 		if l.sources, err = parsePrefixes(key+".sources", srcs); err != nil {
 			return err
 		}
+		if err := c.overlapsTrunk(key, l); err != nil {
+			return err
+		}
 	}
 	m := c.Media
 	if m.PortMin < 1024 || m.PortMax > 65535 || m.PortMax-m.PortMin < 3 {
@@ -326,6 +329,23 @@ func (c *Config) ScreeningLines() []screening.Line {
 		out[i] = screening.Line{Name: l.Name, Numbers: numbers, Policy: l.Policy, Key: fmt.Sprintf("sip.lines[%d]", i)}
 	}
 	return out
+}
+
+// overlapsTrunk refuses a line whose sources include a trunk's address: a
+// request from there would be both a call to screen and a call the line
+// places, and cleanline would have to guess which.
+func (c *Config) overlapsTrunk(key string, l *Line) error {
+	for _, lp := range l.sources {
+		for ti := range c.Trunks {
+			for _, tp := range c.Trunks[ti].sources {
+				if lp.Overlaps(tp) {
+					return cfgErr(key+".sources", "%s overlaps %s of sip.trunks[%d] (%q): a request from there would be both the trunk's and the line's",
+						lp, tp, ti, c.Trunks[ti].Name)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 func parsePrefixes(key string, in []string) ([]netip.Prefix, error) {

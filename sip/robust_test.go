@@ -224,6 +224,31 @@ func TestMediaWarmConfig(t *testing.T) {
 			t.Errorf("%+v: %v, want an ErrConfig naming %s", c.m, err, c.want)
 		}
 	}
+}
+
+// A line whose sources overlap a trunk's is refused at start, whether the
+// overlap is an address, a prefix or the contact's host.
+func TestTrunkAndLineSourcesMustNotOverlap(t *testing.T) {
+	for _, c := range []struct {
+		trunk, line []string
+		contact     string
+		want        string
+	}{
+		{[]string{"127.0.0.2"}, []string{"127.0.0.2"}, "sip:home@127.0.0.3", "sip.lines[0].sources: 127.0.0.2/32 overlaps 127.0.0.2/32 of sip.trunks[0]"},
+		{[]string{"127.0.0.0/24"}, nil, "sip:home@127.0.0.3", "sip.lines[0].sources: 127.0.0.3/32 overlaps 127.0.0.0/24"},
+		{[]string{"127.0.0.2"}, []string{"127.0.0.0/30"}, "sip:home@127.0.0.3", "overlaps 127.0.0.2/32"},
+	} {
+		cfg := Config{Advertise: "127.0.0.1", Trunks: []Trunk{{Name: "provider", Sources: c.trunk}},
+			Lines: []Line{{Name: "home", Numbers: []string{lineNumber}, Contact: c.contact, Sources: c.line}}}
+		cfg.Defaults()
+		err := cfg.Validate()
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("trunk %v line %v: %v; want an ErrConfig saying %q", c.trunk, c.line, err, c.want)
+		}
+	}
+}
+
+func TestMediaWarmDefaults(t *testing.T) {
 	var cfg Config
 	cfg.Defaults()
 	if cfg.Media.WarmPorts != 4096 || cfg.Media.PortRest != 2*time.Second {

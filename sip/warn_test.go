@@ -121,3 +121,41 @@ func TestWarnTimeoutRefusesCaller(t *testing.T) {
 		t.Fatal("line not hung up after the choice timed out")
 	}
 }
+
+// D3 and the person's choice: a warned caller the person accepted (pressed
+// 1) who calls back inside the cooldown is warned again, not refused; a
+// warned caller the person did not accept is refused.
+func TestD3AcceptedCallerIsWarnedAgainRefusedOneIsNot(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t, 20*time.Second)
+	answerWarning := func(digit rune) {
+		t.Helper()
+		out, in := e.warned()
+		if err := in.RTP.WaitCount(ctx, 5); err != nil {
+			t.Fatal(err)
+		}
+		if digit == 0 {
+			_ = in.Bye(ctx)
+			wantFinal(t, out, 603)
+		} else {
+			if err := in.RTP.SendDTMF(digit, in.TelephoneEventPT()); err != nil {
+				t.Fatal(err)
+			}
+			wantFinal(t, out, 200)
+			if err := out.Bye(ctx); err != nil {
+				t.Fatal(err)
+			}
+			waitEnded(ctx, t, in.Ended())
+		}
+		e.waitNoCalls()
+		e.s.calls.Wait() // the call's cooldown decision (Conclude) is made
+	}
+	answerWarning('1')
+	answerWarning('1') // warned again, rung again, accepted again
+	answerWarning(0)   // this time the person hangs up on the warning
+	again := e.dial(callerSuspect)
+	wantFinal(t, again, 603)
+	if err := e.line.NoIncoming(200 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+}
