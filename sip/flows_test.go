@@ -8,6 +8,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/cleanline/cleanline/sip/media"
 	"github.com/cleanline/cleanline/sip/siptest"
@@ -112,20 +113,64 @@ func TestAssertedIdentityFromTrustedTrunkIsScreened(t *testing.T) {
 	wantFinal(t, out, 603)
 }
 
-func TestLineBusyAndDeclineMapBack(t *testing.T) {
-	for _, tc := range []struct{ line, caller int }{{486, 486}, {603, 603}, {480, 480}, {500, 480}} {
-		t.Run(fmt.Sprint(tc.line), func(t *testing.T) {
+// The far side's refusal maps back to the caller, and the call record names
+// the side that refused: the line on an inbound call, the trunk on a line's
+// own call (whose record carries what was dialled once).
+func TestFarRefusalMapsBackAndIsRecordedForItsSide(t *testing.T) {
+	for _, tc := range []struct {
+		far, caller int
+		inbound     string // outcome of an inbound call; the outbound one says trunk_ for line_
+	}{{486, 486, "line_busy"}, {603, 603, "line_declined"}, {480, 480, "no_answer"}, {500, 480, "line_failed"}} {
+		t.Run(fmt.Sprint(tc.far), func(t *testing.T) {
 			e := newEnv(t)
+			ctx := ctxT(t, 10*time.Second)
 			out := e.dial(callerOK)
-			in, err := e.line.Incoming(ctxT(t, 5*time.Second))
+			in, err := e.line.Incoming(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
-			_ = in.Reject(tc.line, "No")
+			_ = in.Reject(tc.far, "No")
 			wantFinal(t, out, tc.caller)
 			e.waitNoCalls()
+			wantRecord(t, e, "inbound", tc.inbound, "line")
+
+			call, err := e.line.Dial(ctx, "sip:02079460018@"+e.s.Addr("udp").String(), siptest.DialOptions{FromUser: "landline"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tin, err := e.trunk.Incoming(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = tin.Reject(tc.far, "No")
+			wantFinal(t, call, tc.caller)
+			e.waitNoCalls()
+			rec := wantRecord(t, e, "outbound", strings.Replace(tc.inbound, "line_", "trunk_", 1), "trunk")
+			n := 0
+			for _, f := range rec.Context {
+				if f.Key == "dialled" {
+					n++
+				}
+			}
+			if n != 1 {
+				t.Errorf("outbound record carries dialled %d times", n)
+			}
 		})
 	}
+}
+
+// wantRecord finds the one call record of direction dir and checks how it ended.
+func wantRecord(t *testing.T, e *env, dir, outcome, endedBy string) observer.LoggedEntry {
+	t.Helper()
+	recs := e.logs.FilterMessage("call").FilterField(zap.String("dir", dir)).All()
+	if len(recs) != 1 {
+		t.Fatalf("%d %s call records, want 1", len(recs), dir)
+	}
+	m := recs[0].ContextMap()
+	if m["outcome"] != outcome || fmt.Sprint(m["ended_by"]) != endedBy {
+		t.Fatalf("%s record: outcome %v ended_by %v; want %s by %s", dir, m["outcome"], m["ended_by"], outcome, endedBy)
+	}
+	return recs[0]
 }
 
 func TestLineNoAnswerGets480(t *testing.T) {
