@@ -3,6 +3,10 @@
 // and outcome tables; `sipload answer` answers them, optionally with RTP, and
 // reports any packet or request that reached it after a call hung up. The
 // engine is in internal/load; this file only parses flags.
+//
+// sipload shares no code with what it measures: it has its own G.711 and SDP
+// code rather than cleanline's sip/media, so that the load peer is an
+// independent check on cleanline and not a copy of its mistakes.
 package main
 
 import (
