@@ -116,6 +116,9 @@ type acall struct {
 	lateReqs  atomic.Int64
 	firstLate atomic.Int64
 	byCaller  atomic.Bool
+	// mediaMu orders starting our RTP against markEnded stopping it, so a
+	// BYE handled before we start never leaves our media running.
+	mediaMu sync.Mutex
 }
 
 // Answerer is the answering endpoint. Start it with StartAnswerer and stop
@@ -300,14 +303,22 @@ func (a *Answerer) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	a.calls.Store(sess.ID, c)
 	// RespondSDP retransmits the 200 until the ACK (RFC 3261 §13.3.1.4).
-	if err := sess.RespondSDP(buildSDP(ip, port, ssrc, pt)); err != nil {
+	// It fails if the caller's BYE is handled before its ACK: sipgo hands
+	// each message to its own goroutine, so on a busy machine the BYE can
+	// overtake an ACK sent well before it. A BYE in this dialog carries our
+	// tag, so the caller had our 200: the call was answered, and is over.
+	if err := sess.RespondSDP(buildSDP(ip, port, ssrc, pt)); err != nil && !c.byCaller.Load() {
 		a.failed.Add(1)
 		a.forget(sess.ID, c)
 		return
 	}
 	a.answered.Add(1)
 	if c.st != nil {
-		a.rtp.start(c.st)
+		c.mediaMu.Lock()
+		if c.endedAt.Load() == 0 {
+			a.rtp.start(c.st)
+		}
+		c.mediaMu.Unlock()
 	}
 	var hangup <-chan time.Time
 	if a.cfg.HangupAfter > 0 {
@@ -322,6 +333,13 @@ func (a *Answerer) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		by = "us"
 	case <-a.shutdown:
 		by = "shutdown"
+	}
+	if c.byCaller.Load() {
+		// Their BYE is in hand (onBye answers it and then ends the
+		// dialog), even if our timer or Close woke us first: a BYE of ours
+		// would cross it and wait out Timer F for a caller that may have
+		// gone.
+		by = "caller"
 	}
 	if by != "caller" {
 		// Stop our media before the BYE, and count from the BYE on.
@@ -338,6 +356,8 @@ func (a *Answerer) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 
 // markEnded stops our media and starts counting late traffic. Idempotent.
 func (a *Answerer) markEnded(c *acall) {
+	c.mediaMu.Lock()
+	defer c.mediaMu.Unlock()
 	now := time.Now().UnixNano()
 	if !c.endedAt.CompareAndSwap(0, now) {
 		return
