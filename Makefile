@@ -1,6 +1,8 @@
 # CleanLine. `make run` starts the service on the embedded store with the demo
-# config; `make test` runs the whole suite (it needs redis-server, flite,
-# pocketsphinx and baresip from Debian: `make deps` installs them).
+# config (it needs nothing but Go); `make test` runs the whole suite against
+# real peers from Debian (DEB_PACKAGES below), so it first runs `make deps`,
+# which installs whichever of them is missing. On a fresh Debian machine with
+# only Go and make, `make test` is all it takes.
 GO      ?= go
 PKGS    ?= ./...
 BIN     := bin/cleanline
@@ -17,10 +19,10 @@ build:
 run: build
 	$(BIN) serve --config $(CONFIG)
 
-test:
+test: deps
 	$(GO) test -count=1 -timeout 12m $(PKGS)
 
-test-race:
+test-race: deps
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 # Benchmarks: medians over 5 runs; feed the output to benchstat to compare.
@@ -43,10 +45,10 @@ check-kamailio: bench-deps
 check-sipp: deps
 	deploy/sipp/check.sh
 
+# The end-to-end benchmark's peers, on top of the suite's packages.
 BENCH_PACKAGES := kamailio kamailio-redis-modules
-bench-deps: deps
-	@missing=""; for p in $(BENCH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+bench-deps:
+	@$(call apt_install,$(DEB_PACKAGES) $(BENCH_PACKAGES))
 
 # Run each fuzz target for FUZZTIME (go test -fuzz takes one target at a time).
 FUZZTIME ?= 30s
@@ -72,14 +74,46 @@ $(STATICCHECK):
 	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 # Debian packages the suite uses: real Redis, the TTS voice the prompts were
-# made with, the speech recogniser that checks them, and a real SIP phone.
+# made with (flite, sox), the speech recogniser that checks them, a real SIP
+# phone (baresip), SIPp (sip-tester) and the SIPVicious scanners. This is the
+# one list: .ci/run installs them through `make deps` too.
 DEB_PACKAGES := redis-server flite sox pocketsphinx pocketsphinx-en-us baresip sip-tester sipvicious
+
+# make deps installs whichever of DEB_PACKAGES is missing, and does nothing
+# (no network) when all are there.
 deps:
-	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	else echo "all Debian packages present"; fi
+	@$(call apt_install,$(DEB_PACKAGES))
+
+# apt_install installs those of the Debian packages $(1) that are not
+# installed: one apt-get update, then one non-interactive apt-get install;
+# as root directly, otherwise through sudo. When it cannot (no sudo, apt
+# failing) it names the packages and fails. Off Debian (no dpkg-query) it
+# only warns: the tests that need a missing tool say so themselves.
+define apt_install
+missing=""; \
+if ! command -v dpkg-query >/dev/null 2>&1; then \
+  echo "make deps: not a Debian system (no dpkg-query): install these yourself: $(1)" >&2; exit 0; \
+fi; \
+for p in $(1); do \
+  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q ' installed$$' || missing="$$missing $$p"; \
+done; \
+if [ -z "$$missing" ]; then echo "make deps: all Debian packages present"; exit 0; fi; \
+sudo=""; \
+if [ "$$(id -u)" -ne 0 ]; then \
+  if command -v sudo >/dev/null 2>&1; then sudo=sudo; else \
+    echo "make deps: missing Debian packages:$$missing" >&2; \
+    echo "make deps: not root and no sudo: as root, run  apt-get update && apt-get install$$missing" >&2; \
+    exit 1; \
+  fi; \
+fi; \
+echo "make deps: installing:$$missing"; \
+if $$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+   $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing; then :; else \
+  echo "make deps: could not install:$$missing (see apt-get's message above)" >&2; \
+  echo "make deps: install them by hand:  $${sudo:+sudo }apt-get install$$missing" >&2; \
+  exit 1; \
+fi
+endef
 
 clean:
 	rm -rf bin bench.out
