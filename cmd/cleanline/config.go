@@ -1,14 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/cleanline/cleanline/screening"
 	"github.com/cleanline/cleanline/sip"
@@ -45,9 +41,15 @@ type AdminConfig struct {
 type ScreeningConfig struct {
 	// Region is the ISO 3166 region national numbers are read in (default GB).
 	Region string `yaml:"region"`
-	// Protected lists never-originate numbers known without the store; a call
-	// presenting one is spoofed. Default: 999 112 101 111 105 119 159.
+	// Protected lists never-originate numbers beyond the built-in 999 112
+	// 101 111 105 119 159, for every line: a call presenting one is
+	// spoofed, and a line dialling one first ends its other calls (D4).
+	// A line's own (its bank) go in its policy.protected.
 	Protected []string `yaml:"protected"`
+	// Features are the codes a line dials that cleanline answers itself:
+	// line_check (D5, default "*99") and report (default "*57"); "-"
+	// disables one.
+	Features screening.Features `yaml:"features"`
 	// DefaultPolicy is the policy of every line that does not set its own.
 	DefaultPolicy screening.Policy `yaml:"default_policy"`
 }
@@ -75,6 +77,15 @@ func defaultConfig() Config {
 // errConfig marks errors in the configuration file.
 var errConfig = errors.New("config")
 
+// movedKeys are keys that left the place they once had: a file still using
+// one gets the hint instead of a bare "unknown key". A path's list indexes
+// are written [] ("sip.lines[].policy.foo"). A key only gets its hint once
+// it is really gone from Config; add the old path here when moving one.
+var movedKeys = map[string]string{
+	"sip.features":           "moved: line_check and report are screening.features; protected numbers go in screening.protected, or a line's policy.protected",
+	"sip.features.protected": "moved: list these numbers in screening.protected (or a line's policy.protected)",
+}
+
 // loadConfig reads path over the defaults; unknown keys are errors, so a typo
 // is reported instead of silently ignored.
 func loadConfig(path string) (Config, error) {
@@ -86,13 +97,24 @@ func loadConfig(path string) (Config, error) {
 	if err != nil {
 		return cfg, fmt.Errorf("%w: %w", errConfig, err)
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return cfg, fmt.Errorf("%w: %s: %w", errConfig, path, err)
+	return parseConfig(path, b)
+}
+
+// parseConfig decodes data, the contents of the file name, over the
+// defaults and validates the result. Every error names the file, the line
+// and the key path: "config: deploy/demo.yaml:12: sip.timers.no_answer:
+// "sixty" is not a duration".
+func parseConfig(name string, data []byte) (Config, error) {
+	cfg := defaultConfig()
+	if err := decodeStrict(data, &cfg, movedKeys); err != nil {
+		var ce *configErrors
+		if errors.As(err, &ce) {
+			ce.File = name
+		}
+		return cfg, fmt.Errorf("%w: %w", errConfig, err)
 	}
 	if err := cfg.validate(); err != nil {
-		return cfg, fmt.Errorf("%w: %s: %w", errConfig, path, err)
+		return cfg, fmt.Errorf("%w: %s: %w", errConfig, name, err)
 	}
 	return cfg, nil
 }
@@ -100,7 +122,7 @@ func loadConfig(path string) (Config, error) {
 func (c Config) validate() error {
 	if c.Admin.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
-			return fmt.Errorf("%w: admin.listen %q: want host:port: %w", errConfig, c.Admin.Listen, err)
+			return fmt.Errorf("admin.listen %q: want host:port: %w", c.Admin.Listen, err)
 		}
 	}
 	if c.Store == "" {
@@ -129,6 +151,8 @@ func (c Config) screeningConfig() screening.Config {
 	return screening.Config{
 		Region:    c.Screening.Region,
 		Protected: c.Screening.Protected,
+		Features:  c.Screening.Features,
 		Default:   c.Screening.DefaultPolicy,
+		Lines:     c.SIP.ScreeningLines(),
 	}
 }
