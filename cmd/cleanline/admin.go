@@ -30,6 +30,11 @@ func cmdCheck(ctx context.Context, e *env, args []string) error {
 	if err := e.setup(ctx); err != nil {
 		return err
 	}
+	if flagGiven(fs, "line") {
+		if err := e.knownLine(*line); err != nil {
+			return err
+		}
+	}
 	sc, err := e.screener()
 	if err != nil {
 		return err
@@ -302,6 +307,9 @@ func cmdTrust(ctx context.Context, e *env, args []string) error {
 		return usagef("trust: unknown action %q; want add, remove or list", verb)
 	}
 	if err := e.setup(ctx); err != nil {
+		return err
+	}
+	if err := e.knownLine(line); err != nil {
 		return err
 	}
 	if verb == "list" {

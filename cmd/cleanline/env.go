@@ -45,6 +45,32 @@ func (e *env) flags() *flag.FlagSet {
 	return fs
 }
 
+// flagGiven says whether the command line set the flag (to any value,
+// the default included).
+func flagGiven(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
+}
+
+// knownLine refuses a line name the configuration does not have, when it
+// names its lines (sip.lines); without any, every name goes, as the store
+// keeps whatever lines it is told.
+func (e *env) knownLine(line string) error {
+	lines := e.cfg.SIP.Lines
+	if len(lines) == 0 {
+		return nil
+	}
+	names := make([]string, len(lines))
+	for i, l := range lines {
+		if l.Name == line {
+			return nil
+		}
+		names[i] = l.Name
+	}
+	return fmt.Errorf("line %q is not in the config (lines: %s)", line, strings.Join(names, ", "))
+}
+
 // parse accepts flags before, between and after positional arguments, as
 // people type them ("cleanline check 020 7946 0123 --json"); "--" ends flags.
 func parse(fs *flag.FlagSet, args []string) ([]string, error) {
