@@ -27,7 +27,14 @@ type env struct {
 	store      blocklist.Admin
 	log        *zap.Logger
 	code       int // exit status a command chose (check's verdict)
+
+	// sawFlags, when set, is called with a command's FlagSet when the
+	// command is asked for help (-h): tests list every command's flags so.
+	sawFlags func(*flag.FlagSet)
 }
+
+// errHelp: the command was asked for help (-h, --help); run prints the usage.
+var errHelp = errors.New("help requested")
 
 // usageError is a mistake in how the command was typed.
 type usageError struct{ msg string }
@@ -42,6 +49,11 @@ func (e *env) flags() *flag.FlagSet {
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&e.configPath, "config", os.Getenv("CLEANLINE_CONFIG"), "configuration file")
 	fs.StringVar(&e.storeURL, "store", "", "store URL")
+	fs.Usage = func() {
+		if e.sawFlags != nil {
+			e.sawFlags(fs)
+		}
+	}
 	return fs
 }
 
@@ -84,6 +96,9 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, errHelp
+			}
 			return nil, usageError{fmt.Sprintf("%v", err)}
 		}
 		args = fs.Args()
@@ -139,6 +154,9 @@ func (e *env) exit(err error) int {
 	switch {
 	case err == nil:
 		return e.code
+	case errors.Is(err, errHelp):
+		fmt.Fprint(e.stdout, usage)
+		return exitOK
 	case errors.As(err, &u):
 		fmt.Fprintf(e.stderr, "cleanline %s: %v (run cleanline help)\n", e.name, err)
 		return exitUsage

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -27,10 +28,12 @@ const (
 	exitUsage    = 64 // sysexits.h EX_USAGE
 )
 
+// usage is `cleanline help`. TestUsageListsEveryFlag holds it to the
+// commands' FlagSets: every flag named, none that does not exist.
 const usage = `cleanline: call screening for landlines
 
 Usage:
-  cleanline serve   [--config FILE]
+  cleanline serve   [--grace D] [--cpuprofile FILE] [--memprofile FILE]
   cleanline check   NUMBER [--line L] [--international] [--json]
   cleanline block   add NUMBER|RANGE* [--reason R] [--source S] [--reported [--force]]
   cleanline block   remove NUMBER|RANGE*
@@ -41,11 +44,34 @@ Usage:
   cleanline trust   list LINE
   cleanline protect add|remove NUMBER
   cleanline protect list
+  cleanline version               (or cleanline --version)
+  cleanline help                  (or -h, --help, also after a command)
 
 Flags for every command (before or after the arguments):
   --config FILE   configuration file (default $CLEANLINE_CONFIG)
   --store URL     file:PATH (default file:./cleanline.db), redis://HOST:PORT[/DB],
                   redis-sentinel://HOST:PORT,.../MASTER, redis-cluster://HOST:PORT,...
+
+Flags of one command:
+  serve   --grace D          how long shutdown waits for calls to end (default 10s)
+          --cpuprofile FILE  write a CPU profile (go tool pprof) to FILE until shutdown
+          --memprofile FILE  write a heap profile to FILE at shutdown
+  check   --line L           the line being called (default "default")
+          --international    as if the call came on an international trunk
+          --json             print the verdict as JSON
+  block   --reason R         why the number is blocked
+          --source S         who says so (default cli)
+          --reported         only reported (warn), not confirmed (block)
+          --force            with --reported, downgrade a number already confirmed
+          --json             list as JSON lines
+  report  --line L           the line that reports it, recorded as source line:L
+          --reason R         what happened (default reported)
+  import  --reported         import as reported (warn) instead of confirmed (block)
+          --force            let reported lines downgrade numbers already confirmed
+          --source S         source for lines that name none (default import:FILE)
+
+When the config lists sip.lines, trust's LINE and check's --line must be one
+of them.
 
 A reported entry never downgrades one already confirmed (it stays blocked)
 unless --force is given.
@@ -69,14 +95,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return exitUsage
 	}
-	cmds := map[string]func(context.Context, *env, []string) error{
-		"check":   cmdCheck,
-		"block":   cmdBlock,
-		"report":  cmdReport,
-		"import":  cmdImport,
-		"trust":   cmdTrust,
-		"protect": cmdProtect,
-	}
 	global, args, err := leadingFlags(args)
 	if err != nil || len(args) == 0 {
 		if err == nil {
@@ -88,22 +106,88 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// Flags typed before the command apply as if typed after it.
 	name, rest := args[0], append(args[1:len(args):len(args)], global...)
 	switch name {
-	case "help", "-h", "--help":
+	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
-	}
-	fn, ok := cmds[name]
-	if !ok {
-		if serve, ok := serveCommand(); ok && name == "serve" {
-			fn = serve
-		} else {
-			fmt.Fprintf(stderr, "cleanline: unknown command %q (run cleanline help)\n", name)
+	case "version", "-version", "--version":
+		if len(args) > 1 {
+			fmt.Fprintf(stderr, "cleanline: version takes no arguments (run cleanline help)\n")
 			return exitUsage
 		}
+		fmt.Fprintln(stdout, version())
+		return exitOK
+	}
+	fn, ok := commands()[name]
+	if !ok {
+		fmt.Fprintf(stderr, "cleanline: unknown command %q (run cleanline help)\n", name)
+		return exitUsage
 	}
 	e := &env{name: name, stdout: stdout, stderr: stderr}
 	defer e.close()
 	return e.exit(fn(ctx, e, rest))
+}
+
+// commands are the subcommands that run with an env, by name.
+func commands() map[string]func(context.Context, *env, []string) error {
+	cmds := map[string]func(context.Context, *env, []string) error{
+		"check":   cmdCheck,
+		"block":   cmdBlock,
+		"report":  cmdReport,
+		"import":  cmdImport,
+		"trust":   cmdTrust,
+		"protect": cmdProtect,
+	}
+	if serve, ok := serveCommand(); ok {
+		cmds["serve"] = serve
+	}
+	return cmds
+}
+
+// version is what `cleanline version` prints: the module version from the
+// build information ("(devel)" for a build from a checkout), the VCS
+// revision and whether the tree was modified when the build recorded them,
+// and the Go release.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		bi = nil
+	}
+	return formatVersion(bi)
+}
+
+func formatVersion(bi *debug.BuildInfo) string {
+	if bi == nil {
+		return "cleanline (devel)"
+	}
+	v := bi.Main.Version
+	if v == "" {
+		v = "(devel)"
+	}
+	s := "cleanline " + v
+	var rev, at, modified string
+	for _, kv := range bi.Settings {
+		switch kv.Key {
+		case "vcs.revision":
+			rev = kv.Value
+		case "vcs.time":
+			at = kv.Value
+		case "vcs.modified":
+			modified = kv.Value
+		}
+	}
+	if rev != "" {
+		s += ", revision " + rev
+		if at != "" {
+			s += " of " + at
+		}
+		if modified == "true" {
+			s += ", modified"
+		}
+	}
+	if bi.GoVersion != "" {
+		s += ", " + bi.GoVersion
+	}
+	return s
 }
 
 // leadingFlags splits off the flags typed before the command
@@ -112,7 +196,7 @@ func leadingFlags(args []string) (flags, rest []string, err error) {
 	for len(args) > 0 && strings.HasPrefix(args[0], "-") {
 		a := args[0]
 		switch {
-		case a == "-h" || a == "--help" || a == "-help":
+		case a == "-h" || a == "--help" || a == "-help" || a == "-version" || a == "--version":
 			return flags, args, nil
 		case strings.Contains(a, "="):
 			flags, args = append(flags, a), args[1:]
