@@ -106,6 +106,7 @@ func dDefaults() dConfig {
 		Policy:  &dPolicy{Threshold: &th},
 		Prompts: map[string]string{"warning": "w.wav"},
 		Action:  screening.Warn,
+		hidden:  "not a key: stays",
 	}
 }
 
@@ -137,6 +138,8 @@ func TestDecodeStrictErrors(t *testing.T) {
 			[]keyError{{1, "Skipped", "unknown key (known keys: region, level, note, store, timers, lines, media, policy, prompts, ports, pair, action, shout, any)"}}},
 		{"moved key inside a list", "lines:\n  - name: a\n  - name: b\n    policy_action: block\n",
 			[]keyError{{4, "lines[1].policy_action", "moved: say lines[].policy.withheld"}}},
+		{"an unexported field is not a key", "hidden: x\n",
+			[]keyError{{1, "hidden", "unknown key (known keys: region, level, note, store, timers, lines, media, policy, prompts, ports, pair, action, shout, any)"}}},
 		{"moved key under an unknown section", "gone:\n  a: 1\n  deep: 2\n", []keyError{
 			{1, "gone", "unknown key (known keys: region, level, note, store, timers, lines, media, policy, prompts, ports, pair, action, shout, any)"},
 			{3, "gone.deep", "moved: deep is policy.deep now"}}},
