@@ -12,8 +12,16 @@ import (
 // trunk's offer, play the warning to the line, wait for "1", bridge, and
 // close everything when either side hangs up.
 func Example() {
+	// Once per process: the port pool, the prompts, and the one Player that
+	// paces every call's prompts.
 	pool, _ := media.NewPortPool(20000, 29999)
+	pool.KeepWarm(4096, 2*time.Second)
+	defer pool.Close()
 	prompts, _ := media.DefaultPrompts()
+	player := media.NewPlayer(media.PlayerConfig{})
+	defer player.Close()
+
+	// Per call:
 
 	relay, err := media.NewRelay(media.RelayConfig{
 		Pool:        pool,
@@ -56,7 +64,7 @@ func Example() {
 	}
 	warning, _ := prompts.Get(media.PromptWarning)
 	ctx := context.Background()
-	_ = media.Play(ctx, relay.Line(), warning, lineAnswer.Codecs[0])
+	_ = player.Play(ctx, relay.Line(), warning, lineAnswer.Codecs[0])
 	if d, err := digits.Next(ctx, 10*time.Second); err == nil && d == '1' {
 		relay.SetBridged(true)
 	}

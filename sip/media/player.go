@@ -25,13 +25,15 @@ const (
 var (
 	// ErrCodec is returned for a codec the player cannot produce.
 	ErrCodec = errors.New("media: player supports only PCMU and PCMA")
-	// ErrPlayerClosed is returned by plays cut short by Player.Close.
+	// ErrPlayerClosed is returned by Player.Play on a closed player and by
+	// plays cut short by Player.Close.
 	ErrPlayerClosed = errors.New("media: player closed")
 )
 
 // RTPWriter is where a prompt goes: a relay Leg, or anything that sends RTP.
 // WriteRTP must not retain the packet (it is reused for the next frame) and
-// should not block: a Player drives many streams from one goroutine.
+// should not block: each of a Player's few pacing goroutines drives many
+// streams.
 type RTPWriter interface {
 	WriteRTP(*rtp.Packet) error
 }
@@ -45,7 +47,6 @@ type playOpts struct {
 	ts       uint32
 	haveSSRC bool
 	haveSeq  bool
-	pacing   time.Duration
 }
 
 // WithSSRC sets the stream's SSRC (default: random, RFC 3550 §8.1).
@@ -58,13 +59,6 @@ func WithSSRC(ssrc uint32) PlayOption {
 // the same SSRC.
 func WithSequence(seq uint16, ts uint32) PlayOption {
 	return func(o *playOpts) { o.seq, o.ts, o.haveSeq = seq, ts, true }
-}
-
-// WithPacing sets the wall time per 20 ms frame for the package-level Play
-// (default 20 ms). Tests use less to play faster than real time; RTP
-// timestamps still advance 160 per frame. Player uses PlayerConfig.Pacing.
-func WithPacing(d time.Duration) PlayOption {
-	return func(o *playOpts) { o.pacing = d }
 }
 
 // stream is one playback's RTP state: jart/gosip style, one packet header
@@ -83,9 +77,9 @@ type stream struct {
 	done    chan error // receives the result once, buffered
 }
 
-func newStream(w RTPWriter, p *Prompt, codec Codec, opts []PlayOption) (*stream, *playOpts, error) {
+func newStream(w RTPWriter, p *Prompt, codec Codec, opts []PlayOption) (*stream, error) {
 	if w == nil || p == nil {
-		return nil, nil, errors.New("media: Play needs a writer and a prompt")
+		return nil, errors.New("media: Play needs a writer and a prompt")
 	}
 	var pt uint8
 	switch {
@@ -94,9 +88,9 @@ func newStream(w RTPWriter, p *Prompt, codec Codec, opts []PlayOption) (*stream,
 	case strings.EqualFold(codec.Name, "PCMA") && codec.Rate == 8000:
 		pt = PayloadTypePCMA
 	default:
-		return nil, nil, fmt.Errorf("%w, not %s", ErrCodec, codec)
+		return nil, fmt.Errorf("%w, not %s", ErrCodec, codec)
 	}
-	o := &playOpts{pacing: frameDuration}
+	o := &playOpts{}
 	for _, opt := range opts {
 		opt(o)
 	}
@@ -113,7 +107,7 @@ func newStream(w RTPWriter, p *Prompt, codec Codec, opts []PlayOption) (*stream,
 		done: make(chan error, 1),
 	}
 	s.pkt.Header = rtp.Header{Version: 2, PayloadType: codec.PT & 0x7F, SSRC: o.ssrc}
-	return s, o, nil
+	return s, nil
 }
 
 // send writes frame i. RFC 3550 §5.1: sequence numbers increase by one per
@@ -139,49 +133,11 @@ func (s *stream) stop(err error) {
 	}
 }
 
-// Play sends prompt p to w as RTP in codec (PCMU or PCMA, with the
-// negotiated payload type) and returns when it has been played: at
-// start + frames×20 ms. Frame n is sent at start + n×20 ms on the monotonic
-// clock, so timer lateness never accumulates. It returns ctx.Err() as soon
-// as ctx ends, with no packet sent after it returns.
-//
-// Play uses one goroutine (the caller's) and one timer per playback; for
-// many concurrent prompts a Player is cheaper.
-func Play(ctx context.Context, w RTPWriter, p *Prompt, codec Codec, opts ...PlayOption) error {
-	s, o, err := newStream(w, p, codec, opts)
-	if err != nil {
-		return err
-	}
-	if o.pacing <= 0 {
-		o.pacing = frameDuration
-	}
-	t := time.NewTimer(time.Hour)
-	defer t.Stop()
-	start := time.Now()
-	for i := 0; i <= s.frames; i++ {
-		if d := time.Until(start.Add(time.Duration(i) * o.pacing)); d > 0 {
-			t.Reset(d)
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-t.C:
-			}
-		} else if err := ctx.Err(); err != nil {
-			return err
-		}
-		if i == s.frames {
-			break // the last frame has now had its 20 ms
-		}
-		if err := s.send(i); err != nil {
-			return fmt.Errorf("media: play %s: %w", p.Name, err)
-		}
-	}
-	return nil
-}
-
 // PlayerConfig configures a Player.
 type PlayerConfig struct {
-	// Pacing is the wall time per 20 ms frame; zero means 20 ms.
+	// Pacing is the wall time per 20 ms frame; zero means 20 ms. Tests use
+	// less to play faster than real time; RTP timestamps still advance 160
+	// per frame.
 	Pacing time.Duration
 	// Slots spreads streams over this many sub-ticks of a frame so that
 	// 1,000 prompts started together are not all sent in one burst. Zero
@@ -254,11 +210,17 @@ func NewPlayer(cfg PlayerConfig) *Player {
 	return pl
 }
 
-// Play is the package-level Play on the shared scheduler (WithPacing is
-// ignored: the player's Pacing applies). It blocks until the prompt has
-// been played, ctx ends, or the player closes.
+// Play sends prompt p to w as RTP in codec (PCMU or PCMA, with the
+// negotiated payload type) and returns when it has been played: one Pacing
+// after its last frame was sent. The first frame goes out within one frame
+// period (within one tick when the shard is idle), and each next one a
+// Pacing later on the shard's fixed grid of the monotonic clock, so timer
+// lateness never accumulates. Play returns ctx.Err() as soon as ctx ends
+// and ErrPlayerClosed once Close stops the player; either way, no packet of
+// the prompt is sent after it returns. An error from w ends the play and is
+// returned.
 func (pl *Player) Play(ctx context.Context, w RTPWriter, p *Prompt, codec Codec, opts ...PlayOption) error {
-	s, _, err := newStream(w, p, codec, opts)
+	s, err := newStream(w, p, codec, opts)
 	if err != nil {
 		return err
 	}

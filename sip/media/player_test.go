@@ -65,9 +65,19 @@ func checkStream(t *testing.T, pkts []rtp.Packet, pt uint8, frames int) {
 	}
 }
 
+// newFastPlayer is a player at 1 ms per 20 ms frame, for tests about what
+// is sent rather than when.
+func newFastPlayer(t testing.TB) *Player {
+	t.Helper()
+	pl := NewPlayer(PlayerConfig{Pacing: time.Millisecond})
+	t.Cleanup(func() { pl.Close() })
+	return pl
+}
+
 // TestPlayOverUDPDecodesBack plays through a relay leg to a phone socket and
 // decodes what arrives.
 func TestPlayOverUDPDecodesBack(t *testing.T) {
+	pl := newFastPlayer(t)
 	for _, codec := range []Codec{CodecPCMU, CodecPCMA} {
 		t.Run(codec.Name, func(t *testing.T) {
 			r := newTestRelay(t, RelayConfig{})
@@ -78,7 +88,7 @@ func TestPlayOverUDPDecodesBack(t *testing.T) {
 			frames := (len(src) + 159) / 160
 
 			done := make(chan error, 1)
-			go func() { done <- Play(context.Background(), r.Line(), prompt, codec, WithPacing(time.Millisecond)) }()
+			go func() { done <- pl.Play(context.Background(), r.Line(), prompt, codec) }()
 			var pkts []rtp.Packet
 			var pcm []int16
 			for range frames {
@@ -113,79 +123,108 @@ func TestPlayOverUDPDecodesBack(t *testing.T) {
 	}
 }
 
-// TestPlayTakesItsOwnLength: a 2 s prompt takes 2 s of wall time, for the
-// per-call Play and for the shared Player, and frames stay on the 20 ms
-// grid (no accumulated drift).
+// TestPlayTakesItsOwnLength: a 2 s prompt takes 2 s of wall time and its
+// frames stay on the 20 ms grid (no accumulated drift).
 func TestPlayTakesItsOwnLength(t *testing.T) {
 	prompt := NewPrompt("two seconds", sine(2*time.Second, 8000))
 	pl := NewPlayer(PlayerConfig{})
 	t.Cleanup(func() { pl.Close() })
-	for name, play := range map[string]func(context.Context, RTPWriter, *Prompt, Codec, ...PlayOption) error{
-		"Play": Play, "Player": pl.Play,
-	} {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			c := &capture{}
-			start := time.Now()
-			if err := play(context.Background(), c, prompt, CodecPCMU); err != nil {
-				t.Fatal(err)
-			}
-			took := time.Since(start)
-			// The machine may be shared: allow a late scheduler, but a
-			// player that drifts (sleep error accumulating over 100 frames)
-			// or ends early fails.
-			if took < 2*time.Second || took > 2*time.Second+150*time.Millisecond {
-				t.Fatalf("2 s prompt took %v", took)
-			}
-			checkStream(t, c.pkts, 0, 100)
-			first, offGrid := c.at[0], 0
-			for i, at := range c.at {
-				// Frame i is due at first + i×20 ms, whatever happened before.
-				late := at.Sub(first) - time.Duration(i)*frameDuration
-				if late < -2*time.Millisecond {
-					t.Fatalf("frame %d sent %v early", i, -late)
-				}
-				if late > 10*time.Millisecond {
-					offGrid++
-				}
-			}
-			if offGrid > 5 {
-				t.Fatalf("%d of 100 frames more than 10 ms late: drift", offGrid)
-			}
-		})
+	c := &capture{}
+	start := time.Now()
+	if err := pl.Play(context.Background(), c, prompt, CodecPCMU); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	// The machine may be shared: allow a late scheduler, but a player that
+	// drifts (sleep error accumulating over 100 frames) or ends early fails.
+	if took < 2*time.Second || took > 2*time.Second+150*time.Millisecond {
+		t.Fatalf("2 s prompt took %v", took)
+	}
+	checkStream(t, c.pkts, 0, 100)
+	first, offGrid := c.at[0], 0
+	if d := first.Sub(start); d > 10*time.Millisecond {
+		t.Errorf("first frame %v after Play on an idle player", d)
+	}
+	for i, at := range c.at {
+		// Frame i is due at first + i×20 ms, whatever happened before.
+		late := at.Sub(first) - time.Duration(i)*frameDuration
+		if late < -2*time.Millisecond {
+			t.Fatalf("frame %d sent %v early", i, -late)
+		}
+		if late > 10*time.Millisecond {
+			offGrid++
+		}
+	}
+	if offGrid > 5 {
+		t.Fatalf("%d of 100 frames more than 10 ms late: drift", offGrid)
 	}
 }
 
+// TestPlayCancelStopsAtOnce: Play returns as soon as ctx ends, and not one
+// frame is sent after it returns.
 func TestPlayCancelStopsAtOnce(t *testing.T) {
 	prompt := NewPrompt("long", sine(10*time.Second, 8000))
 	pl := NewPlayer(PlayerConfig{})
 	t.Cleanup(func() { pl.Close() })
-	for name, play := range map[string]func(context.Context, RTPWriter, *Prompt, Codec, ...PlayOption) error{
-		"Play": Play, "Player": pl.Play,
-	} {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			c := &capture{}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- play(ctx, c, prompt, CodecPCMA) }()
-			// Cancel once some audio has gone out.
-			waitFor(t, "first frames", func() bool { return c.len() >= 3 })
-			cancel()
-			cancelled := time.Now()
-			if err := <-done; !errors.Is(err, context.Canceled) {
-				t.Fatalf("Play returned %v", err)
-			}
-			if d := time.Since(cancelled); d > 5*time.Millisecond {
-				t.Fatalf("Play returned %v after cancel", d)
-			}
-			n := c.len()
-			// Not one frame after Play returned: wait three frame periods.
-			<-time.After(60 * time.Millisecond)
-			if c.len() != n {
-				t.Fatalf("%d frames sent after Play returned", c.len()-n)
-			}
-		})
+	c := &capture{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- pl.Play(ctx, c, prompt, CodecPCMA) }()
+	// Cancel once some audio has gone out.
+	waitFor(t, "first frames", func() bool { return c.len() >= 3 })
+	cancel()
+	cancelled := time.Now()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Play returned %v", err)
+	}
+	if d := time.Since(cancelled); d > 5*time.Millisecond {
+		t.Fatalf("Play returned %v after cancel", d)
+	}
+	n := c.len()
+	// Not one frame after Play returned: wait three frame periods.
+	<-time.After(60 * time.Millisecond)
+	if c.len() != n {
+		t.Fatalf("%d frames sent after Play returned", c.len()-n)
+	}
+	// A context that has already ended sends nothing at all.
+	c2 := &capture{}
+	if err := pl.Play(ctx, c2, prompt, CodecPCMA); !errors.Is(err, context.Canceled) || c2.len() != 0 {
+		t.Fatalf("Play on an ended context: %v, %d frames", err, c2.len())
+	}
+}
+
+// TestPlayerCloseEndsPlays: Close cuts running plays short with
+// ErrPlayerClosed, and no frame is sent once it has returned.
+func TestPlayerCloseEndsPlays(t *testing.T) {
+	pl := NewPlayer(PlayerConfig{Shards: 2})
+	prompt := NewPrompt("long", sine(10*time.Second, 8000))
+	caps := make([]*capture, 4)
+	done := make(chan error, len(caps))
+	for i := range caps {
+		caps[i] = &capture{}
+		go func() { done <- pl.Play(context.Background(), caps[i], prompt, CodecPCMU) }()
+	}
+	for _, c := range caps {
+		waitFor(t, "first frames", func() bool { return c.len() >= 2 })
+	}
+	pl.Close()
+	var n [4]int
+	for i, c := range caps {
+		n[i] = c.len()
+	}
+	for range caps {
+		if err := <-done; !errors.Is(err, ErrPlayerClosed) {
+			t.Fatalf("play cut short by Close returned %v", err)
+		}
+	}
+	<-time.After(60 * time.Millisecond) // three frame periods
+	for i, c := range caps {
+		if c.len() != n[i] {
+			t.Fatalf("stream %d: %d frames after Close returned", i, c.len()-n[i])
+		}
+	}
+	if err := pl.Close(); err != nil { // idempotent
+		t.Fatal(err)
 	}
 }
 
@@ -227,16 +266,20 @@ func TestPlayerConcurrentStreams(t *testing.T) {
 }
 
 func TestPlayErrors(t *testing.T) {
+	pl := newFastPlayer(t)
 	p := NewPrompt("x", sine(100*time.Millisecond, 1000))
-	if err := Play(context.Background(), &capture{}, p, Codec{PT: 9, Name: "G722", Rate: 8000}); !errors.Is(err, ErrCodec) {
+	if err := pl.Play(context.Background(), &capture{}, p, Codec{PT: 9, Name: "G722", Rate: 8000}); !errors.Is(err, ErrCodec) {
 		t.Fatalf("G722: %v", err)
 	}
+	if err := pl.Play(context.Background(), nil, p, CodecPCMU); err == nil {
+		t.Fatal("nil writer accepted")
+	}
 	werr := errors.New("socket gone")
-	if err := Play(context.Background(), failWriter{werr}, p, CodecPCMU); !errors.Is(err, werr) {
+	if err := pl.Play(context.Background(), failWriter{werr}, p, CodecPCMU); !errors.Is(err, werr) {
 		t.Fatalf("writer error: %v", err)
 	}
 	c := &capture{}
-	if err := Play(context.Background(), c, p, Codec{PT: 0, Name: "pcmu", Rate: 8000}, WithSSRC(77), WithSequence(65535, 4294967200), WithPacing(time.Millisecond)); err != nil {
+	if err := pl.Play(context.Background(), c, p, Codec{PT: 0, Name: "pcmu", Rate: 8000}, WithSSRC(77), WithSequence(65535, 4294967200)); err != nil {
 		t.Fatal(err)
 	}
 	// Sequence and timestamp wrap around (RFC 3550 §5.1 arithmetic).

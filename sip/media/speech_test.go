@@ -43,9 +43,11 @@ func TestWarningPromptIntelligible(t *testing.T) {
 	r.Line().SetRemote(phone.addr())
 	// 2 ms per 20 ms frame: ten times real time, so the 17 s prompt crosses
 	// the socket in under 2 s. Timestamps are as in a real call.
+	pl := NewPlayer(PlayerConfig{Pacing: 2 * time.Millisecond})
+	defer pl.Close()
 	done := make(chan error, 1)
 	go func() {
-		done <- Play(context.Background(), r.Line(), warning, CodecPCMA, WithPacing(2*time.Millisecond))
+		done <- pl.Play(context.Background(), r.Line(), warning, CodecPCMA)
 	}()
 	frames := (len(warning.Samples) + 159) / 160
 	var pcm []int16
