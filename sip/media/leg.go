@@ -100,9 +100,15 @@ type Leg struct {
 	dtmf  atomic.Pointer[dtmfHook]
 	ptMap atomic.Pointer[[128]uint8] // PT rewrite for RTP received here; nil: none
 
-	lastRx atomic.Int64 // nanoseconds since r.epoch of the last accepted packet
-	idle   atomic.Bool  // OnInactive fired; re-armed by the next packet
-	timer  *time.Timer
+	// The inactivity watch. lastRx and idle are the receive path's, which
+	// takes watchMu only to re-arm a leg that was reported idle; watchMu
+	// guards the timer and watchOff, and is never held while calling
+	// OnInactive nor together with r.mu held for writing.
+	lastRx   atomic.Int64 // nanoseconds since r.epoch of the last accepted packet
+	idle     atomic.Bool  // OnInactive reported this silence; the next packet ends it
+	watchMu  sync.Mutex
+	timer    *time.Timer // nil until ResetInactivity arms the watch
+	watchOff bool        // set by Close: the timer is stopped for good
 
 	wmu     sync.Mutex // guards the pair's wbuf for WriteRTP
 	dtmfPkt rtp.Packet // reused for telephone-event decoding only
@@ -276,28 +282,79 @@ func (l *Leg) acceptRTCP(src netip.AddrPort) bool {
 	return true
 }
 
-// touch records activity for the inactivity watch.
+// touch records activity for the inactivity watch; it runs for every
+// accepted packet, under r.mu held for reading.
 func (l *Leg) touch() {
-	if l.timer == nil {
+	if l.r.inactivity <= 0 {
 		return
 	}
 	l.lastRx.Store(int64(time.Since(l.r.epoch)))
+	// Stored before idle is read, and checkIdle sets idle before it reads
+	// lastRx again: so either this packet sees the verdict and re-arms, or
+	// checkIdle sees this packet and withdraws it.
 	if l.idle.Load() && l.idle.CompareAndSwap(true, false) {
-		l.timer.Reset(l.r.inactivity)
+		l.watchMu.Lock()
+		if !l.watchOff && l.timer != nil {
+			l.timer.Reset(l.r.inactivity) // a new period starts with this packet
+		}
+		l.watchMu.Unlock()
 	}
 }
 
-// checkIdle runs on the leg's inactivity timer.
-func (l *Leg) checkIdle() {
-	if l.r.isClosed() {
+// resetWatch restarts the leg's clock from now, arming the watch the first
+// time.
+func (l *Leg) resetWatch() {
+	l.watchMu.Lock()
+	defer l.watchMu.Unlock()
+	if l.watchOff {
 		return
 	}
-	silent := time.Since(l.r.epoch) - time.Duration(l.lastRx.Load())
+	l.lastRx.Store(int64(time.Since(l.r.epoch)))
+	l.idle.Store(false)
+	if l.timer == nil {
+		l.timer = time.AfterFunc(l.r.inactivity, l.checkIdle)
+		return
+	}
+	l.timer.Reset(l.r.inactivity)
+}
+
+// stopWatch stops the leg's timer for good (Close).
+func (l *Leg) stopWatch() {
+	l.watchMu.Lock()
+	defer l.watchMu.Unlock()
+	l.watchOff = true
+	if l.timer != nil {
+		l.timer.Stop()
+	}
+}
+
+// checkIdle runs on the leg's inactivity timer: it re-arms the timer for the
+// rest of the period if a packet came meanwhile, else reports the silence
+// once and leaves the timer stopped until touch or resetWatch re-arms it.
+func (l *Leg) checkIdle() {
+	l.watchMu.Lock()
+	if l.watchOff || l.idle.Load() {
+		l.watchMu.Unlock()
+		return // closed, or this silence has been reported already
+	}
+	last := l.lastRx.Load()
+	silent := time.Since(l.r.epoch) - time.Duration(last)
 	if silent < l.r.inactivity {
 		l.timer.Reset(l.r.inactivity - silent)
+		l.watchMu.Unlock()
 		return
 	}
 	l.idle.Store(true)
+	if l.lastRx.Load() != last {
+		// A packet arrived while we judged: the leg is not silent. If its
+		// touch missed the verdict, re-arm here; else touch re-arms.
+		if l.idle.CompareAndSwap(true, false) {
+			l.timer.Reset(l.r.inactivity)
+		}
+		l.watchMu.Unlock()
+		return
+	}
+	l.watchMu.Unlock()
 	l.r.log.Info("media inactive", zap.Stringer("leg", l.side), zap.Duration("silent", silent))
 	if l.r.onInactive != nil {
 		l.r.onInactive(l.side)

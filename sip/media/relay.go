@@ -28,12 +28,27 @@ type RelayConfig struct {
 	// AdvertiseIP is the address put in SDP (the public address when the box
 	// is behind NAT). Defaults to BindIP, which must then be specific.
 	AdvertiseIP netip.Addr
-	// Inactivity is how long a leg may send nothing (RTP or RTCP) before
-	// OnInactive is called for it; zero disables the watch. RTCP counts as
-	// activity because a held call still sends it (RFC 3264 §8.4).
+	// Inactivity is how long a leg may receive nothing from its peer before
+	// OnInactive is called for it; zero disables the watch. Activity is any
+	// packet the leg accepts, RTP or RTCP (on either port, or muxed), bridged
+	// or not: RTCP counts because a held call still sends it (RFC 3264
+	// §8.4). Malformed packets and packets from a foreign source do not
+	// count, so a spoofed stream cannot keep a dead call alive.
+	//
+	// The watch is armed by ResetInactivity, not by NewRelay: until the
+	// first ResetInactivity nothing is timed and OnInactive is never
+	// called. Call it when the call is answered, since a line that is still
+	// ringing sends no media; calling it again restarts both clocks.
 	Inactivity time.Duration
-	// OnInactive is called once per silent period, from a timer goroutine;
-	// it may call Relay.Close.
+	// OnInactive is called once per silent period of a leg, from a timer
+	// goroutine: when the leg has been silent for Inactivity, and not again
+	// for that leg until a packet arrives on it (which starts the next
+	// period's clock) or ResetInactivity restarts the clocks. Each leg has
+	// its own periods, so two silent legs give two calls. It may call
+	// Relay.Close. Close stops the watch: no timer is left pending and no
+	// new verdict is reached once it returns; only a call already decided
+	// when Close began may still be running (it may be the one calling
+	// Close), so OnInactive must tolerate a relay that is closed.
 	OnInactive func(side Side)
 	// Logger is optional.
 	Logger *zap.Logger
@@ -67,9 +82,11 @@ type Relay struct {
 	closeOnce sync.Once
 }
 
-// NewRelay binds both legs' sockets and starts relaying, not bridged: packets
-// are counted (and latch, and carry DTMF) but go nowhere until SetBridged or
-// SetForwarding says so.
+// NewRelay takes a port pair for each leg from the pool (a warm pair that has
+// rested, else a newly bound one; see PortPool) and starts relaying, not
+// bridged: packets are counted (and latch, and carry DTMF) but go nowhere
+// until SetBridged or SetForwarding says so. The inactivity watch waits for
+// ResetInactivity.
 func NewRelay(cfg RelayConfig) (*Relay, error) {
 	if cfg.Pool == nil {
 		return nil, fmt.Errorf("%w: no port pool", ErrRelayConfig)
@@ -106,9 +123,6 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		r.legs[side] = l
 	}
 	for _, l := range r.legs {
-		if r.inactivity > 0 {
-			l.timer = time.AfterFunc(r.inactivity, l.checkIdle)
-		}
 		l.pair.leg.Store(l) // from here on its packets are this call's
 	}
 	return r, nil
@@ -170,19 +184,18 @@ func (r *Relay) OnTelephoneEvent(side Side, pt uint8, fn func(digit rune)) {
 	r.legs[side].dtmf.Store(&dtmfHook{pt: pt & 0x7F, dec: NewDTMFDecoder(), fn: fn})
 }
 
-// ResetInactivity restarts both legs' inactivity clocks from now, e.g. when
-// the call is answered: a line that is still ringing sends no RTP, and the
-// watch should only judge an answered call. It also re-arms a leg whose
-// OnInactive already fired.
+// ResetInactivity arms the inactivity watch on its first call and restarts
+// both legs' clocks from now on every call: call it when the call is
+// answered, since a line that is still ringing sends no RTP and the watch
+// should only judge an answered call. It also re-arms a leg whose
+// OnInactive already fired. A no-op without RelayConfig.Inactivity and
+// after Close.
 func (r *Relay) ResetInactivity() {
-	if r.inactivity <= 0 || r.isClosed() {
+	if r.inactivity <= 0 {
 		return
 	}
-	now := int64(time.Since(r.epoch))
 	for _, l := range r.legs {
-		l.lastRx.Store(now)
-		l.idle.Store(false)
-		l.timer.Reset(r.inactivity)
+		l.resetWatch()
 	}
 }
 
@@ -220,11 +233,13 @@ func (r *Relay) Stats() RelayStats {
 	return RelayStats{Trunk: r.legs[SideTrunk].Stats(), Line: r.legs[SideLine].Stats(), Duration: end.Sub(r.epoch)}
 }
 
-// Close stops the call's media: it detaches both legs from their sockets,
-// which go back to the pool (closed, or resting warm and unowned), and
-// returns the ports. After Close returns, not one more packet is sent to
-// either peer, and nothing received is handled as this call's (design.md
-// D1/D2). Idempotent.
+// Close stops the call's media: it detaches both legs from their port pairs
+// and hands the pairs back to the pool, which closes them or, with
+// KeepWarm, lets them rest bound and owned by no call until a later call
+// takes them or the first stray packet closes them (see PortPool). After
+// Close returns, not one more packet is sent to either peer, nothing
+// received is handled as this call's (design.md D1/D2), and the inactivity
+// watch is stopped. Idempotent; safe to call from OnInactive.
 func (r *Relay) Close() error {
 	r.closeOnce.Do(func() {
 		// Every packet is handled under r.mu held for reading, so taking it
@@ -239,8 +254,8 @@ func (r *Relay) Close() error {
 		}
 		r.mu.Unlock()
 		for _, l := range r.legs {
-			if l != nil && l.timer != nil {
-				l.timer.Stop()
+			if l != nil {
+				l.stopWatch()
 			}
 		}
 		for _, l := range r.legs {

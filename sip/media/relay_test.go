@@ -264,70 +264,312 @@ func TestRelayCloseStopsMedia(t *testing.T) {
 	}
 }
 
-func TestRelayInactivity(t *testing.T) {
-	fired := make(chan Side, 4)
-	r, trunk, _ := bridgedCall(t, RelayConfig{
-		Inactivity: 150 * time.Millisecond,
-		OnInactive: func(s Side) { fired <- s },
-	})
-	// The trunk keeps talking; the line is silent from the start.
-	stop := make(chan struct{})
-	done := make(chan struct{})
+// sender sends pkt(n) from c to to every interval until stop is called.
+func sender(t *testing.T, c interface {
+	WriteToUDPAddrPort([]byte, netip.AddrPort) (int, error)
+}, to netip.AddrPort, every time.Duration, pkt func(n uint16) []byte) (stop func()) {
+	t.Helper()
+	quit, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
-		tk := time.NewTicker(20 * time.Millisecond)
+		tk := time.NewTicker(every)
 		defer tk.Stop()
 		for n := uint16(0); ; n++ {
 			select {
-			case <-stop:
+			case <-quit:
 				return
 			case <-tk.C:
-				trunk.rtp.WriteToUDPAddrPort(rtpBytes(t, 0, n, 1, make([]byte, 160)), r.Trunk().LocalAddr())
+				c.WriteToUDPAddrPort(pkt(n), to)
 			}
 		}
 	}()
-	start := time.Now()
+	var once sync.Once
+	stop = func() { once.Do(func() { close(quit); <-done }) }
+	t.Cleanup(stop)
+	return stop
+}
+
+// inactivityLog records OnInactive calls.
+type inactivityLog struct{ ch chan Side }
+
+func newInactivityLog() *inactivityLog { return &inactivityLog{ch: make(chan Side, 16)} }
+
+func (g *inactivityLog) fn(s Side) { g.ch <- s }
+
+// next waits up to d for the next report; ok is false if none came.
+func (g *inactivityLog) next(d time.Duration) (Side, bool) {
 	select {
-	case s := <-fired:
-		if s != SideLine {
-			t.Fatalf("inactive side %s, want line", s)
+	case s := <-g.ch:
+		return s, true
+	case <-time.After(d):
+		return 0, false
+	}
+}
+
+// none asserts that nothing is reported for d.
+func (g *inactivityLog) none(t *testing.T, d time.Duration, why string) {
+	t.Helper()
+	if s, ok := g.next(d); ok {
+		t.Fatalf("OnInactive(%s) %s", s, why)
+	}
+}
+
+// watchArmed and timerPending look inside a leg's watch.
+func watchArmed(l *Leg) bool {
+	l.watchMu.Lock()
+	defer l.watchMu.Unlock()
+	return l.timer != nil
+}
+
+// timerPending stops the leg's timer and says whether it was still due to
+// fire: for checks after Close, when nothing may be pending.
+func timerPending(l *Leg) bool {
+	l.watchMu.Lock()
+	defer l.watchMu.Unlock()
+	return l.timer != nil && l.timer.Stop()
+}
+
+func rtpFrom(ssrc uint32) func(uint16) []byte {
+	return func(n uint16) []byte {
+		p := rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: n, Timestamp: uint32(n) * 160, SSRC: ssrc}, Payload: make([]byte, 160)}
+		b, _ := p.Marshal()
+		return b
+	}
+}
+
+func rtcpFrom(ssrc uint32) func(uint16) []byte { return func(uint16) []byte { return rtcpBytes(ssrc) } }
+
+func rtcpAddrOf(l *Leg) netip.AddrPort {
+	return netip.AddrPortFrom(l.LocalAddr().Addr(), l.LocalAddr().Port()+1)
+}
+
+// TestRelayInactivityArmedByReset: a ringing call is not judged. Nothing is
+// timed before ResetInactivity; after it each silent leg is reported once
+// for its silence, and again only after a packet starts a new period.
+func TestRelayInactivityArmedByReset(t *testing.T) {
+	const inactivity = 50 * time.Millisecond
+	g := newInactivityLog()
+	r, trunk, _ := bridgedCall(t, RelayConfig{Inactivity: inactivity, OnInactive: g.fn})
+	if watchArmed(r.Trunk()) || watchArmed(r.Line()) {
+		t.Fatal("NewRelay armed the watch")
+	}
+	g.none(t, 4*inactivity, "before ResetInactivity")
+
+	reset := time.Now()
+	r.ResetInactivity()
+	got := map[Side]bool{}
+	for range 2 {
+		s, ok := g.next(2 * time.Second)
+		if !ok {
+			t.Fatalf("after ResetInactivity only %v reported", got)
 		}
-		if el := time.Since(start); el < 140*time.Millisecond {
-			t.Fatalf("fired after %v, before the 150 ms timeout", el)
+		if got[s] {
+			t.Fatalf("%s reported twice for one silence", s)
 		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("OnInactive never fired for the silent line")
+		got[s] = true
+		if el := time.Since(reset); el < inactivity {
+			t.Fatalf("%s reported %v after the reset, before its %v", s, el, inactivity)
+		}
+	}
+	g.none(t, 4*inactivity, "again for a silence already reported")
+
+	// One packet ends the trunk's silent period; the next one is reported.
+	send(t, trunk.rtp, r.Trunk().LocalAddr(), rtpFrom(1)(1))
+	waitFor(t, "the packet", func() bool { return r.Stats().Trunk.PacketsIn == 1 })
+	sent := time.Now()
+	if s, ok := g.next(2 * time.Second); !ok || s != SideTrunk {
+		t.Fatalf("after one packet: OnInactive(%s) ok=%v, want the trunk", s, ok)
+	}
+	if el := time.Since(sent); el < inactivity-5*time.Millisecond {
+		t.Fatalf("trunk reported %v after its packet", el)
+	}
+	g.none(t, 4*inactivity, "for the line, silent all along and already reported")
+}
+
+// TestRelayInactivity: a talking leg is never reported; a silent one is, and
+// so is the talker once it stops. ResetInactivity re-arms both.
+func TestRelayInactivity(t *testing.T) {
+	// Generous against a busy machine: the talker would have to stall for
+	// 30 of its packet intervals to be taken for silent.
+	const inactivity = 300 * time.Millisecond
+	g := newInactivityLog()
+	r, trunk, _ := bridgedCall(t, RelayConfig{Inactivity: inactivity, OnInactive: g.fn})
+	stop := sender(t, trunk.rtp, r.Trunk().LocalAddr(), 10*time.Millisecond, rtpFrom(1))
+	start := time.Now()
+	r.ResetInactivity()
+	if s, ok := g.next(3 * time.Second); !ok || s != SideLine {
+		t.Fatalf("OnInactive(%s) ok=%v, want the silent line", s, ok)
+	}
+	if el := time.Since(start); el < inactivity {
+		t.Fatalf("fired after %v, before the %v timeout", el, inactivity)
 	}
 	// The talking trunk must not be reported while it talks...
-	select {
-	case s := <-fired:
-		t.Fatalf("OnInactive(%s) while the trunk talks", s)
-	case <-time.After(300 * time.Millisecond):
-	}
+	g.none(t, 2*inactivity, "while the trunk talks")
 	// ...but is once it stops.
-	close(stop)
-	<-done
-	select {
-	case s := <-fired:
-		if s != SideTrunk {
-			t.Fatalf("inactive side %s, want trunk", s)
-		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("OnInactive never fired for the trunk after it stopped")
+	stop()
+	if s, ok := g.next(3 * time.Second); !ok || s != SideTrunk {
+		t.Fatalf("OnInactive(%s) ok=%v, want the trunk after it stopped", s, ok)
 	}
 	// Answer-time reset: both clocks restart, and both fire again.
 	r.ResetInactivity()
 	reset := time.Now()
 	got := map[Side]bool{}
 	for len(got) < 2 {
-		select {
-		case s := <-fired:
-			got[s] = true
-			if el := time.Since(reset); el < 140*time.Millisecond {
-				t.Fatalf("%s fired %v after the reset", s, el)
-			}
-		case <-time.After(2 * time.Second):
+		s, ok := g.next(3 * time.Second)
+		if !ok {
 			t.Fatalf("after ResetInactivity only %v fired", got)
+		}
+		got[s] = true
+		if el := time.Since(reset); el < inactivity {
+			t.Fatalf("%s fired %v after the reset", s, el)
+		}
+	}
+}
+
+// TestRelayInactivityRTCPCounts: a held call sends only RTCP (RFC 3264
+// §8.4), on the RTCP port or muxed on the RTP port, and is not silent. A
+// foreign source does not keep a leg alive.
+func TestRelayInactivityRTCPCounts(t *testing.T) {
+	const inactivity = 300 * time.Millisecond
+	g := newInactivityLog()
+	r, trunk, line := bridgedCall(t, RelayConfig{Inactivity: inactivity, OnInactive: g.fn})
+	r.Trunk().SetRTCPMux(true)
+	// The line latches its RTP with one packet, then sends only RTCP.
+	send(t, line.rtp, r.Line().LocalAddr(), rtpFrom(2)(0))
+	stopTrunk := sender(t, trunk.rtp, r.Trunk().LocalAddr(), 10*time.Millisecond, rtcpFrom(1)) // muxed
+	stopLine := sender(t, line.rtcp, rtcpAddrOf(r.Line()), 10*time.Millisecond, rtcpFrom(2))
+	r.ResetInactivity()
+	g.none(t, 3*inactivity, "for a leg sending RTCP")
+	if st := r.Stats(); st.Trunk.RTCPIn == 0 || st.Line.RTCPIn == 0 || st.Trunk.PacketsIn != 0 || st.Line.PacketsIn != 1 {
+		t.Fatalf("not an RTCP-only call: trunk %+v line %+v", st.Trunk, st.Line)
+	}
+
+	// The line hangs; a stranger keeps sending to its ports.
+	stopLine()
+	stranger := newPeer(t)
+	sender(t, stranger.rtcp, rtcpAddrOf(r.Line()), 10*time.Millisecond, rtcpFrom(3))
+	sender(t, stranger.rtp, r.Line().LocalAddr(), 10*time.Millisecond, rtpFrom(3))
+	if s, ok := g.next(3 * time.Second); !ok || s != SideLine {
+		t.Fatalf("OnInactive(%s) ok=%v, want the line, whose peer went quiet", s, ok)
+	}
+	if st := r.Stats(); st.Line.Foreign == 0 {
+		t.Fatalf("the stranger's packets were not seen as foreign: %+v", st.Line)
+	}
+	stopTrunk()
+	if s, ok := g.next(3 * time.Second); !ok || s != SideTrunk {
+		t.Fatalf("OnInactive(%s) ok=%v, want the trunk", s, ok)
+	}
+}
+
+// TestRelayInactivityKeepsItsClock: packets arriving around the very moment
+// of the verdict never lose the leg's clock: once the leg goes quiet for
+// good, that silence is reported.
+func TestRelayInactivityKeepsItsClock(t *testing.T) {
+	const inactivity = 5 * time.Millisecond
+	var mu sync.Mutex
+	var fired []time.Time
+	r, trunk, _ := bridgedCall(t, RelayConfig{Inactivity: inactivity, OnInactive: func(s Side) {
+		if s == SideTrunk {
+			mu.Lock()
+			fired = append(fired, time.Now())
+			mu.Unlock()
+		}
+	}})
+	r.ResetInactivity()
+	// Gaps of 2-8 ms around a 5 ms timeout, for 400 ms.
+	end := time.Now().Add(400 * time.Millisecond)
+	var quiet time.Time // when the last packet was sent
+	sent := uint64(0)
+	for n := uint16(0); time.Now().Before(end); n++ {
+		quiet = time.Now()
+		send(t, trunk.rtp, r.Trunk().LocalAddr(), rtpFrom(1)(n))
+		sent++
+		time.Sleep(time.Duration(2+n%7) * time.Millisecond) // the traffic's shape, not synchronisation
+	}
+	// Every packet handled, the leg judged silent since (idle is cleared by
+	// each packet that finds it set), and reported after the last packet.
+	waitFor(t, "the final silence reported", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return r.Stats().Trunk.PacketsIn == sent && r.Trunk().idle.Load() &&
+			len(fired) > 0 && fired[len(fired)-1].After(quiet)
+	})
+	mu.Lock()
+	t.Logf("%d packets, %d silences reported", sent, len(fired))
+	mu.Unlock()
+}
+
+// The B2BUA ends a dead call from the inactivity callback itself; both legs
+// may be reported at once, and each may call Close.
+func TestRelayCloseFromOnInactive(t *testing.T) {
+	pool := newTestPool(t, 4)
+	var r *Relay
+	calls := make(chan Side, 2)
+	r, err := NewRelay(RelayConfig{Pool: pool, BindIP: loopback, Inactivity: 50 * time.Millisecond,
+		OnInactive: func(s Side) {
+			r.Close()
+			calls <- s // Close returned
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.ResetInactivity()
+	if _, ok := (&inactivityLog{ch: calls}).next(2 * time.Second); !ok {
+		t.Fatal("Close from OnInactive did not return")
+	}
+	if pool.Free() != pool.Size() {
+		t.Fatalf("%d of %d ports free", pool.Free(), pool.Size())
+	}
+	// The other leg was silent too: reported just as the first was, or
+	// stopped by its Close; either way nothing is left pending.
+	for _, l := range r.legs {
+		if timerPending(l) {
+			t.Fatalf("%s leg's timer outlived Close", l.side)
+		}
+	}
+}
+
+// TestRelayCloseStopsInactivityWatch: no timer outlives Close, however it
+// races with traffic and ResetInactivity, and ResetInactivity after Close
+// arms nothing.
+func TestRelayCloseStopsInactivityWatch(t *testing.T) {
+	const inactivity = 20 * time.Millisecond
+	for range 20 {
+		g := newInactivityLog()
+		r, trunk, line := bridgedCall(t, RelayConfig{Inactivity: inactivity, OnInactive: g.fn})
+		stopT := sender(t, trunk.rtp, r.Trunk().LocalAddr(), time.Millisecond, rtpFrom(1))
+		stopL := sender(t, line.rtcp, rtcpAddrOf(r.Line()), time.Millisecond, rtcpFrom(2))
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 50 {
+				r.ResetInactivity()
+			}
+		}()
+		r.Close()
+		wg.Wait()
+		r.ResetInactivity()
+		for _, l := range r.legs {
+			if timerPending(l) {
+				t.Fatalf("%s leg's timer outlived Close", l.side)
+			}
+		}
+		stopT()
+		stopL()
+		// Nothing was silent before Close, and nothing is judged after it.
+		g.none(t, 0, "for a call that was talking when it closed")
+	}
+	// And a relay closed while both legs were silent and armed.
+	g := newInactivityLog()
+	r := newTestRelay(t, RelayConfig{Inactivity: inactivity, OnInactive: g.fn})
+	r.ResetInactivity()
+	r.Close()
+	r.ResetInactivity()
+	g.none(t, 5*inactivity, "after Close")
+	for _, l := range r.legs {
+		if timerPending(l) {
+			t.Fatalf("%s leg's timer outlived Close", l.side)
 		}
 	}
 }
@@ -505,40 +747,12 @@ func TestRelayPayloadTypeMap(t *testing.T) {
 	}
 }
 
-// The B2BUA ends a dead call from the inactivity callback itself.
-func TestRelayCloseFromOnInactive(t *testing.T) {
-	pool := newTestPool(t, 4)
-	closed := make(chan struct{})
-	var r *Relay
-	var ready sync.WaitGroup
-	ready.Add(1)
-	r, err := NewRelay(RelayConfig{Pool: pool, BindIP: loopback, Inactivity: 50 * time.Millisecond,
-		OnInactive: func(Side) {
-			ready.Wait()
-			r.Close()
-			select {
-			case <-closed:
-			default:
-				close(closed)
-			}
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ready.Done()
-	select {
-	case <-closed:
-	case <-time.After(2 * time.Second):
-		t.Fatal("Close from OnInactive did not return")
-	}
-	if pool.Free() != pool.Size() {
-		t.Fatalf("%d of %d ports free", pool.Free(), pool.Size())
-	}
-}
-
 // BenchmarkRelayOpenClose is the media cost of one call apart from its
-// packets: NewRelay (four sockets, four receive goroutines), bridging and
-// Close, with the SDP remotes set as a call would.
+// packets: NewRelay, bridging, arming the inactivity watch and Close, with
+// the SDP remotes set as a call would. The test pool keeps every pair warm
+// with no rest, so this is the warm path serve takes in steady state (no
+// socket bound or closed per call); a cold pool would add two pairs' four
+// sockets and four receive goroutines.
 func BenchmarkRelayOpenClose(b *testing.B) {
 	pool := newTestPool(b, 64)
 	remote := netip.MustParseAddrPort("127.0.0.1:9")
@@ -551,6 +765,7 @@ func BenchmarkRelayOpenClose(b *testing.B) {
 		r.Trunk().SetRemote(remote)
 		r.Line().SetRemote(remote)
 		r.SetBridged(true)
+		r.ResetInactivity() // answered
 		r.Close()
 	}
 }
