@@ -2,8 +2,10 @@ package media
 
 // G.711 (ITU-T G.711, 1988) companding, as used by RTP payload types 0
 // (PCMU) and 8 (PCMA), RFC 3551 §4.5.14. The formulas are the classic Sun
-// reference ones; decoding goes through 256-entry tables built once because
-// the player and tests decode far more often than they encode.
+// reference ones; decoding goes through 256-entry tables built once, since
+// what decodes (the WAV loader, the test phones' receivers) does it for whole
+// files and streams. The player only encodes, once per prompt and law (the
+// Prompt caches it).
 
 const (
 	ulawBias = 0x84 // 132: G.711 µ-law bias added before segment search

@@ -10,8 +10,9 @@ import (
 )
 
 // portPair is a bound RTP socket and its RTCP socket (port+1) with one
-// receive goroutine each. It serves one leg at a time; between calls it
-// rests in the PortPool, owned by no leg, dropping what arrives.
+// receive goroutine each. It serves one leg at a time; between calls it may
+// rest in the PortPool, owned by no leg, until a call takes it or the first
+// packet to arrive closes it (PortPool.stray).
 type portPair struct {
 	pool      *PortPool
 	port      int

@@ -23,16 +23,22 @@ var (
 // (RFC 3550 §11: "RTP SHOULD use an even destination port number and the
 // corresponding RTCP stream SHOULD use the next higher (odd) port number").
 //
-// Ports are reused least-recently-released first, so a port closed by a
-// finished call rests as long as possible before a new call gets it: late
-// or malicious media aimed at an old call must not land in a new one.
+// Cold ports (no socket open) are bound least-recently-released first, so a
+// port closed by a finished call rests as long as possible before a new
+// call gets it: late or malicious media aimed at an old call must not land
+// in a new one.
 //
-// With KeepWarm, a finished call's sockets are not closed but rest, bound
-// and unowned, and a later call takes them over instead of binding new
-// ones (four sockets, their syscalls and goroutines per call). A resting
-// pair is only reused once it has been quiet for the rest period; the first
-// packet that reaches a resting pair closes it, so a peer that keeps sending
-// after hang-up finds the port closed exactly as without KeepWarm (D2).
+// With KeepWarm, a finished call's pairs are not closed but rest, bound and
+// owned by no call, and a later call takes one over instead of binding a
+// new one (a call has two pairs: four sockets, their syscalls and receive
+// goroutines). Resting pairs are handed out oldest first, once quiet for
+// the rest period; only when no cold port can be bound does a new call get
+// the oldest one however briefly it rested, the port it would have bound
+// next without KeepWarm. Nothing that reaches a resting pair is forwarded:
+// the first packet, on either socket, closes the pair and sends its port to
+// the back of the cold queue, so a peer that keeps sending after hang-up
+// loses that packet and then finds the port closed, as without KeepWarm
+// (D2).
 type PortPool struct {
 	mu    sync.Mutex
 	free  []int // cold ports, FIFO: acquire from the front, release to the back

@@ -61,8 +61,9 @@ type RelayStats struct {
 	Duration time.Duration
 }
 
-// Relay anchors the media of one call: two legs, each with its own RTP and
-// RTCP sockets, and forwarding between them under the B2BUA's control.
+// Relay anchors the media of one call: two legs, each on a port pair (RTP
+// and RTCP sockets) it holds for the call, and forwarding between them
+// under the B2BUA's control.
 type Relay struct {
 	legs       [2]*Leg
 	fwd        [2]atomic.Bool // fwd[s]: packets received on leg s go to the other leg
