@@ -160,8 +160,7 @@ func (s *Server) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	c := e.c
 	if err := s.readInDialog(e, req, tx); err != nil {
-		s.respondErr(req, tx, withStatus(sip.StatusInternalServerError, "Server Internal Error", err),
-			sip.NewHeader("Retry-After", "1"))
+		s.respondErr(req, tx, fmt.Errorf("%w: %w", ErrOutOfOrder, err))
 		return
 	}
 	sd := e.peer()
@@ -200,7 +199,7 @@ func (s *Server) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	c := e.c
 	if err := s.readInDialog(e, req, tx); err != nil {
-		s.respondErr(req, tx, withStatus(sip.StatusInternalServerError, "Server Internal Error", err))
+		s.respondErr(req, tx, fmt.Errorf("%w: %w", ErrOutOfOrder, err))
 		return
 	}
 	sd := e.peer()

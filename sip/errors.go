@@ -36,6 +36,15 @@ var (
 	ErrOverloaded = errors.New("sip: overloaded")
 	// ErrTooSmall: a Session-Expires below our Min-SE (422, RFC 4028 §8.1).
 	ErrTooSmall = errors.New("sip: session interval too small")
+	// ErrLateOffer: an INVITE without an SDP offer (488 "Late Offer Not
+	// Supported"; see refuseLateOffer for why).
+	ErrLateOffer = fmt.Errorf("%w: INVITE without an SDP offer", ErrNotAcceptable)
+	// ErrUnsupportedScheme: a Request-URI scheme other than sip, sips or tel
+	// (416, RFC 3261 §8.2.2.1).
+	ErrUnsupportedScheme = errors.New("sip: unsupported URI scheme")
+	// ErrOutOfOrder: an in-dialog request whose CSeq is lower than the last
+	// one (500 with Retry-After, RFC 3261 §12.2.2 and §14.2).
+	ErrOutOfOrder = errors.New("sip: request out of order")
 	// ErrBlocked: screening refused the caller, or the person did after the
 	// warning (603 Decline, RFC 3261 §21.6.2: the callee does not wish to
 	// take part, and no other place will do).
@@ -57,32 +66,18 @@ var (
 	ErrNoRoute = errors.New("sip: no outbound trunk")
 )
 
-// statusError is an error that carries the SIP status it is answered with.
-type statusError struct {
-	code   int
-	reason string
-	err    error
-}
-
-func (e *statusError) Error() string {
-	return fmt.Sprintf("%d %s: %v", e.code, e.reason, e.err)
-}
-
-func (e *statusError) Unwrap() error { return e.err }
-
-// withStatus attaches an explicit status to err.
-func withStatus(code int, reason string, err error) error {
-	return &statusError{code: code, reason: reason, err: err}
-}
-
 // statusOf maps an error to the response a peer gets for it.
 func statusOf(err error) (int, string) {
-	var se *statusError
+	// The specific before the general: ErrLateOffer is an ErrNotAcceptable.
 	switch {
 	case err == nil:
 		return sip.StatusOK, "OK"
-	case errors.As(err, &se):
-		return se.code, se.reason
+	case errors.Is(err, ErrLateOffer):
+		return sip.StatusNotAcceptableHere, "Late Offer Not Supported"
+	case errors.Is(err, ErrUnsupportedScheme):
+		return statusUnsupportedScheme, "Unsupported URI Scheme"
+	case errors.Is(err, ErrOutOfOrder):
+		return sip.StatusInternalServerError, "Server Internal Error"
 	case errors.Is(err, ErrNotTrunk), errors.Is(err, ErrForbidden):
 		return sip.StatusForbidden, "Forbidden"
 	case errors.Is(err, ErrUnknownLine):
@@ -115,8 +110,13 @@ func statusOf(err error) (int, string) {
 
 // headersOf are the headers the response for err carries besides its status.
 func headersOf(err error) []sip.Header {
-	if errors.Is(err, ErrDeferred) {
+	switch {
+	case errors.Is(err, ErrDeferred):
 		return []sip.Header{sip.NewHeader("Retry-After", retryAfter)}
+	case errors.Is(err, ErrOutOfOrder):
+		// RFC 3261 §14.2: a 500 for a re-INVITE in progress carries a
+		// Retry-After of 0 to 10 s.
+		return []sip.Header{sip.NewHeader("Retry-After", "1")}
 	}
 	return nil
 }
@@ -142,3 +142,6 @@ const statusDecline = 603
 // deferred because the store did not answer: long enough for a busy
 // instance to drain, short enough that a retried call still rings.
 const retryAfter = "2"
+
+// statusUnsupportedScheme is 416 Unsupported URI Scheme (RFC 3261 §21.4.13).
+const statusUnsupportedScheme = 416

@@ -87,8 +87,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 // (RFC 3261 §20.43, code 399: miscellaneous) saying what to change.
 func (s *Server) refuseLateOffer(req *sip.Request, tx sip.ServerTransaction) {
 	s.log.Info("INVITE without SDP offer refused", zap.Stringer("source", source(req)))
-	s.respondErr(req, tx, withStatus(sip.StatusNotAcceptableHere, "Late Offer Not Supported",
-		fmt.Errorf("%w: INVITE without an SDP offer", ErrNotAcceptable)),
+	s.respondErr(req, tx, ErrLateOffer,
 		sip.NewHeader("Warning", `399 `+s.host+` "INVITE must carry an SDP offer (late offer not supported)"`))
 }
 
@@ -100,7 +99,7 @@ func malformedInvite(req *sip.Request) error {
 	case "sip", "sips", "tel":
 	default:
 		// RFC 3261 §8.2.2.1: 416 for a Request-URI scheme we do not know.
-		return withStatus(416, "Unsupported URI Scheme", ErrMalformed)
+		return fmt.Errorf("%w: %q", ErrUnsupportedScheme, req.Recipient.Scheme)
 	}
 	if h := req.Recipient.Headers; h != nil && h.Length() > 0 {
 		return ErrMalformed // §19.1.5: no headers in a Request-URI
@@ -133,7 +132,7 @@ func (s *Server) checkInvite(req *sip.Request) error {
 		if h := req.GetHeader(name); h != nil {
 			callID, _, _ := strings.Cut(h.Value(), ";")
 			if s.reg.hasCallID(strings.TrimSpace(callID)) {
-				return withStatus(sip.StatusForbidden, "Forbidden", ErrForbidden)
+				return fmt.Errorf("%w: %s names a dialog of ours", ErrForbidden, name)
 			}
 			return ErrNoDialog
 		}
@@ -174,7 +173,7 @@ func (s *Server) acceptInvite(req *sip.Request, tx sip.ServerTransaction, dir di
 	}
 	in, err := s.dua.ReadInvite(req, tx)
 	if err != nil {
-		s.respondErr(req, tx, withStatus(sip.StatusBadRequest, "Bad Request", err))
+		s.respondErr(req, tx, fmt.Errorf("%w: %w", ErrMalformed, err))
 		return nil
 	}
 	return s.newCall(dir, line, trunk, in, tx)
