@@ -274,12 +274,6 @@ func (r *Relay) Close() error {
 	return nil
 }
 
-func (r *Relay) isClosed() bool {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return r.closed
-}
-
 // receiveRTP handles one datagram that reached leg l's RTP port from src.
 func (r *Relay) receiveRTP(l *Leg, b []byte, src netip.AddrPort) {
 	r.mu.RLock()
