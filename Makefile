@@ -25,7 +25,8 @@ test: deps
 test-race: deps
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
-# Benchmarks: medians over 5 runs; feed the output to benchstat to compare.
+# Benchmarks: each runs 5 times; feed bench.out to benchstat, which gives the
+# medians and compares runs.
 BENCHTIME ?= 1s
 # make bench: the Go benchmarks, then the end-to-end run with issue 5's
 # targets table (about 35 minutes on 2 cores).
