@@ -98,7 +98,7 @@ func TestWarmPairsReusedOnlyAfterRest(t *testing.T) {
 
 // D2 with warm pairs: a peer that keeps sending to an ended call's port
 // closes it with its first packet, and that pair is never handed out again.
-func TestStrayPacketClosesRestingPair(t *testing.T) {
+func TestD2StrayPacketClosesRestingPair(t *testing.T) {
 	pool, clk := warmPool(t, 8, 8, time.Second)
 	r1 := newTestRelay(t, RelayConfig{Pool: pool})
 	relayWorks(t, r1)
