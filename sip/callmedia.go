@@ -31,10 +31,14 @@ type callMedia struct {
 var supportedCodecs = []media.Codec{media.CodecPCMA, media.CodecPCMU}
 
 func (s *Server) newCallMedia(c *call) (*callMedia, error) {
+	// D6: the relay owns the media timeout; its clock starts when the call
+	// is answered (watch), and a silent leg ends the call.
 	r, err := media.NewRelay(media.RelayConfig{
 		Pool:        s.ports,
 		BindIP:      s.bindIP,
 		AdvertiseIP: s.advIP,
+		Inactivity:  max(s.cfg.Timers.MediaInactivity, 0),
+		OnInactive:  func(media.Side) { c.end(outcomeMediaInactive, sideNone) },
 		Logger:      c.log.Named("media"),
 	})
 	if err != nil {
@@ -132,12 +136,6 @@ func (m *callMedia) earlyMedia(from side) {
 func (m *callMedia) close() { m.closeOnce.Do(func() { _ = m.relay.Close() }) }
 
 func (m *callMedia) stats() media.RelayStats { return m.relay.Stats() }
-
-// received is how many packets (RTP and RTCP) sd's peer has sent us.
-func (m *callMedia) received(sd side) uint64 {
-	st := m.leg(sd).Stats()
-	return st.PacketsIn + st.RTCPIn
-}
 
 // play sends a prompt to sd's peer in the call's codec, paced in real time,
 // until it ends or ctx does.

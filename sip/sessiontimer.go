@@ -173,20 +173,12 @@ func (c *call) refreshed(sd side, t *sessionTimer) {
 	}
 }
 
-// watch runs for an answered call until it ends: media inactivity on either
-// leg and session timers on both, each ending the call (D6).
+// watch runs for an answered call until it ends: it starts the relay's
+// media inactivity clock (the relay ends the call when a leg falls silent)
+// and keeps the session timers of both legs, either ending the call (D6).
 func (c *call) watch() {
+	c.m.relay.ResetInactivity()
 	c.s.goCall(func() {
-		inact := c.s.cfg.Timers.MediaInactivity
-		var tick <-chan time.Time
-		if inact > 0 {
-			t := time.NewTicker(max(inact/8, 20*time.Millisecond))
-			defer t.Stop()
-			tick = t.C
-		}
-		last := [2]uint64{c.m.received(sideTrunk), c.m.received(sideLine)}
-		since := [2]time.Time{time.Now(), time.Now()}
-
 		timers := [2]*sessionTimer{}
 		timers[c.inSide().media()] = c.timer
 		c.mu.Lock()
@@ -211,18 +203,6 @@ func (c *call) watch() {
 			select {
 			case <-c.ctx.Done():
 				return
-			case now := <-tick:
-				for _, sd := range []side{sideTrunk, sideLine} {
-					i := sd.media()
-					if n := c.m.received(sd); n != last[i] {
-						last[i], since[i] = n, now
-					} else if now.Sub(since[i]) >= inact {
-						c.log.Info("media inactive", zap.Stringer("leg", sd), zap.Duration("silent", now.Sub(since[i])))
-						c.end(outcomeMediaInactive, sideNone)
-						return
-					}
-				}
-				continue
 			case t := <-c.refresh[media.SideTrunk]:
 				if t != nil {
 					timers[media.SideTrunk] = t
