@@ -58,7 +58,9 @@ fuzz:
 	  screening:FuzzNormalize \
 	  blocklist:FuzzParseImportLine \
 	  sip/media:FuzzParseSDP \
-	  sip/media:FuzzDecodeTelephoneEvent ; do \
+	  sip/media:FuzzDecodeTelephoneEvent \
+	  cmd/cleanline:FuzzLoadConfig \
+	  cmd/cleanline:FuzzDecodeStrict ; do \
 	  pkg=$${spec%%:*}; fn=$${spec##*:}; \
 	  echo "== $$pkg $$fn"; \
 	  $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) ./$$pkg; \
