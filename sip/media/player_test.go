@@ -123,8 +123,10 @@ func TestPlayOverUDPDecodesBack(t *testing.T) {
 	}
 }
 
-// TestPlayTakesItsOwnLength: a 2 s prompt takes 2 s of wall time and its
-// frames stay on the 20 ms grid (no accumulated drift).
+// TestPlayTakesItsOwnLength: a 2 s prompt takes 2 s of wall time, its
+// frames are never early, and they stay on one 20 ms grid that starts at
+// once on an idle player (no accumulated drift). The machine may be shared,
+// so single frames may be late; the grid is judged by its punctual frames.
 func TestPlayTakesItsOwnLength(t *testing.T) {
 	prompt := NewPrompt("two seconds", sine(2*time.Second, 8000))
 	pl := NewPlayer(PlayerConfig{})
@@ -135,29 +137,44 @@ func TestPlayTakesItsOwnLength(t *testing.T) {
 		t.Fatal(err)
 	}
 	took := time.Since(start)
-	// The machine may be shared: allow a late scheduler, but a player that
-	// drifts (sleep error accumulating over 100 frames) or ends early fails.
-	if took < 2*time.Second || took > 2*time.Second+150*time.Millisecond {
+	// Never short; a late wake-up at the end is the machine's, not the
+	// player's, so the bound above is loose: drift is judged by the grid.
+	if took < 2*time.Second || took > 3*time.Second {
 		t.Fatalf("2 s prompt took %v", took)
 	}
 	checkStream(t, c.pkts, 0, 100)
-	first, offGrid := c.at[0], 0
-	if d := first.Sub(start); d > 10*time.Millisecond {
-		t.Errorf("first frame %v after Play on an idle player", d)
-	}
+	// off[i] is frame i's send time less its place on a grid from start.
+	// No frame may be early; the grid's origin is the most punctual frame.
+	off := make([]time.Duration, len(c.at))
+	origin := time.Duration(1 << 62)
 	for i, at := range c.at {
-		// Frame i is due at first + i×20 ms, whatever happened before.
-		late := at.Sub(first) - time.Duration(i)*frameDuration
-		if late < -2*time.Millisecond {
-			t.Fatalf("frame %d sent %v early", i, -late)
+		off[i] = at.Sub(start) - time.Duration(i)*frameDuration
+		if off[i] < -2*time.Millisecond {
+			t.Fatalf("frame %d sent %v early", i, -off[i])
 		}
-		if late > 10*time.Millisecond {
-			offGrid++
+		origin = min(origin, off[i])
+	}
+	if origin > 5*time.Millisecond {
+		t.Errorf("the grid starts %v after Play on an idle player", origin)
+	}
+	// A pacer that sleeps from frame to frame adds its lateness to every
+	// later frame: then even the most punctual frame of the last 400 ms is
+	// late. On the grid, each 400 ms has a frame within 5 ms of it.
+	const window = 20
+	late := 0
+	for w := 0; w+window <= len(off); w += window {
+		best := time.Duration(1 << 62)
+		for _, o := range off[w : w+window] {
+			best = min(best, o-origin)
+			if o-origin > 10*time.Millisecond {
+				late++
+			}
+		}
+		if best > 5*time.Millisecond {
+			t.Fatalf("frames %d-%d: the most punctual is %v off the grid: drift", w, w+window-1, best)
 		}
 	}
-	if offGrid > 5 {
-		t.Fatalf("%d of 100 frames more than 10 ms late: drift", offGrid)
-	}
+	t.Logf("grid origin %v after Play; %d of %d frames more than 10 ms late", origin, late, len(off))
 }
 
 // TestPlayCancelStopsAtOnce: Play returns as soon as ctx ends, and not one

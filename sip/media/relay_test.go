@@ -224,37 +224,45 @@ func TestRelayCloseStopsMedia(t *testing.T) {
 	if _, _, ok := recv(t, trunk.rtp, time.Second); !ok {
 		t.Fatal("no media before Close")
 	}
-	lastBefore := [2]int64{sent[0].Load(), sent[1].Load()}
 	r.Close()
-	closedAt := time.Now()
+	// Packet n is counted in sent just after it is written, so once Close
+	// has returned, every packet numbered above lastAfter+1 was sent after
+	// it.
+	lastAfter := [2]int64{sent[0].Load(), sent[1].Load()}
 	if err := r.Close(); err != nil { // idempotent
 		t.Fatal(err)
 	}
 
-	// Watch both receiving sockets for 400 ms: a packet the sender sent
-	// after Close started must never arrive. (Ones sent before may still
-	// be in the receiver's socket buffer.)
+	// Watch both receiving sockets until each sender has sent 50 more
+	// packets (however long a busy machine takes), then drain them: none of
+	// those may arrive. (Ones sent before may still be in the receiver's
+	// socket buffer.)
+	deadline := time.Now().Add(10 * time.Second)
 	for i, rx := range []*peer{line, trunk} {
 		from := 1 - i // line receives what the trunk sent, and back
-		for {
-			left := 400*time.Millisecond - time.Since(closedAt)
-			if left <= 0 {
-				break
+		check := func(b []byte) {
+			if seq := int64(binary.BigEndian.Uint16(b[2:])); seq > lastAfter[from]+1 {
+				t.Fatalf("packet %d, sent after Close returned (at %d), reached the other side", seq, lastAfter[from])
 			}
-			b, _, ok := recv(t, rx.rtp, left)
+		}
+		for sent[from].Load() <= lastAfter[from]+50 {
+			if time.Now().After(deadline) {
+				t.Fatalf("sender stalled (%d → %d): the window proved nothing", lastAfter[from], sent[from].Load())
+			}
+			if b, _, ok := recv(t, rx.rtp, 10*time.Millisecond); ok {
+				check(b)
+			}
+		}
+		for {
+			b, _, ok := recv(t, rx.rtp, 50*time.Millisecond)
 			if !ok {
 				break
 			}
-			if seq := int64(binary.BigEndian.Uint16(b[2:])); seq > lastBefore[from] {
-				t.Fatalf("packet %d sent after Close reached the other side", seq)
-			}
+			check(b)
 		}
 		if _, _, ok := recv(t, rx.rtcp, time.Millisecond); ok {
 			t.Fatal("RTCP after Close")
 		}
-	}
-	if sent[0].Load() <= lastBefore[0]+50 {
-		t.Fatalf("sender stalled (%d → %d): the window proved nothing", lastBefore[0], sent[0].Load())
 	}
 	if pool.Free() != pool.Size() {
 		t.Fatalf("%d of %d ports back in the pool", pool.Free(), pool.Size())
@@ -343,10 +351,17 @@ func rtcpAddrOf(l *Leg) netip.AddrPort {
 	return netip.AddrPortFrom(l.LocalAddr().Addr(), l.LocalAddr().Port()+1)
 }
 
+// talkInactivity is the timeout of the tests in which a peer talks: a
+// talker (one packet every 10 ms) is taken for silent only if it, or the
+// relay's receive loop, is held up for 100 intervals, which even a machine
+// shared with other test runs and CPU hogs has not done.
+const talkInactivity = time.Second
+
 // TestRelayInactivityArmedByReset: a ringing call is not judged. Nothing is
 // timed before ResetInactivity; after it each silent leg is reported once
 // for its silence, and again only after a packet starts a new period.
 func TestRelayInactivityArmedByReset(t *testing.T) {
+	t.Parallel()
 	const inactivity = 50 * time.Millisecond
 	g := newInactivityLog()
 	r, trunk, _ := bridgedCall(t, RelayConfig{Inactivity: inactivity, OnInactive: g.fn})
@@ -359,7 +374,7 @@ func TestRelayInactivityArmedByReset(t *testing.T) {
 	r.ResetInactivity()
 	got := map[Side]bool{}
 	for range 2 {
-		s, ok := g.next(2 * time.Second)
+		s, ok := g.next(5 * time.Second)
 		if !ok {
 			t.Fatalf("after ResetInactivity only %v reported", got)
 		}
@@ -374,14 +389,16 @@ func TestRelayInactivityArmedByReset(t *testing.T) {
 	g.none(t, 4*inactivity, "again for a silence already reported")
 
 	// One packet ends the trunk's silent period; the next one is reported.
-	send(t, trunk.rtp, r.Trunk().LocalAddr(), rtpFrom(1)(1))
-	waitFor(t, "the packet", func() bool { return r.Stats().Trunk.PacketsIn == 1 })
 	sent := time.Now()
-	if s, ok := g.next(2 * time.Second); !ok || s != SideTrunk {
+	send(t, trunk.rtp, r.Trunk().LocalAddr(), rtpFrom(1)(1))
+	if s, ok := g.next(5 * time.Second); !ok || s != SideTrunk {
 		t.Fatalf("after one packet: OnInactive(%s) ok=%v, want the trunk", s, ok)
 	}
-	if el := time.Since(sent); el < inactivity-5*time.Millisecond {
+	if el := time.Since(sent); el < inactivity {
 		t.Fatalf("trunk reported %v after its packet", el)
+	}
+	if st := r.Stats(); st.Trunk.PacketsIn != 1 {
+		t.Fatalf("trunk leg %+v, want the one packet", st.Trunk)
 	}
 	g.none(t, 4*inactivity, "for the line, silent all along and already reported")
 }
@@ -389,33 +406,32 @@ func TestRelayInactivityArmedByReset(t *testing.T) {
 // TestRelayInactivity: a talking leg is never reported; a silent one is, and
 // so is the talker once it stops. ResetInactivity re-arms both.
 func TestRelayInactivity(t *testing.T) {
-	// Generous against a busy machine: the talker would have to stall for
-	// 30 of its packet intervals to be taken for silent.
-	const inactivity = 300 * time.Millisecond
+	t.Parallel()
+	const inactivity = talkInactivity
 	g := newInactivityLog()
 	r, trunk, _ := bridgedCall(t, RelayConfig{Inactivity: inactivity, OnInactive: g.fn})
 	stop := sender(t, trunk.rtp, r.Trunk().LocalAddr(), 10*time.Millisecond, rtpFrom(1))
 	start := time.Now()
 	r.ResetInactivity()
-	if s, ok := g.next(3 * time.Second); !ok || s != SideLine {
+	if s, ok := g.next(5 * inactivity); !ok || s != SideLine {
 		t.Fatalf("OnInactive(%s) ok=%v, want the silent line", s, ok)
 	}
 	if el := time.Since(start); el < inactivity {
 		t.Fatalf("fired after %v, before the %v timeout", el, inactivity)
 	}
 	// The talking trunk must not be reported while it talks...
-	g.none(t, 2*inactivity, "while the trunk talks")
+	g.none(t, inactivity*3/2, "while the trunk talks")
 	// ...but is once it stops.
 	stop()
-	if s, ok := g.next(3 * time.Second); !ok || s != SideTrunk {
+	if s, ok := g.next(5 * inactivity); !ok || s != SideTrunk {
 		t.Fatalf("OnInactive(%s) ok=%v, want the trunk after it stopped", s, ok)
 	}
 	// Answer-time reset: both clocks restart, and both fire again.
-	r.ResetInactivity()
 	reset := time.Now()
+	r.ResetInactivity()
 	got := map[Side]bool{}
 	for len(got) < 2 {
-		s, ok := g.next(3 * time.Second)
+		s, ok := g.next(5 * inactivity)
 		if !ok {
 			t.Fatalf("after ResetInactivity only %v fired", got)
 		}
@@ -430,7 +446,8 @@ func TestRelayInactivity(t *testing.T) {
 // §8.4), on the RTCP port or muxed on the RTP port, and is not silent. A
 // foreign source does not keep a leg alive.
 func TestRelayInactivityRTCPCounts(t *testing.T) {
-	const inactivity = 300 * time.Millisecond
+	t.Parallel()
+	const inactivity = talkInactivity
 	g := newInactivityLog()
 	r, trunk, line := bridgedCall(t, RelayConfig{Inactivity: inactivity, OnInactive: g.fn})
 	r.Trunk().SetRTCPMux(true)
@@ -439,7 +456,7 @@ func TestRelayInactivityRTCPCounts(t *testing.T) {
 	stopTrunk := sender(t, trunk.rtp, r.Trunk().LocalAddr(), 10*time.Millisecond, rtcpFrom(1)) // muxed
 	stopLine := sender(t, line.rtcp, rtcpAddrOf(r.Line()), 10*time.Millisecond, rtcpFrom(2))
 	r.ResetInactivity()
-	g.none(t, 3*inactivity, "for a leg sending RTCP")
+	g.none(t, inactivity*3/2, "for a leg sending RTCP")
 	if st := r.Stats(); st.Trunk.RTCPIn == 0 || st.Line.RTCPIn == 0 || st.Trunk.PacketsIn != 0 || st.Line.PacketsIn != 1 {
 		t.Fatalf("not an RTCP-only call: trunk %+v line %+v", st.Trunk, st.Line)
 	}
@@ -449,14 +466,14 @@ func TestRelayInactivityRTCPCounts(t *testing.T) {
 	stranger := newPeer(t)
 	sender(t, stranger.rtcp, rtcpAddrOf(r.Line()), 10*time.Millisecond, rtcpFrom(3))
 	sender(t, stranger.rtp, r.Line().LocalAddr(), 10*time.Millisecond, rtpFrom(3))
-	if s, ok := g.next(3 * time.Second); !ok || s != SideLine {
+	if s, ok := g.next(5 * inactivity); !ok || s != SideLine {
 		t.Fatalf("OnInactive(%s) ok=%v, want the line, whose peer went quiet", s, ok)
 	}
 	if st := r.Stats(); st.Line.Foreign == 0 {
 		t.Fatalf("the stranger's packets were not seen as foreign: %+v", st.Line)
 	}
 	stopTrunk()
-	if s, ok := g.next(3 * time.Second); !ok || s != SideTrunk {
+	if s, ok := g.next(5 * inactivity); !ok || s != SideTrunk {
 		t.Fatalf("OnInactive(%s) ok=%v, want the trunk", s, ok)
 	}
 }
@@ -557,20 +574,30 @@ func TestRelayCloseStopsInactivityWatch(t *testing.T) {
 		}
 		stopT()
 		stopL()
-		// Nothing was silent before Close, and nothing is judged after it.
-		g.none(t, 0, "for a call that was talking when it closed")
+		// (A report decided before Close may still arrive: on a busy
+		// machine a 20 ms silence is possible. The pending timers are the
+		// proof.)
 	}
-	// And a relay closed while both legs were silent and armed.
+	// And a relay closed while both legs were silent and armed: within
+	// less than Inactivity of the reset no verdict can have been reached,
+	// so any report at all would come from a timer that outlived Close.
+	const slow = 300 * time.Millisecond
 	g := newInactivityLog()
-	r := newTestRelay(t, RelayConfig{Inactivity: inactivity, OnInactive: g.fn})
+	r := newTestRelay(t, RelayConfig{Inactivity: slow, OnInactive: g.fn})
+	t0 := time.Now()
 	r.ResetInactivity()
 	r.Close()
+	closedIn := time.Since(t0)
 	r.ResetInactivity()
-	g.none(t, 5*inactivity, "after Close")
 	for _, l := range r.legs {
 		if timerPending(l) {
 			t.Fatalf("%s leg's timer outlived Close", l.side)
 		}
+	}
+	if closedIn < slow {
+		g.none(t, 2*slow, "after Close")
+	} else {
+		t.Logf("Close came %v after the reset: the machine is too busy to judge the wall clock", closedIn)
 	}
 }
 
