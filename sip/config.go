@@ -114,9 +114,9 @@ type MediaConfig struct {
 	// holds two file descriptors and two parked goroutines. Default 4096;
 	// -1 closes every pair at hang-up.
 	WarmPorts int `yaml:"warm_ports"`
-	// PortRest is how long a warm pair rests before reuse. Any packet that
-	// reaches it meanwhile closes it: its sender still talks to an ended
-	// call. Default 2s.
+	// PortRest is how long a warm pair rests before reuse (sooner only when
+	// no cold port can be bound). Any packet that reaches a resting pair
+	// closes it: its sender still talks to an ended call. Default 2s.
 	PortRest time.Duration `yaml:"port_rest"`
 }
 
