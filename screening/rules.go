@@ -28,7 +28,7 @@ type rule struct {
 	apply func(s *state) bool
 }
 
-// rules is the order of the design (shared/design.md, "Screening rules").
+// rules is the order of the design (ARCHITECTURE.md, "Screening rules").
 var rules = []rule{
 	{"trusted", ruleTrusted},
 	{"invalid", ruleInvalid},

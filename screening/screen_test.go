@@ -125,7 +125,7 @@ func TestWithheldAndStrictPolicies(t *testing.T) {
 	want(t, sc.Screen(ctx, Call{Line: "strict", From: caller2}), Allow, ReasonTrusted)
 }
 
-// TestRuleOrder pins the order of shared/design.md: each pair of rules that
+// TestRuleOrder pins the order of ARCHITECTURE.md: each pair of rules that
 // could both fire is decided by the earlier one.
 func TestRuleOrder(t *testing.T) {
 	ctx := context.Background()

@@ -232,8 +232,8 @@ func (c *call) isEnded() bool {
 	return c.ended
 }
 
-// end tears the call down, once: media first (the relay's sockets close, so
-// not one more packet reaches either side, D1/D2), then the registry (every
+// end tears the call down, once: media first (the relay lets go of its
+// sockets, so not one more packet reaches either side, D1/D2), then the registry (every
 // later request on either dialog gets 481), then BYE to every established
 // leg but the one that ended it, in the background and bounded, so a peer
 // that ignores our BYE changes nothing for the other side.

@@ -1,7 +1,7 @@
 // Package sip is CleanLine's back-to-back user agent on sipgo: it screens
 // every call a trunk sends to a line, rings, warns or refuses it, anchors the
 // media of both legs in a relay (package sip/media), and tears both legs
-// down the instant either side ends the call (design.md, D1–D6).
+// down the instant either side ends the call (ARCHITECTURE.md, D1–D6).
 //
 // Every call has two dialogs that cleanline owns: the leg whose INVITE we
 // received (a sipgo DialogServerSession) and the leg we dialled (a

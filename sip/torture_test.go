@@ -11,7 +11,7 @@ package sip
 //	$LINE       the line's number; $CALLER a dialable, unlisted caller
 //	$CALLID     unique per send, so the four sends of a file are four transactions
 //
-// What must hold (design.md, inbound flow 1): no input crashes or hangs the
+// What must hold (ARCHITECTURE.md, inbound flow 1): no input crashes or hangs the
 // service; every message is answered with a final response of the expected
 // kind, or dropped; nothing reaches the line except a valid INVITE from the
 // trunk; and a normal call with real RTP works afterwards.

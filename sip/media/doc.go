@@ -2,7 +2,7 @@
 // anchors both legs of a call, SDP offer/answer, the shared prompt Player
 // that speaks warnings into a leg, the default prompts, and DTMF (RFC 4733).
 //
-// The relay exists for one promise of the product (design.md, D1/D2): once
+// The relay exists for one promise of the product (ARCHITECTURE.md, D1/D2): once
 // a call is torn down, nothing of it can reach the line again. Relay.Close
 // detaches the call from its two port pairs under the lock every forwarded
 // packet holds, so once it returns not one more packet is sent for the call

@@ -18,7 +18,7 @@ const (
 	// PromptBlocked is the caller-side notice for a refused call.
 	PromptBlocked = "blocked"
 	// PromptLineClear answers the line-check code when no other call is
-	// attached (design.md D5).
+	// attached (ARCHITECTURE.md D5).
 	PromptLineClear = "line_clear"
 	// PromptLineBusy answers the line-check code when another call is still
 	// attached to the line.

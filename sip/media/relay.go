@@ -239,7 +239,7 @@ func (r *Relay) Stats() RelayStats {
 // KeepWarm, lets them rest bound and owned by no call until a later call
 // takes them or the first stray packet closes them (see PortPool). After
 // Close returns, not one more packet is sent to either peer, nothing
-// received is handled as this call's (design.md D1/D2), and the inactivity
+// received is handled as this call's (ARCHITECTURE.md D1/D2), and the inactivity
 // watch is stopped. Idempotent; safe to call from OnInactive.
 func (r *Relay) Close() error {
 	r.closeOnce.Do(func() {
