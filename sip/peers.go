@@ -65,15 +65,12 @@ func (s *Server) lineFrom(req *sip.Request, src netip.AddrPort) *Line {
 	return cands[0]
 }
 
-// lineCalled finds the line a trunk's INVITE is for: Request-URI, then To.
+// lineCalled finds the line a trunk's INVITE is for, by its Request-URI
+// only: RFC 3261 §16.5 and §8.2.2.1, the Request-URI says where a request
+// goes; To is only who the caller meant, and routing on it let an INVITE
+// whose Request-URI named no line ring one.
 func (s *Server) lineCalled(req *sip.Request) *Line {
-	if l := s.line(s.sc.LineCalled(req.Recipient.String())); l != nil {
-		return l
-	}
-	if to := req.To(); to != nil {
-		return s.line(s.sc.LineCalled(to.Address.String()))
-	}
-	return nil
+	return s.line(s.sc.LineCalled(req.Recipient.String()))
 }
 
 // line is the configured line called name.

@@ -63,3 +63,39 @@ func TestStrangerGets403WhateverItSends(t *testing.T) {
 		t.Fatalf("%d calls after strangers' INVITEs", n)
 	}
 }
+
+// An INVITE from the trunk is routed by its Request-URI only: one whose
+// Request-URI names no line gets 404, whatever its To says, and no line rings.
+func TestTrunkInviteRoutedByRequestURIOnly(t *testing.T) {
+	e := newEnv(t)
+	trunk := newRawPeer(t, ipTrunk)
+	to := net.UDPAddrFromAddrPort(e.s.Addr("udp"))
+	id := sip.GenerateTagN(16) + "@trunk"
+	msg := fmt.Sprintf("INVITE sip:+442079460999@%s SIP/2.0\r\n"+
+		"Via: SIP/2.0/UDP %s;branch=z9hG4bK%s\r\n"+
+		"Max-Forwards: 70\r\n"+
+		"From: <sip:%s@%s>;tag=%s\r\n"+
+		"To: <sip:%s@%s>\r\n"+
+		"Call-ID: %s\r\n"+
+		"CSeq: 1 INVITE\r\n"+
+		"Contact: <sip:x@%s>\r\n"+
+		"Content-Length: 0\r\n\r\n",
+		to, trunk.addr, sip.GenerateTagN(12), callerOK, trunk.addr.Addr(), sip.GenerateTagN(8),
+		lineNumber, to, id, trunk.addr)
+	if _, err := trunk.pc.WriteTo([]byte(msg), to); err != nil {
+		t.Fatal(err)
+	}
+	m, err := trunk.take(ctxT(t, 3*time.Second), "final answer", func(m sip.Message) bool {
+		r, ok := m.(*sip.Response)
+		return ok && r.CallID() != nil && r.CallID().Value() == id && r.StatusCode >= 200
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := m.msg.(*sip.Response).StatusCode; code != sip.StatusNotFound {
+		t.Fatalf("trunk got %d, want 404", code)
+	}
+	if err := e.line.NoIncoming(200 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+}
