@@ -98,9 +98,6 @@ func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 			s.respondErr(req, tx, ErrNoDialog)
 			return
 		}
-	} else if src := source(req); s.trunkFor(src) == nil && s.lineFrom(req, src) == nil {
-		s.respondErr(req, tx, ErrNotTrunk)
-		return
 	}
 	s.respond(req, tx, sip.StatusOK, "OK", nil, sip.NewHeader("Allow", allowMethods), sip.NewHeader("Accept", "application/sdp"),
 		sip.NewHeader("Supported", "timer"))
@@ -272,6 +269,12 @@ func (s *Server) onRefer(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	s.respondErr(req, tx, ErrNoDialog)
+}
+
+// onOther answers the methods cleanline does not take (RFC 3261 §8.2.1:
+// 405 with the Allow header).
+func (s *Server) onOther(req *sip.Request, tx sip.ServerTransaction) {
+	s.respondErr(req, tx, ErrNotAllowedMethod, sip.NewHeader("Allow", allowMethods))
 }
 
 // onPrack: we never send reliable provisionals (no 100rel), so no PRACK

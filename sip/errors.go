@@ -62,6 +62,9 @@ var (
 	ErrUnavailable = errors.New("sip: far side unavailable")
 	// ErrNoCaller: the report code with no inbound caller to report (404).
 	ErrNoCaller = errors.New("sip: no caller to report")
+	// ErrNotAllowedMethod: a method cleanline does not take (405, RFC 3261
+	// §8.2.1), from a trunk or a line; strangers get 403 for every method.
+	ErrNotAllowedMethod = errors.New("sip: method not allowed")
 	// ErrNoRoute: no trunk takes the lines' own calls (503).
 	ErrNoRoute = errors.New("sip: no outbound trunk")
 )
@@ -102,6 +105,8 @@ func statusOf(err error) (int, string) {
 		return sip.StatusBusyHere, "Busy Here"
 	case errors.Is(err, ErrUnavailable):
 		return sip.StatusTemporarilyUnavailable, "Temporarily Unavailable"
+	case errors.Is(err, ErrNotAllowedMethod):
+		return sip.StatusMethodNotAllowed, "Method Not Allowed"
 	case errors.Is(err, ErrNoCaller):
 		return sip.StatusNotFound, "No Caller To Report"
 	}

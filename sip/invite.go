@@ -17,17 +17,7 @@ import (
 // calls from a line (outbound) or a trunk (inbound, screened); anything else
 // gets 403 and goes nowhere.
 func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
-	received := time.Now()
-	// Design flow 1: a stranger gets 403 and nothing else, whatever the
-	// INVITE looks like, so it learns neither which dialogs exist (481)
-	// nor how we parse (400). Every legitimate sender, in dialog or not,
-	// is a configured trunk or line source.
-	if src := source(req); s.trunkFor(src) == nil && !s.lineSource(src) {
-		s.log.Warn("INVITE from unknown source refused", zap.Stringer("source", src),
-			zap.String("to", req.Recipient.User))
-		s.respondErr(req, tx, ErrNotTrunk)
-		return
-	}
+	received := time.Now() // guard has refused strangers already
 	if to := req.To(); to != nil && to.Params.Has("tag") {
 		s.onReInvite(req, tx)
 		return

@@ -164,6 +164,9 @@ func NewServer(cfg Config, sc *screening.Screener, log *zap.Logger, opts ...Opti
 	s.srv.OnUpdate(s.guard(s.onUpdate))
 	s.srv.OnRefer(s.guard(s.onRefer))
 	s.srv.OnPrack(s.guard(s.onPrack))
+	// REGISTER, SUBSCRIBE, NOTIFY, MESSAGE, PUBLISH...: 405 to trunks and
+	// lines (RFC 3261 §8.2.1), 403 to strangers like everything else.
+	s.srv.OnNoRoute(s.guard(s.onOther))
 	// Last, so that no error return above leaks its goroutines. One shared
 	// pacer: p99 jitter 1.3 ms at 500 prompts against 1.7 ms for a timer
 	// per prompt, and 25-30% less CPU at 1,000 (sip/media BenchmarkPlayer).
@@ -331,9 +334,22 @@ func (s *Server) Close() error {
 
 // guard runs a handler so that no input can take the process down: a panic
 // is logged and answered with 500 (the handler's bug is ours, not the
-// peer's, and one call must not end every call).
+// peer's, and one call must not end every call). Before any handler, a
+// stranger (no trunk's, no line's address) gets 403 for every method, in
+// dialog or not, so that it learns neither which methods we take (405),
+// which dialogs exist (481) nor how we parse (400): design flow 1.
 func (s *Server) guard(h sipgo.RequestHandler) sipgo.RequestHandler {
 	return func(req *sip.Request, tx sip.ServerTransaction) {
+		if src := source(req); s.trunkFor(src) == nil && !s.lineSource(src) {
+			if req.IsInvite() {
+				s.log.Warn("INVITE from unknown source refused", zap.Stringer("source", src),
+					zap.String("to", req.Recipient.User))
+			}
+			if !req.IsAck() {
+				s.respondErr(req, tx, ErrNotTrunk)
+			}
+			return
+		}
 		defer func() {
 			if r := recover(); r != nil {
 				s.log.Error("handler panic", zap.Any("panic", r), zap.String("method", req.Method.String()), zap.Stack("stack"))

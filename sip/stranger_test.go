@@ -99,3 +99,52 @@ func TestTrunkInviteRoutedByRequestURIOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A stranger gets the same 403 for every method, in dialog or not, so a
+// scanner learns nothing from the answers; a trunk asking for a method we
+// do not take gets 405 with Allow (RFC 3261 §8.2.1).
+func TestStrangerGetsSame403ForEveryMethod(t *testing.T) {
+	e := newEnv(t)
+	to := net.UDPAddrFromAddrPort(e.s.Addr("udp"))
+	send := func(p *rawPeer, method, toTag string) *sip.Response {
+		t.Helper()
+		id := sip.GenerateTagN(16) + "@peer"
+		msg := fmt.Sprintf("%[1]s sip:%[2]s@%[3]s SIP/2.0\r\n"+
+			"Via: SIP/2.0/UDP %[4]s;branch=z9hG4bK%[5]s\r\n"+
+			"Max-Forwards: 70\r\n"+
+			"From: <sip:%[6]s@%[7]s>;tag=%[5]s\r\n"+
+			"To: <sip:%[2]s@%[3]s>%[8]s\r\n"+
+			"Call-ID: %[9]s\r\n"+
+			"CSeq: 1 %[1]s\r\n"+
+			"Contact: <sip:x@%[4]s>\r\n"+
+			"Content-Length: 0\r\n\r\n",
+			method, lineNumber, to, p.addr, sip.GenerateTagN(12), callerOK, p.addr.Addr(), toTag, id)
+		if _, err := p.pc.WriteTo([]byte(msg), to); err != nil {
+			t.Fatal(err)
+		}
+		m, err := p.take(ctxT(t, 3*time.Second), method+" answer", func(m sip.Message) bool {
+			r, ok := m.(*sip.Response)
+			return ok && r.CallID() != nil && r.CallID().Value() == id && r.StatusCode >= 200
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.msg.(*sip.Response)
+	}
+	stranger := newRawPeer(t, ipStranger)
+	for _, method := range []string{"REGISTER", "SUBSCRIBE", "NOTIFY", "MESSAGE", "PUBLISH", "OPTIONS",
+		"BYE", "CANCEL", "INFO", "UPDATE", "REFER", "PRACK"} {
+		for _, tag := range []string{"", ";tag=guess"} {
+			if res := send(stranger, method, tag); res.StatusCode != sip.StatusForbidden || res.Reason != "Forbidden" {
+				t.Errorf("stranger's %s (to tag %q): %d %s, want 403 Forbidden", method, tag, res.StatusCode, res.Reason)
+			}
+		}
+	}
+	trunk := newRawPeer(t, ipTrunk)
+	for _, method := range []string{"REGISTER", "MESSAGE"} {
+		res := send(trunk, method, "")
+		if res.StatusCode != sip.StatusMethodNotAllowed || res.GetHeader("Allow") == nil {
+			t.Errorf("trunk's %s: %d %s (Allow %v), want 405 with Allow", method, res.StatusCode, res.Reason, res.GetHeader("Allow"))
+		}
+	}
+}

@@ -76,10 +76,10 @@ var tortureCases = map[string]tortureCase{
 	// 3.1.1 valid messages.
 	"valid/wsinv":      {stranger: strInDlg, trunk: trkInDlg, why: "To has a tag: an in-dialog INVITE for a dialog we never had; sipgo refuses its non-RFC 3261 branch with 400"},
 	"valid/wsinv-line": {stranger: refused, trunk: lineBusy, ringsLine: true, why: "wsinv's folding, short forms, unknown headers and Route, as a new call to the line (with ;tag= unspaced: sipgo reads \"tag = x\" as a parameter named \"tag \")"},
-	"valid/intmeth":    {stranger: noMethod, trunk: noMethod},
+	"valid/intmeth":    {stranger: refused, trunk: noMethod},
 	"valid/esc01":      {stranger: refused, trunk: unknown},
 	"valid/escnull":    {stranger: regs, trunk: regs},
-	"valid/esc02":      {stranger: noMethod, trunk: noMethod, why: "RE%47IST%45R is not REGISTER"},
+	"valid/esc02":      {stranger: refused, trunk: noMethod, why: "RE%47IST%45R is not REGISTER"},
 	"valid/lwsdisp":    {stranger: refused, trunk: optsOK},
 	"valid/longreq":    {stranger: bigUDP(refused), trunk: bigUDP(unknown), why: "over UDP the answer repeats 34 Vias and exceeds sipgo's MTU-200 limit, so it is not sent"},
 	"valid/dblreq":     {stranger: regs, trunk: regs, udpOnly: true, why: "the INVITE after the REGISTER in the same datagram is ignored (RFC 3261 §18.3)"},

@@ -64,9 +64,21 @@ func newPhone(t testing.TB, ip string, tcp bool) *Phone {
 		servers: map[string]*Incoming{}, clients: map[string]*Outgoing{}, reqNotify: make(chan struct{})}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var err error
+	// Every TCP connection leaves from the phone's own IP, in-dialog ones
+	// too (sipgo's dialogs dial without the client's connection address):
+	// on loopback an unbound socket would leave from 127.0.0.1, which is
+	// cleanline's address, not a trunk's or a line's.
+	local := &net.TCPAddr{IP: net.ParseIP(ip)}
+	tcpTransport := &sip.TransportTCP{DialerCreate: func(laddr net.Addr) net.Dialer {
+		if a, ok := laddr.(*net.TCPAddr); ok && a != nil && a.IP != nil && !a.IP.IsUnspecified() {
+			return net.Dialer{Timeout: time.Minute, LocalAddr: laddr}
+		}
+		return net.Dialer{Timeout: time.Minute, LocalAddr: local}
+	}}
 	p.ua, err = sipgo.NewUA(sipgo.WithUserAgent("siptest"), sipgo.WithUserAgentHostname(ip),
 		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(quiet)),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(quiet)))
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(quiet),
+			sip.WithTransportLayerTransports(sip.TransportsConfig{TCP: tcpTransport})))
 	if err != nil {
 		t.Fatal(err)
 	}
