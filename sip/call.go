@@ -181,7 +181,7 @@ func (c *call) attachMedia() bool {
 		c.fail(outcomeError, sideNone, err) // not in.Respond: it would wait for the ACK
 		return false
 	}
-	c.s.reg.bind(c.in.ID, c, roleIn)
+	c.s.reg.bind(c.in.ID, c, roleIn, dialogPeers(c.in.InviteRequest.Source(), c.in.InviteRequest.Contact()))
 	return true
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -107,7 +109,11 @@ func (c *call) dial(outReq *sip.Request, inAnswer []byte, warn bool) {
 		c.fail(c.farOutcome("failed"), sideNone, fmt.Errorf("%w: far side's 2xx not ACKed", ErrShuttingDown))
 		return
 	}
-	s.reg.bind(out.ID, c, roleOut)
+	peers := dialogPeers(out.InviteResponse.Source(), out.InviteResponse.Contact())
+	if a, err := netip.ParseAddr(outReq.Recipient.Host); err == nil && !slices.Contains(peers, a.Unmap()) {
+		peers = append(peers, a.Unmap()) // where we sent the INVITE
+	}
+	s.reg.bind(out.ID, c, roleOut, peers)
 	context.AfterFunc(out.Context(), func() { c.end(outcomeCompleted, far) })
 	c.mu.Lock()
 	if s.cfg.Timers.SessionExpires > 0 {

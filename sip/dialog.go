@@ -2,6 +2,8 @@ package sip
 
 import (
 	"fmt"
+	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,19 +22,48 @@ func cutDialogID(id string) (callID, rest string, ok bool) {
 	return strings.Cut(id, sip.TxSeperator)
 }
 
-// match finds the call and leg a request belongs to.
-func (s *Server) match(req *sip.Request) (regEntry, bool) {
+// match finds the call and leg a request belongs to: ErrNoDialog when
+// there is none (481), ErrNotPeer when the request names one of our dialogs
+// but comes from elsewhere than that dialog's peer (403): a forged BYE or
+// INFO from another line or trunk must not end, or press keys in, someone
+// else's call.
+func (s *Server) match(req *sip.Request) (regEntry, error) {
+	e, ok := regEntry{}, false
 	if id, err := sip.DialogIDFromRequestUAS(req); err == nil {
-		if e, ok := s.reg.lookup(id); ok && e.role == roleIn {
-			return e, true
+		e, ok = s.reg.lookup(id)
+		ok = ok && e.role == roleIn
+	}
+	if !ok {
+		if id, err := sip.DialogIDFromRequestUAC(req); err == nil {
+			e, ok = s.reg.lookup(id)
+			ok = ok && e.role == roleOut
 		}
 	}
-	if id, err := sip.DialogIDFromRequestUAC(req); err == nil {
-		if e, ok := s.reg.lookup(id); ok && e.role == roleOut {
-			return e, true
+	if !ok {
+		return regEntry{}, ErrNoDialog
+	}
+	if src := source(req).Addr(); !slices.Contains(e.peers, src) {
+		e.c.log.Warn("in-dialog request from outside the dialog refused", zap.String("method", req.Method.String()),
+			zap.Stringer("source", src), zap.Stringer("leg", e.peer()))
+		return regEntry{}, ErrNotPeer
+	}
+	return e, nil
+}
+
+// dialogPeers are the addresses a dialog's peer may send from: the address
+// its messages came from and its Contact's host (RFC 3261 §12.2: in-dialog
+// requests go to the remote target, and come from where the peer is).
+func dialogPeers(from string, contact *sip.ContactHeader) []netip.Addr {
+	var out []netip.Addr
+	if ap, err := netip.ParseAddrPort(from); err == nil {
+		out = append(out, ap.Addr().Unmap())
+	}
+	if contact != nil {
+		if a, err := netip.ParseAddr(contact.Address.Host); err == nil && !slices.Contains(out, a.Unmap()) {
+			out = append(out, a.Unmap())
 		}
 	}
-	return regEntry{}, false
+	return out
 }
 
 // peer is who sent a request on a matched leg.
@@ -50,8 +81,8 @@ func (s *Server) onAck(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 	}
-	e, ok := s.match(req)
-	if !ok || e.role != roleIn {
+	e, err := s.match(req)
+	if err != nil || e.role != roleIn {
 		return // ACK of a non-2xx is absorbed by the transaction layer
 	}
 	if err := e.c.in.ReadAck(req, tx); err != nil {
@@ -62,14 +93,13 @@ func (s *Server) onAck(req *sip.Request, tx sip.ServerTransaction) {
 // onBye ends the call. D1: when the line hangs up, the relay closes before
 // we even answer, and the trunk leg gets its BYE in the background.
 func (s *Server) onBye(req *sip.Request, tx sip.ServerTransaction) {
-	e, ok := s.match(req)
-	if !ok {
-		s.respondErr(req, tx, ErrNoDialog)
+	e, err := s.match(req)
+	if err != nil {
+		s.respondErr(req, tx, err)
 		return
 	}
 	c := e.c
 	c.end(outcomeCompleted, e.peer())
-	var err error
 	if e.role == roleIn {
 		err = c.in.ReadBye(req, tx)
 	} else {
@@ -94,8 +124,8 @@ func (s *Server) onCancel(req *sip.Request, tx sip.ServerTransaction) {
 // out-of-dialog ones from trunks and lines only.
 func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 	if to := req.To(); to != nil && to.Params.Has("tag") {
-		if _, ok := s.match(req); !ok {
-			s.respondErr(req, tx, ErrNoDialog)
+		if _, err := s.match(req); err != nil {
+			s.respondErr(req, tx, err)
 			return
 		}
 	}
@@ -107,9 +137,9 @@ func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 // or application/dtmf "1"): the line's digits feed the warning prompt's
 // collector, whatever else is acknowledged and dropped.
 func (s *Server) onInfo(req *sip.Request, tx sip.ServerTransaction) {
-	e, ok := s.match(req)
-	if !ok {
-		s.respondErr(req, tx, ErrNoDialog)
+	e, err := s.match(req)
+	if err != nil {
+		s.respondErr(req, tx, err)
 		return
 	}
 	if e.peer() == sideLine {
@@ -150,9 +180,9 @@ func infoDigit(req *sip.Request) (rune, bool) {
 // address and codec with the direction mirrored (RFC 3264 §8). The other
 // leg never hears of it, so there is no glare between the legs.
 func (s *Server) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
-	e, ok := s.match(req)
-	if !ok {
-		s.respondErr(req, tx, ErrNoDialog)
+	e, err := s.match(req)
+	if err != nil {
+		s.respondErr(req, tx, err)
 		return
 	}
 	c := e.c
@@ -189,9 +219,9 @@ func (s *Server) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
 // onUpdate is onReInvite for UPDATE (RFC 3311), usually a session refresh
 // without SDP.
 func (s *Server) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
-	e, ok := s.match(req)
-	if !ok {
-		s.respondErr(req, tx, ErrNoDialog)
+	e, err := s.match(req)
+	if err != nil {
+		s.respondErr(req, tx, err)
 		return
 	}
 	c := e.c
@@ -263,12 +293,12 @@ func (s *Server) refreshHeaders(e regEntry, req *sip.Request) []sip.Header {
 // line's call anywhere (RFC 3515 §2.4.2 lets us decline with 403; out of
 // dialog, or for a dialog we do not have, 481).
 func (s *Server) onRefer(req *sip.Request, tx sip.ServerTransaction) {
-	if e, ok := s.match(req); ok {
+	e, err := s.match(req)
+	if err == nil {
 		e.c.log.Warn("REFER refused", zap.Stringer("from", e.peer()))
-		s.respondErr(req, tx, ErrForbidden)
-		return
+		err = ErrForbidden
 	}
-	s.respondErr(req, tx, ErrNoDialog)
+	s.respondErr(req, tx, err)
 }
 
 // onOther answers the methods cleanline does not take (RFC 3261 §8.2.1:

@@ -62,6 +62,9 @@ var (
 	ErrUnavailable = errors.New("sip: far side unavailable")
 	// ErrNoCaller: the report code with no inbound caller to report (404).
 	ErrNoCaller = errors.New("sip: no caller to report")
+	// ErrNotPeer: an in-dialog request naming one of our dialogs from an
+	// address other than that dialog's peer (403).
+	ErrNotPeer = fmt.Errorf("%w: request from outside the dialog", ErrForbidden)
 	// ErrNotAllowedMethod: a method cleanline does not take (405, RFC 3261
 	// §8.2.1), from a trunk or a line; strangers get 403 for every method.
 	ErrNotAllowedMethod = errors.New("sip: method not allowed")

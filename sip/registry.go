@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"net/netip"
 	"sync"
 
 	"github.com/emiago/sipgo"
@@ -17,6 +18,9 @@ const (
 type regEntry struct {
 	c    *call
 	role legRole
+	// peers are the addresses the dialog's peer may send from: where the
+	// dialog was established with, and its Contact's host.
+	peers []netip.Addr
 }
 
 // registry indexes live calls by both of their dialog IDs (RFC 3261 §12:
@@ -59,14 +63,15 @@ func (r *registry) add(c *call) {
 	m[c] = struct{}{}
 }
 
-// bind maps a dialog ID to a call; false when the call is already gone.
-func (r *registry) bind(id string, c *call, role legRole) bool {
+// bind maps a dialog ID to a call whose peer sends from peers; false when
+// the call is already gone.
+func (r *registry) bind(id string, c *call, role legRole, peers []netip.Addr) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.calls[c]; !ok || id == "" {
 		return false
 	}
-	r.byID[id] = regEntry{c: c, role: role}
+	r.byID[id] = regEntry{c: c, role: role, peers: peers}
 	c.ids = append(c.ids, id)
 	return true
 }
