@@ -93,6 +93,10 @@ type Line struct {
 	// Policy is what the line changes of screening.default_policy, and its
 	// own protected numbers (its bank); screening reads it.
 	Policy screening.LinePolicy `yaml:"policy"`
+	// Auth, when set, makes the line's device prove its credentials (digest,
+	// SHA-256 or MD5) on every call it places: a forged datagram from its
+	// address gets 407, not a call.
+	Auth *LineAuth `yaml:"auth"`
 
 	contact sip.Uri
 	sources []netip.Prefix
@@ -257,6 +261,11 @@ func (c *Config) Validate() error {
 		}
 		if err := c.overlapsTrunk(key, l); err != nil {
 			return err
+		}
+		if l.Auth != nil {
+			if err := l.Auth.validate(key + ".auth"); err != nil {
+				return err
+			}
 		}
 	}
 	m := c.Media

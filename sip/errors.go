@@ -108,6 +108,8 @@ func statusOf(err error) (int, string) {
 		return sip.StatusBusyHere, "Busy Here"
 	case errors.Is(err, ErrUnavailable):
 		return sip.StatusTemporarilyUnavailable, "Temporarily Unavailable"
+	case errors.Is(err, ErrAuthRequired):
+		return sip.StatusProxyAuthRequired, "Proxy Authentication Required"
 	case errors.Is(err, ErrNotAllowedMethod):
 		return sip.StatusMethodNotAllowed, "Method Not Allowed"
 	case errors.Is(err, ErrNoCaller):

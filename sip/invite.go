@@ -40,6 +40,15 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		s.respondErr(req, tx, ErrNotTrunk)
 		return
 	}
+	if line != nil && line.Auth != nil {
+		// RFC 3261 §22.3: a line with credentials proves them on every call
+		// it places; its source address alone can be forged.
+		if stale, err := s.auth.verify(req, line.Auth); err != nil {
+			s.log.Info("line's INVITE not authenticated", zap.String("line", line.Name), zap.Stringer("source", src), zap.Error(err))
+			s.respondErr(req, tx, err, s.auth.challenges(line.Auth, stale)...)
+			return
+		}
+	}
 	if err := s.checkInvite(req); err != nil {
 		hdrs := []sip.Header{}
 		if errors.Is(err, ErrBadExtension) {

@@ -42,6 +42,7 @@ type Server struct {
 	cli     *sipgo.Client
 	dua     *sipgo.DialogUA
 	reg     *registry
+	auth    *authenticator // digest challenges of lines with credentials
 	ports   *media.PortPool
 	prompts *media.Prompts
 	player  *media.Player // paces every prompt from a few goroutines, not one timer each
@@ -95,7 +96,7 @@ func NewServer(cfg Config, sc *screening.Screener, log *zap.Logger, opts ...Opti
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, sc: sc, log: log, reg: newRegistry(), addrs: map[string]netip.AddrPort{}}
+	s := &Server{cfg: cfg, sc: sc, log: log, reg: newRegistry(), addrs: map[string]netip.AddrPort{}, auth: newAuthenticator()}
 	s.life, s.endLife = context.WithCancelCause(context.Background())
 	for _, o := range opts {
 		o(s)
