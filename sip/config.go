@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -73,7 +74,7 @@ type Trunk struct {
 	// early media (183), then get 603.
 	AnnounceBlocked bool `yaml:"announce_blocked"`
 
-	sources []netip.Prefix
+	sources []peerSource
 	outURI  sip.Uri
 }
 
@@ -99,7 +100,7 @@ type Line struct {
 	Auth *LineAuth `yaml:"auth"`
 
 	contact sip.Uri
-	sources []netip.Prefix
+	sources []peerSource
 }
 
 // MediaConfig configures the RTP relay.
@@ -226,7 +227,7 @@ func (c *Config) Validate() error {
 			return cfgErr(key+".sources", "empty: list the trunk's IPs or CIDRs")
 		}
 		var err error
-		if t.sources, err = parsePrefixes(key+".sources", t.Sources); err != nil {
+		if t.sources, err = parseSources(key+".sources", t.Sources); err != nil {
 			return err
 		}
 		if t.Outbound != "" {
@@ -256,7 +257,7 @@ func (c *Config) Validate() error {
 			srcs = []string{l.contact.Host}
 		}
 		var err error
-		if l.sources, err = parsePrefixes(key+".sources", srcs); err != nil {
+		if l.sources, err = parseSources(key+".sources", srcs); err != nil {
 			return err
 		}
 		if err := c.overlapsTrunk(key, l); err != nil {
@@ -347,7 +348,7 @@ func (c *Config) overlapsTrunk(key string, l *Line) error {
 	for _, lp := range l.sources {
 		for ti := range c.Trunks {
 			for _, tp := range c.Trunks[ti].sources {
-				if lp.Overlaps(tp) {
+				if lp.Overlaps(tp.Prefix) {
 					return cfgErr(key+".sources", "%s overlaps %s of sip.trunks[%d] (%q): a request from there would be both the trunk's and the line's",
 						lp, tp, ti, c.Trunks[ti].Name)
 				}
@@ -357,18 +358,48 @@ func (c *Config) overlapsTrunk(key string, l *Line) error {
 	return nil
 }
 
-func parsePrefixes(key string, in []string) ([]netip.Prefix, error) {
-	out := make([]netip.Prefix, 0, len(in))
+// peerSource is one configured source of requests: an address or prefix, and
+// the UDP port when the config gives one ("192.0.2.10:5060"), for a device
+// that cannot authenticate: then a datagram from another port of the same
+// host is not the device. TCP and TLS connections come from ephemeral
+// ports, so over them only the address counts.
+type peerSource struct {
+	netip.Prefix
+	port uint16
+}
+
+// has reports whether a request from src over transport comes from s.
+func (s peerSource) has(src netip.AddrPort, transport string) bool {
+	if !s.Contains(src.Addr()) {
+		return false
+	}
+	return s.port == 0 || !strings.EqualFold(transport, "udp") || s.port == src.Port()
+}
+
+func (s peerSource) String() string {
+	if s.port != 0 {
+		return netip.AddrPortFrom(s.Addr(), s.port).String()
+	}
+	return s.Prefix.String()
+}
+
+func parseSources(key string, in []string) ([]peerSource, error) {
+	out := make([]peerSource, 0, len(in))
 	for _, s := range in {
+		if ap, err := netip.ParseAddrPort(s); err == nil && ap.Port() != 0 {
+			a := ap.Addr().Unmap()
+			out = append(out, peerSource{netip.PrefixFrom(a, a.BitLen()), ap.Port()})
+			continue
+		}
 		if p, err := netip.ParsePrefix(s); err == nil {
-			out = append(out, p.Masked())
+			out = append(out, peerSource{Prefix: p.Masked()})
 			continue
 		}
 		a, err := netip.ParseAddr(s)
 		if err != nil {
-			return nil, cfgErr(key, "%q: want an IP address or CIDR", s)
+			return nil, cfgErr(key, "%q: want an IP address, IP:port or CIDR", s)
 		}
-		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+		out = append(out, peerSource{Prefix: netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())})
 	}
 	return out, nil
 }

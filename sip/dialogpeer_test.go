@@ -77,3 +77,52 @@ func TestInDialogRequestsOnlyFromTheDialogsPeer(t *testing.T) {
 	waitEnded(ctx, t, out.Ended())
 	e.waitNoCalls()
 }
+
+// A line source with a port (for a device that cannot authenticate) takes
+// only datagrams from that port: the line's own calls go out, a datagram
+// forged from another port of the same host is a stranger's (403).
+func TestLineSourceWithPort(t *testing.T) {
+	e := newEnv(t)
+	srcs, err := parseSources("sip.lines[0].sources", []string{e.line.Addr.String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.s.cfg.Lines[0].sources = srcs // before any request: nothing reads it yet
+	ctx := ctxT(t, 10*time.Second)
+	call, err := e.line.Dial(ctx, "sip:02079460018@"+e.s.Addr("udp").String(), siptestOpts("landline"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := e.trunk.Incoming(ctx)
+	if err != nil {
+		t.Fatalf("the line's own call from its port: %v", err)
+	}
+	_ = in.Reject(486, "Busy Here")
+	wantFinal(t, call, 486)
+
+	forger := newRawPeer(t, ipLine) // the line's host, another port
+	to := net.UDPAddrFromAddrPort(e.s.Addr("udp"))
+	id := sip.GenerateTagN(16) + "@forger"
+	msg := fmt.Sprintf("INVITE sip:09012345678@%[1]s SIP/2.0\r\nVia: SIP/2.0/UDP %[2]s;branch=z9hG4bK%[3]s\r\n"+
+		"Max-Forwards: 70\r\nFrom: <sip:landline@%[4]s>;tag=%[3]s\r\nTo: <sip:09012345678@%[1]s>\r\nCall-ID: %[5]s\r\n"+
+		"CSeq: 1 INVITE\r\nContact: <sip:landline@%[2]s>\r\nContent-Length: 0\r\n\r\n", to, forger.addr, sip.GenerateTagN(10), ipLine, id)
+	if _, err := forger.pc.WriteTo([]byte(msg), to); err != nil {
+		t.Fatal(err)
+	}
+	m, err := forger.take(ctx, "answer", func(m sip.Message) bool {
+		r, ok := m.(*sip.Response)
+		return ok && r.CallID() != nil && r.CallID().Value() == id && r.StatusCode >= 200
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := m.msg.(*sip.Response).StatusCode; code != sip.StatusForbidden {
+		t.Fatalf("forged INVITE from the line's host, another port: %d, want 403", code)
+	}
+	if err := e.trunk.NoIncoming(200 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := parseSources("k", []string{"127.0.0.3:notaport"}); err == nil {
+		t.Error("bad IP:port accepted")
+	}
+}

@@ -33,8 +33,8 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	src := source(req)
-	line := s.lineFrom(req, src)
-	trunk := s.trunkFor(src)
+	line := s.lineFrom(req)
+	trunk := s.trunkFor(req)
 	if line == nil && trunk == nil {
 		// A line's address, but not one line's From: not ours to place.
 		s.respondErr(req, tx, ErrNotTrunk)

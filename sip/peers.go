@@ -2,7 +2,6 @@ package sip
 
 import (
 	"fmt"
-	"net/netip"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -11,10 +10,12 @@ import (
 // which line a call is for. The called number's meaning is screening's:
 // this file only hands it the URIs.
 
-func (s *Server) trunkFor(src netip.AddrPort) *Trunk {
+// trunkFor is the trunk req comes from, nil when none.
+func (s *Server) trunkFor(req *sip.Request) *Trunk {
+	src, tp := source(req), req.Transport()
 	for i := range s.cfg.Trunks {
 		for _, p := range s.cfg.Trunks[i].sources {
-			if p.Contains(src.Addr()) {
+			if p.has(src, tp) {
 				return &s.cfg.Trunks[i]
 			}
 		}
@@ -22,11 +23,12 @@ func (s *Server) trunkFor(src netip.AddrPort) *Trunk {
 	return nil
 }
 
-// lineSource reports whether src is the address of any line.
-func (s *Server) lineSource(src netip.AddrPort) bool {
+// lineSource reports whether req comes from any line.
+func (s *Server) lineSource(req *sip.Request) bool {
+	src, tp := source(req), req.Transport()
 	for i := range s.cfg.Lines {
 		for _, p := range s.cfg.Lines[i].sources {
-			if p.Contains(src.Addr()) {
+			if p.has(src, tp) {
 				return true
 			}
 		}
@@ -36,12 +38,13 @@ func (s *Server) lineSource(src netip.AddrPort) bool {
 
 // lineFrom finds the line a request comes from: by source address, then,
 // when several lines share the address (a PBX), by the number in From.
-func (s *Server) lineFrom(req *sip.Request, src netip.AddrPort) *Line {
+func (s *Server) lineFrom(req *sip.Request) *Line {
+	src, tp := source(req), req.Transport()
 	var cands []*Line
 	for i := range s.cfg.Lines {
 		l := &s.cfg.Lines[i]
 		for _, p := range l.sources {
-			if p.Contains(src.Addr()) {
+			if p.has(src, tp) {
 				cands = append(cands, l)
 				break
 			}

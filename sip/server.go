@@ -341,7 +341,8 @@ func (s *Server) Close() error {
 // which dialogs exist (481) nor how we parse (400): design flow 1.
 func (s *Server) guard(h sipgo.RequestHandler) sipgo.RequestHandler {
 	return func(req *sip.Request, tx sip.ServerTransaction) {
-		if src := source(req); s.trunkFor(src) == nil && !s.lineSource(src) {
+		if s.trunkFor(req) == nil && !s.lineSource(req) {
+			src := source(req)
 			if req.IsInvite() {
 				s.log.Warn("INVITE from unknown source refused", zap.Stringer("source", src),
 					zap.String("to", req.Recipient.User))
