@@ -36,6 +36,8 @@ type Config struct {
 	// Prompts overrides built-in prompts: name (warning, blocked, line_clear,
 	// line_busy, reported) → path of an 8 kHz mono 16-bit WAV file.
 	Prompts map[string]string `yaml:"prompts"`
+	// Limits bound what peers may hold open on the TCP and TLS listeners.
+	Limits Limits `yaml:"limits"`
 
 	// minSEFloor replaces RFC 4028's 90 s floor of MinSE, so that tests
 	// can watch a session expire in seconds. Not configurable from YAML.
@@ -146,6 +148,28 @@ type Timers struct {
 	Bye time.Duration `yaml:"bye"`
 }
 
+// Limits bound what peers may hold of cleanline over TCP and TLS (package
+// sip/limit). A zero value takes the default.
+type Limits struct {
+	// TCPReadTimeout: a message begun on a TCP or TLS connection (or a TLS
+	// handshake) must be complete within it, however slowly it trickles
+	// in, or the connection is closed. Default 10s; negative disables.
+	TCPReadTimeout time.Duration `yaml:"tcp_read_timeout"`
+	// TCPIdleTimeout: a connection between messages that receives nothing
+	// this long (a keep-alive CRLF counts) is closed. Default 120s;
+	// negative disables.
+	TCPIdleTimeout time.Duration `yaml:"tcp_idle_timeout"`
+	// TCPPerSource: most connections one IP address may hold open over the
+	// TCP and TLS listeners together; more are closed at once. Default 64;
+	// -1: no limit.
+	TCPPerSource int `yaml:"tcp_per_source"`
+	// TCPMax: most connections open at once over the TCP and TLS listeners
+	// together; more are closed at once. Keep it well below the process's
+	// descriptor limit (ulimit -n), which RTP ports share. Default 4096;
+	// -1: no limit.
+	TCPMax int `yaml:"tcp_max"`
+}
+
 // Defaults fills every unset key with its default.
 func (c *Config) Defaults() {
 	if len(c.Listen) == 0 {
@@ -178,6 +202,15 @@ func (c *Config) Defaults() {
 	def(&t.SessionExpires, 30*time.Minute)
 	def(&t.MinSE, 90*time.Second)
 	def(&t.Bye, 5*time.Second)
+	lim := &c.Limits
+	def(&lim.TCPReadTimeout, 10*time.Second)
+	def(&lim.TCPIdleTimeout, 120*time.Second)
+	if lim.TCPPerSource == 0 {
+		lim.TCPPerSource = 64
+	}
+	if lim.TCPMax == 0 {
+		lim.TCPMax = 4096
+	}
 }
 
 func cfgErr(key, format string, a ...any) error {
@@ -306,6 +339,18 @@ func (c *Config) Validate() error {
 	if t.MinSE < floor {
 		// RFC 4028 §5: the Min-SE value "MUST NOT be less than 90 seconds".
 		return cfgErr("sip.timers.min_se", "%s: RFC 4028 forbids less than 90s", t.MinSE)
+	}
+	lim := c.Limits
+	for _, n := range []struct {
+		key string
+		v   int
+	}{{"tcp_per_source", lim.TCPPerSource}, {"tcp_max", lim.TCPMax}} {
+		if n.v < -1 {
+			return cfgErr("sip.limits."+n.key, "%d: want a count of connections, or -1 for no limit", n.v)
+		}
+	}
+	if lim.TCPMax > 0 && lim.TCPPerSource > lim.TCPMax {
+		return cfgErr("sip.limits.tcp_per_source", "%d is above tcp_max %d", lim.TCPPerSource, lim.TCPMax)
 	}
 	for name := range c.Prompts {
 		switch name {

@@ -22,6 +22,10 @@ type Metrics struct {
 	// adds to post-dial delay (issue 5's target: p99 < 2 ms).
 	transit prometheus.Histogram
 	screen  prometheus.Histogram // Screen, store round trip included
+	// TCP and TLS listeners (package sip/limit), by transport (tcp, tls).
+	tcpRefused      *prometheus.CounterVec // connections closed at once by a limit (per_source, max)
+	tcpTimeouts     *prometheus.CounterVec // connections closed by a bound (read, idle, handshake)
+	tcpAcceptErrors *prometheus.CounterVec // Accept errors survived (EMFILE...)
 }
 
 // latencyBuckets resolve the 2 ms budget finely and still place a
@@ -61,9 +65,22 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Screening time per inbound call, store lookup included.",
 			Buckets: latencyBuckets,
 		}),
+		tcpRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cleanline_tcp_connections_refused_total",
+			Help: "TCP and TLS connections closed as soon as accepted because a limit was reached, by transport and limit (per_source: sip.limits.tcp_per_source, max: sip.limits.tcp_max).",
+		}, []string{"transport", "limit"}),
+		tcpTimeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cleanline_tcp_connections_timed_out_total",
+			Help: "TCP and TLS connections closed by a bound, by transport and kind (read: a message unfinished within sip.limits.tcp_read_timeout, handshake: a TLS handshake likewise, idle: nothing for sip.limits.tcp_idle_timeout).",
+		}, []string{"transport", "kind"}),
+		tcpAcceptErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cleanline_tcp_accept_errors_total",
+			Help: "Errors accepting TCP and TLS connections (EMFILE when descriptors run out...), after each of which the listener waits and accepts again, by transport.",
+		}, []string{"transport"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.calls, m.verdicts, m.unscreened, m.refused, m.transit, m.screen)
+		reg.MustRegister(m.tcpRefused, m.tcpTimeouts, m.tcpAcceptErrors)
 	}
 	return m
 }

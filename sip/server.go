@@ -28,6 +28,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cleanline/cleanline/screening"
+	"github.com/cleanline/cleanline/sip/limit"
 	"github.com/cleanline/cleanline/sip/media"
 )
 
@@ -53,6 +54,9 @@ type Server struct {
 	host    string // our host in Via and Contact
 
 	contacts map[string]sip.ContactHeader // "tcp", "tls" → our Contact there; set by Start
+
+	conns     *limit.Conns               // TCP and TLS connections, against sip.limits
+	listeners map[string]*limit.Listener // "tcp", "tls" → its accept loop; set by Start
 
 	mu        sync.Mutex
 	closers   []func() error
@@ -96,7 +100,9 @@ func NewServer(cfg Config, sc *screening.Screener, log *zap.Logger, opts ...Opti
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, sc: sc, log: log, reg: newRegistry(), addrs: map[string]netip.AddrPort{}, auth: newAuthenticator()}
+	s := &Server{cfg: cfg, sc: sc, log: log, reg: newRegistry(), addrs: map[string]netip.AddrPort{}, auth: newAuthenticator(),
+		listeners: map[string]*limit.Listener{}}
+	s.conns = limit.NewConns(cfg.Limits.TCPPerSource, cfg.Limits.TCPMax, s.knownSource)
 	s.life, s.endLife = context.WithCancelCause(context.Background())
 	for _, o := range opts {
 		o(s)
@@ -210,23 +216,31 @@ func (s *Server) Start() error {
 				s.waitListening(ap)
 			})
 		case "tcp", "tls":
-			ln, err := net.Listen("tcp", l.Addr)
+			tcpLn, err := net.Listen("tcp", l.Addr)
 			if err != nil {
 				return cfgErr(key, "%v", err)
 			}
-			ap := ln.Addr().(*net.TCPAddr).AddrPort()
-			if l.Network == "tls" {
-				cert, err := tls.LoadX509KeyPair(l.CertFile, l.KeyFile)
-				if err != nil {
-					ln.Close()
+			ap := tcpLn.Addr().(*net.TCPAddr).AddrPort()
+			// sipgo stops serving on the first Accept error (EMFILE
+			// included): lim never returns one, and counts, refuses and
+			// bounds connections (sip.limits). Over TLS the bounds go
+			// above the handshake, where the messages are.
+			network := l.Network
+			var cert tls.Certificate
+			if network == "tls" {
+				if cert, err = tls.LoadX509KeyPair(l.CertFile, l.KeyFile); err != nil {
+					tcpLn.Close()
 					return cfgErr(key, "%v", err)
 				}
-				ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
-				s.closers = append(s.closers, ln.Close)
-				serve = append(serve, func() { go s.srv.ServeTLS(ln) }) //nolint:errcheck
+			}
+			lim, timeouts := s.limitListener(tcpLn, network)
+			s.listeners[network] = lim
+			s.closers = append(s.closers, lim.Close)
+			if network == "tls" {
+				ln := limit.Deadlines(tls.NewListener(lim, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}), timeouts)
+				serve = append(serve, func() { go lim.Serve(func() error { return s.srv.ServeTLS(ln) }) }) //nolint:errcheck
 			} else {
-				s.closers = append(s.closers, ln.Close)
-				serve = append(serve, func() { go s.srv.ServeTCP(ln) }) //nolint:errcheck
+				serve = append(serve, func() { go lim.Serve(func() error { return s.srv.ServeTCP(lim) }) }) //nolint:errcheck
 			}
 			s.addrs[l.Network] = ap
 			if port == 0 {
@@ -252,6 +266,74 @@ func (s *Server) Start() error {
 	s.log.Info("sip listening", zap.Any("listeners", s.addrs), zap.String("advertise", s.host),
 		zap.Stringer("media", s.advIP), zap.Int("trunks", len(s.cfg.Trunks)), zap.Int("lines", len(s.cfg.Lines)))
 	return nil
+}
+
+// limitListener wraps a TCP listener of network ("tcp", "tls") in
+// sip.limits: the returned Listener counts and refuses connections and
+// survives Accept errors; the Timeouts bound each connection's messages
+// (set on the Listener for tcp, returned for the caller to put above TLS).
+func (s *Server) limitListener(ln net.Listener, network string) (*limit.Listener, limit.Timeouts) {
+	lc := s.cfg.Limits
+	timeouts := limit.Timeouts{
+		Read: lc.TCPReadTimeout, Idle: lc.TCPIdleTimeout,
+		NewFramer: limit.HeaderFramer("Content-Length", "l"), // RFC 3261 §7.5, §18.3
+		OnTimeout: func(kind string) { s.metrics.tcpTimeouts.WithLabelValues(network, kind).Inc() },
+	}
+	var lastLog atomic.Int64
+	cfg := limit.Config{
+		Conns:     s.conns,
+		OnRefused: func(reason string) { s.metrics.tcpRefused.WithLabelValues(network, reason).Inc() },
+		OnAcceptError: func(err error) {
+			s.metrics.tcpAcceptErrors.WithLabelValues(network).Inc()
+			// At most one line in 10 s: EMFILE may last.
+			if now := time.Now().UnixNano(); now-lastLog.Load() > int64(10*time.Second) {
+				lastLog.Store(now)
+				s.log.Warn("sip accept failed; retrying", zap.String("network", network), zap.Error(err))
+			}
+		},
+	}
+	if network == "tcp" {
+		cfg.Timeouts = timeouts
+	}
+	return limit.Listen(ln, cfg), timeouts
+}
+
+// knownSource reports whether ip is a configured trunk's or line's: its
+// TCP and TLS connections are exempt from sip.limits' counts, so that a
+// flood from strangers cannot lock out the peers we serve.
+func (s *Server) knownSource(ip netip.Addr) bool {
+	for i := range s.cfg.Trunks {
+		for _, p := range s.cfg.Trunks[i].sources {
+			if p.Contains(ip) {
+				return true
+			}
+		}
+	}
+	for i := range s.cfg.Lines {
+		for _, p := range s.cfg.Lines[i].sources {
+			if p.Contains(ip) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Healthy is nil while every TCP and TLS listener accepts connections;
+// otherwise it names each that does not, and why (its accept loop ended,
+// or Accept has kept failing: descriptors exhausted). For /healthz.
+func (s *Server) Healthy() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var err error
+	for _, network := range []string{"tcp", "tls"} {
+		if l := s.listeners[network]; l != nil {
+			if e := l.Health(); e != nil {
+				err = errors.Join(err, fmt.Errorf("sip %s listener %s: %w", network, s.addrs[network], e))
+			}
+		}
+	}
+	return err
 }
 
 // waitListening waits (briefly) until sipgo has registered a UDP listener,

@@ -30,8 +30,10 @@ func newRegistry() *prometheus.Registry {
 }
 
 // startAdminHTTP listens on addr now, so a port in use fails serve at
-// start rather than in a log line later.
-func startAdminHTTP(addr string, reg *prometheus.Registry, healthy func() bool, log *zap.Logger) (*adminHTTP, error) {
+// start rather than in a log line later. /healthz answers 503 while
+// healthy is false (shutting down) or a check fails (sip.Server.Healthy:
+// a SIP listener no longer accepts), with the check's error as the body.
+func startAdminHTTP(addr string, reg *prometheus.Registry, healthy func() bool, log *zap.Logger, checks ...func() error) (*adminHTTP, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("%w: admin.listen: %w", errConfig, err)
@@ -42,6 +44,12 @@ func startAdminHTTP(addr string, reg *prometheus.Registry, healthy func() bool, 
 		if !healthy() {
 			http.Error(w, "shutting down", http.StatusServiceUnavailable)
 			return
+		}
+		for _, check := range checks {
+			if err := check(); err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
 		}
 		fmt.Fprintln(w, "ok")
 	})

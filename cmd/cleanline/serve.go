@@ -79,7 +79,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	}
 	defer srv.Close()
 	if e.cfg.Admin.Listen != "" {
-		adm, err := startAdminHTTP(e.cfg.Admin.Listen, reg, func() bool { return ctx.Err() == nil }, e.log)
+		adm, err := startAdminHTTP(e.cfg.Admin.Listen, reg, func() bool { return ctx.Err() == nil }, e.log, srv.Healthy)
 		if err != nil {
 			return err
 		}

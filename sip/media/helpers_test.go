@@ -34,7 +34,11 @@ func newTestPool(t testing.TB, pairs int) *PortPool {
 // newColdPool is a pool that closes every pair at hang-up.
 func newColdPool(t testing.TB, pairs int) *PortPool {
 	t.Helper()
-	base := 20000 + rand.IntN(20000)&^1
+	// 10000-19999: below the ephemeral range (32768-60999), where peers'
+	// sockets land, and below the sip package's test pools (30000-54000),
+	// whose tests run at the same time; TestRelayConfigAndPool binds
+	// 0.0.0.0, which any 127.x socket on the same port would refuse.
+	base := 10000 + rand.IntN(10000-2*pairs)&^1
 	p, err := NewPortPool(base, base+2*pairs-1)
 	if err != nil {
 		t.Fatal(err)
