@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -9,8 +10,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/cleanline/cleanline/blocklist/redistest"
 )
@@ -112,5 +116,40 @@ func TestCheckWithStoreDownIsAnError(t *testing.T) {
 	r.expect(t, exitError, "store unavailable", srv.Addr)
 	if strings.Contains(r.stdout, "allow") {
 		t.Errorf("check printed a verdict with the store down: %s", r.stdout)
+	}
+}
+
+// /healthz answers 503 with the failing check's words (a dead SIP
+// listener), and 200 "ok" again once the check passes.
+func TestHealthzReportsFailingCheck(t *testing.T) {
+	var failing atomic.Bool
+	failing.Store(true)
+	check := func() error {
+		if failing.Load() {
+			return errors.New("sip tcp listener 127.0.0.1:5060: accept loop ended")
+		}
+		return nil
+	}
+	adm, err := startAdminHTTP("127.0.0.1:0", newRegistry(), func() bool { return true }, zap.NewNop(), check)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.close()
+	get := func() (int, string) {
+		t.Helper()
+		res, err := http.Get("http://" + adm.ln.Addr().String() + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, strings.TrimSpace(string(b))
+	}
+	if code, body := get(); code != http.StatusServiceUnavailable || !strings.Contains(body, "accept loop ended") {
+		t.Fatalf("failing check: %d %q, want 503 naming the listener", code, body)
+	}
+	failing.Store(false)
+	if code, body := get(); code != http.StatusOK || body != "ok" {
+		t.Fatalf("passing check: %d %q, want 200 ok", code, body)
 	}
 }
