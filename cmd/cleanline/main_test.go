@@ -14,6 +14,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if cfg := os.Getenv(serveChild); cfg != "" {
+		os.Exit(runServeChild(cfg))
+	}
 	quietRedis()
 	os.Exit(m.Run())
 }
