@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -24,7 +25,11 @@ import (
 //
 // Nonces are stateless: the time they were made and an HMAC of it under a
 // key that lives as long as the Server, so a flood of challenges costs no
-// memory and a nonce from another instance or an old run is refused.
+// memory and a nonce from another instance or an old run is refused. What
+// is kept is the answers that succeeded, until their nonce expires: a
+// captured INVITE replayed from a forged address is refused (RFC 2617
+// §3.2.2.5, nonce-count), and so is a captured answer put on another
+// Request-URI (§22.4: the digest-uri must be the request's).
 
 // LineAuth are a line's credentials.
 type LineAuth struct {
@@ -46,18 +51,49 @@ const (
 	authRealm = "cleanline"
 	// nonceLife bounds a challenge's answer; a later one gets stale=true.
 	nonceLife = 5 * time.Minute
+	// maxAnswers bounds the answers remembered against replay. Only
+	// correct answers are kept, so only a device that knows a password
+	// can fill it; when full, answers are refused until entries expire.
+	maxAnswers = 1 << 16
 )
 
 // authenticator makes and checks challenges for every line.
 type authenticator struct {
 	key [32]byte
 	now func() time.Time
+
+	mu   sync.Mutex
+	used map[string]time.Time // nonce, nc and cnonce of each answer taken → its nonce's expiry
 }
 
 func newAuthenticator() *authenticator {
-	a := &authenticator{now: time.Now}
+	a := &authenticator{now: time.Now, used: map[string]time.Time{}}
 	_, _ = rand.Read(a.key[:])
 	return a
+}
+
+// firstUse records a correct answer and reports whether it is new: the
+// same nonce with the same nonce-count and cnonce is a replay.
+func (a *authenticator) firstUse(cred *digest.Credentials, expires time.Time) bool {
+	key := fmt.Sprintf("%s\x00%d\x00%s", cred.Nonce, cred.Nc, cred.Cnonce)
+	now := a.now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if exp, ok := a.used[key]; ok && now.Before(exp) {
+		return false
+	}
+	if len(a.used) >= maxAnswers {
+		for k, exp := range a.used {
+			if !now.Before(exp) {
+				delete(a.used, k)
+			}
+		}
+		if len(a.used) >= maxAnswers {
+			return false
+		}
+	}
+	a.used[key] = expires
+	return true
 }
 
 func (a *authenticator) nonce() string {
@@ -69,19 +105,20 @@ func (a *authenticator) nonce() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// checkNonce reports whether nonce is ours (ok) and still fresh.
-func (a *authenticator) checkNonce(nonce string) (ok, fresh bool) {
+// checkNonce reports whether nonce is ours (ok), still fresh, and when it
+// expires.
+func (a *authenticator) checkNonce(nonce string) (ok, fresh bool, expires time.Time) {
 	b, err := base64.RawURLEncoding.DecodeString(nonce)
 	if err != nil || len(b) != 8+sha256.Size {
-		return false, false
+		return false, false, time.Time{}
 	}
 	m := hmac.New(sha256.New, a.key[:])
 	m.Write(b[:8])
 	if !hmac.Equal(m.Sum(nil), b[8:]) {
-		return false, false
+		return false, false, time.Time{}
 	}
-	made := time.Unix(0, int64(binary.BigEndian.Uint64(b[:8])))
-	return true, a.now().Sub(made) < nonceLife
+	expires = time.Unix(0, int64(binary.BigEndian.Uint64(b[:8]))).Add(nonceLife)
+	return true, a.now().Before(expires), expires
 }
 
 // challenges are the Proxy-Authenticate headers for la, stale when the
@@ -122,9 +159,16 @@ func (a *authenticator) verify(req *sip.Request, la *LineAuth) (stale bool, err 
 			err = fmt.Errorf("%w: algorithm %q not offered", ErrAuthRequired, cred.Algorithm)
 			continue
 		}
-		ours, fresh := a.checkNonce(cred.Nonce)
+		ours, fresh, expires := a.checkNonce(cred.Nonce)
 		if !ours {
 			err = fmt.Errorf("%w: not our nonce", ErrAuthRequired)
+			continue
+		}
+		// RFC 3261 §22.4: the digest-uri must name what this request asks
+		// for, or an answer captured on a call to a neighbour's number
+		// would dial a premium-rate one.
+		if !sameURI(cred.URI, req.Recipient) {
+			err = fmt.Errorf("%w: digest uri %q is not the Request-URI", ErrAuthRequired, cred.URI)
 			continue
 		}
 		chal := digest.Challenge{Realm: authRealm, Nonce: cred.Nonce, Algorithm: cred.Algorithm, Opaque: cred.Opaque}
@@ -143,9 +187,24 @@ func (a *authenticator) verify(req *sip.Request, la *LineAuth) (stale bool, err 
 		if !fresh {
 			return true, fmt.Errorf("%w: stale nonce", ErrAuthRequired)
 		}
+		if !a.firstUse(cred, expires) {
+			return false, fmt.Errorf("%w: replayed answer (nonce and nc used before)", ErrAuthRequired)
+		}
 		return false, nil
 	}
 	return false, err
+}
+
+// sameURI compares a digest-uri with the Request-URI as RFC 3261 §19.1.4
+// compares SIP URIs, for the parts a client writes: scheme, user (escapes
+// undone), host (case-insensitive) and port.
+func sameURI(digestURI string, ruri sip.Uri) bool {
+	var u sip.Uri
+	if err := sip.ParseUri(digestURI, &u); err != nil {
+		return false
+	}
+	return strings.EqualFold(u.Scheme, ruri.Scheme) && unescapeUser(u.User) == unescapeUser(ruri.User) &&
+		strings.EqualFold(u.Host, ruri.Host) && u.Port == ruri.Port
 }
 
 func offered(la *LineAuth, alg string) bool {

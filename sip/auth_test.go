@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +14,8 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/icholy/digest"
+
+	"github.com/cleanline/cleanline/sip/media"
 )
 
 func testAuth() *LineAuth {
@@ -68,6 +72,19 @@ func TestDigestVerify(t *testing.T) {
 		if _, err := a.verify(req(auth), la); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+	// Replays and answers moved to another Request-URI (RFC 3261 §22.4).
+	once := answer(t, chals[0].Value(), "INVITE", uri, "landline", "correct horse")
+	if _, err := a.verify(req(once), la); err != nil {
+		t.Fatalf("fresh answer: %v", err)
+	}
+	if _, err := a.verify(req(once), la); err == nil || !strings.Contains(err.Error(), "replayed") {
+		t.Errorf("replayed answer: %v, want refused as a replay", err)
+	}
+	other := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: "09098790000", Host: "127.0.0.1"})
+	other.AppendHeader(sip.NewHeader("Proxy-Authorization", answer(t, chals[0].Value(), "INVITE", uri, "landline", "correct horse")))
+	if _, err := a.verify(other, la); err == nil || !strings.Contains(err.Error(), "not the Request-URI") {
+		t.Errorf("answer for another URI: %v, want refused", err)
 	}
 	md5Only := &LineAuth{Username: "landline", Password: "correct horse", Algorithms: []string{"SHA-256"}}
 	if _, err := a.verify(req(answer(t, chals[1].Value(), "INVITE", uri, "landline", "correct horse")), md5Only); err == nil {
@@ -162,4 +179,97 @@ func TestLineMustAuthenticateItsCalls(t *testing.T) {
 		t.Fatal("no final answer")
 	}
 	e.waitNoCalls()
+}
+
+// An attacker who captured one authenticated INVITE of the line cannot
+// use it again: replayed from the line's address as a new call, it gets
+// 407; its Proxy-Authorization put on an INVITE to another number (a
+// premium-rate one) gets 407. Only the original reached the trunk.
+func TestCapturedLineCredentialsCannotBeReplayed(t *testing.T) {
+	e := newEnv(t, withCfg(func(c *Config) {
+		c.Lines[0].Auth = &LineAuth{Username: "landline", Password: "correct horse"}
+	}))
+	ctx := ctxT(t, 10*time.Second)
+	line := newRawPeer(t, ipLine)
+	to := net.UDPAddrFromAddrPort(e.s.Addr("udp"))
+	body, err := media.BuildOffer(netip.AddrPortFrom(line.addr.Addr(), 40000), media.CodecPCMA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// invite sends a new INVITE (its own Call-ID and branch) for number.
+	invite := func(number, auth string) string {
+		callID := sip.GenerateTagN(16) + "@line"
+		target := fmt.Sprintf("sip:%s@%s", number, e.s.Addr("udp"))
+		hdr := ""
+		if auth != "" {
+			hdr = "Proxy-Authorization: " + auth + "\r\n"
+		}
+		line.send(to, mustParse(t, fmt.Sprintf("INVITE %s SIP/2.0\r\n"+
+			"Via: SIP/2.0/UDP %s;branch=z9hG4bK%s\r\n"+
+			"Max-Forwards: 70\r\n"+
+			"From: <sip:%s@%s>;tag=%s\r\n"+
+			"To: <%s>\r\n"+
+			"Call-ID: %s\r\n"+
+			"CSeq: 1 INVITE\r\n"+
+			"Contact: <sip:landline@%s>\r\n%s"+
+			"Content-Type: application/sdp\r\n"+
+			"Content-Length: %d\r\n\r\n%s",
+			target, line.addr, sip.GenerateTagN(12), lineNumber, ipLine, sip.GenerateTagN(8),
+			target, callID, line.addr, hdr, len(body), body)))
+		return callID
+	}
+	final := func(callID string) int {
+		t.Helper()
+		m, err := line.take(ctx, "final answer to "+callID, func(m sip.Message) bool {
+			r, ok := m.(*sip.Response)
+			return ok && r.CallID().Value() == callID && r.StatusCode >= 200
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.msg.(*sip.Response).StatusCode
+	}
+	const number = "02079460018"
+	id := invite(number, "")
+	m, err := line.take(ctx, "407", func(m sip.Message) bool {
+		r, ok := m.(*sip.Response)
+		return ok && r.CallID().Value() == id && r.StatusCode == 407
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chal, err := digest.ParseChallenge(m.msg.(*sip.Response).GetHeader("Proxy-Authenticate").Value())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred, err := digest.Digest(chal, digest.Options{Method: "INVITE", URI: fmt.Sprintf("sip:%s@%s", number, e.s.Addr("udp")),
+		Username: "landline", Password: "correct horse", Count: 1, Cnonce: "0a4f113b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	invite(number, cred.String())
+	in, err := e.trunk.Incoming(ctx)
+	if err != nil {
+		t.Fatalf("the device's authenticated call never reached the trunk: %v", err)
+	}
+	_ = in.Reject(486, "Busy Here")
+
+	if code := final(invite(number, cred.String())); code != 407 {
+		t.Errorf("replayed INVITE: %d, want 407", code)
+	}
+	if code := final(invite("09098790000", cred.String())); code != 407 {
+		t.Errorf("captured answer on another Request-URI: %d, want 407", code)
+	}
+	if err := e.trunk.NoIncoming(300 * time.Millisecond); err != nil {
+		t.Fatalf("a replay reached the trunk: %v", err)
+	}
+}
+
+func mustParse(t *testing.T, s string) sip.Message {
+	t.Helper()
+	m, err := sip.ParseMessage([]byte(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
