@@ -34,7 +34,7 @@ type Config struct {
 	// Timers bound every wait of a call.
 	Timers Timers `yaml:"timers"`
 	// Prompts overrides built-in prompts: name (warning, blocked, line_clear,
-	// line_busy, reported) → path of an 8 kHz mono 16-bit WAV file.
+	// line_busy, reported, barred) → path of an 8 kHz mono 16-bit WAV file.
 	Prompts map[string]string `yaml:"prompts"`
 	// Limits bound what peers may hold open on the TCP and TLS listeners.
 	Limits Limits `yaml:"limits"`
@@ -93,8 +93,9 @@ type Line struct {
 	// Sources are the addresses the line's own calls come from; default the
 	// Contact's host. A request from there is a call placed by the line.
 	Sources []string `yaml:"sources"`
-	// Policy is what the line changes of screening.default_policy, and its
-	// own protected numbers (its bank); screening reads it.
+	// Policy is what the line changes of screening.default_policy (dial:
+	// the classes of number it may dial, among them), and its own
+	// protected numbers (its bank); screening reads it.
 	Policy screening.LinePolicy `yaml:"policy"`
 	// Auth, when set, makes the line's device prove its credentials (digest,
 	// SHA-256 or MD5) on every call it places: a forged datagram from its
@@ -354,9 +355,9 @@ func (c *Config) Validate() error {
 	}
 	for name := range c.Prompts {
 		switch name {
-		case "warning", "blocked", "line_clear", "line_busy", "reported":
+		case "warning", "blocked", "line_clear", "line_busy", "reported", "barred":
 		default:
-			return cfgErr("sip.prompts", "%q: want warning, blocked, line_clear, line_busy or reported", name)
+			return cfgErr("sip.prompts", "%q: want warning, blocked, line_clear, line_busy, reported or barred", name)
 		}
 	}
 	return nil

@@ -25,6 +25,9 @@ const (
 	PromptLineBusy = "line_busy"
 	// PromptReported confirms a report made with 3.
 	PromptReported = "reported"
+	// PromptBarred tells the line that the number it dialled is barred by
+	// its policy (premium rate, international...), before the refusal.
+	PromptBarred = "barred"
 )
 
 // ErrUnknownPrompt is returned for a prompt name that is not in the set.
@@ -90,7 +93,7 @@ type Prompts struct {
 // DefaultPrompts loads the embedded default prompts.
 func DefaultPrompts() (*Prompts, error) {
 	ps := &Prompts{m: map[string]*Prompt{}}
-	for _, name := range []string{PromptWarning, PromptBlocked, PromptLineClear, PromptLineBusy, PromptReported} {
+	for _, name := range []string{PromptWarning, PromptBlocked, PromptLineClear, PromptLineBusy, PromptReported, PromptBarred} {
 		b, err := promptFS.ReadFile("prompts/" + name + ".wav")
 		if err != nil {
 			return nil, fmt.Errorf("media: embedded prompt %s: %w", name, err)

@@ -23,8 +23,9 @@ func TestDefaultPrompts(t *testing.T) {
 		PromptLineClear: {1 * time.Second, 8 * time.Second},
 		PromptLineBusy:  {2 * time.Second, 10 * time.Second},
 		PromptReported:  {1 * time.Second, 6 * time.Second},
+		PromptBarred:    {2 * time.Second, 8 * time.Second},
 	}
-	if got := strings.Join(ps.Names(), ","); got != "blocked,line_busy,line_clear,reported,warning" {
+	if got := strings.Join(ps.Names(), ","); got != "barred,blocked,line_busy,line_clear,reported,warning" {
 		t.Fatalf("names %s", got)
 	}
 	for name, d := range want {

@@ -16,11 +16,36 @@ import (
 // must get across; the test wants at least three recognised.
 var warningKeywords = []string{"warning", "police", "bank", "pin", "cash", "courier", "connect", "report", "press", "hang"}
 
+// barredKeywords are the words of the barred notice; the test wants at
+// least three of them (four were heard when it was made).
+var barredKeywords = []string{"sorry", "number", "cannot", "called", "line", "goodbye"}
+
 // TestWarningPromptIntelligible plays the warning through the player and a
 // relay leg over loopback UDP, decodes the G.711 that arrives, and has
 // Debian's pocketsphinx (bookworm: 0.8+5prealpha, binary
 // pocketsphinx_continuous with -infile, 16 kHz model) transcribe it.
 func TestWarningPromptIntelligible(t *testing.T) {
+	heard := transcribePrompt(t, PromptWarning, warningKeywords)
+	if len(heard) < 3 {
+		t.Fatalf("only %d of the warning's keywords recognised (%v), want 3", len(heard), heard)
+	}
+}
+
+// TestBarredPromptIntelligible: the notice a line hears when it dials a
+// number its policy bars ("this number cannot be called from this line"),
+// the same way.
+func TestBarredPromptIntelligible(t *testing.T) {
+	heard := transcribePrompt(t, PromptBarred, barredKeywords)
+	if len(heard) < 3 {
+		t.Fatalf("only %d of the barred notice's keywords recognised (%v), want 3", len(heard), heard)
+	}
+}
+
+// transcribePrompt plays the embedded prompt name through the player and a
+// relay leg over loopback UDP, decodes the G.711 that arrives, has
+// pocketsphinx transcribe it, and returns which of keywords it heard.
+func transcribePrompt(t *testing.T, name string, keywords []string) []string {
+	t.Helper()
 	bin, err := exec.LookPath("pocketsphinx_continuous")
 	if err != nil {
 		if envSet("CLEANLINE_SKIP_SPEECH") {
@@ -32,7 +57,7 @@ func TestWarningPromptIntelligible(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	warning, err := ps.Get(PromptWarning)
+	prompt, err := ps.Get(name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,15 +66,15 @@ func TestWarningPromptIntelligible(t *testing.T) {
 	phone := newPeer(t)
 	phone.rtp.SetReadBuffer(1 << 20)
 	r.Line().SetRemote(phone.addr())
-	// 2 ms per 20 ms frame: ten times real time, so the 17 s prompt crosses
-	// the socket in under 2 s. Timestamps are as in a real call.
+	// 2 ms per 20 ms frame: ten times real time, so the 17 s warning
+	// crosses the socket in under 2 s. Timestamps are as in a real call.
 	pl := NewPlayer(PlayerConfig{Pacing: 2 * time.Millisecond})
 	defer pl.Close()
 	done := make(chan error, 1)
 	go func() {
-		done <- pl.Play(context.Background(), r.Line(), warning, CodecPCMA)
+		done <- pl.Play(context.Background(), r.Line(), prompt, CodecPCMA)
 	}()
-	frames := (len(warning.Samples) + 159) / 160
+	frames := (len(prompt.Samples) + 159) / 160
 	var pcm []int16
 	var pkt rtp.Packet
 	for i := range frames {
@@ -76,7 +101,7 @@ func TestWarningPromptIntelligible(t *testing.T) {
 		}
 		up = append(up, s, int16((int(s)+int(next))/2))
 	}
-	wav := filepath.Join(t.TempDir(), "warning-received.wav")
+	wav := filepath.Join(t.TempDir(), name+"-received.wav")
 	f, err := os.Create(wav)
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +119,7 @@ func TestWarningPromptIntelligible(t *testing.T) {
 	}
 	transcript := strings.ToLower(string(out))
 	var heard []string
-	for _, w := range warningKeywords {
+	for _, w := range keywords {
 		for _, word := range strings.Fields(transcript) {
 			if word == w {
 				heard = append(heard, w)
@@ -103,8 +128,6 @@ func TestWarningPromptIntelligible(t *testing.T) {
 		}
 	}
 	t.Logf("transcript: %s", strings.TrimSpace(transcript))
-	t.Logf("keywords recognised (%d): %s", len(heard), strings.Join(heard, ", "))
-	if len(heard) < 3 {
-		t.Fatalf("only %d of the warning's keywords recognised (%v), want 3", len(heard), heard)
-	}
+	t.Logf("keywords recognised (%d of %d): %s", len(heard), len(keywords), strings.Join(heard, ", "))
+	return heard
 }
