@@ -1,15 +1,9 @@
 package screening
 
 import (
-	"context"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
-
-	"github.com/nyaruka/phonenumbers"
-
-	"github.com/cleanline/cleanline/blocklist"
 )
 
 // Line is one protected line as screening knows it: the numbers that ring
@@ -45,6 +39,9 @@ type LinePolicy struct {
 	// call presenting one is spoofed. The built-in emergency and police
 	// numbers and screening.protected apply to every line as well.
 	Protected []string `yaml:"protected"`
+	// Dial changes what the line may dial: the classes it names replace the
+	// default policy's, the others keep it.
+	Dial *LineDial `yaml:"dial"`
 }
 
 // Over is the policy a line gets: def with the keys the line sets.
@@ -59,6 +56,7 @@ func (o LinePolicy) Over(def Policy) Policy {
 	set(&p.StoreFailure, o.StoreFailure)
 	set(&p.StoreDeadline, o.StoreDeadline)
 	set(&p.FlagAssertedMismatch, o.FlagAssertedMismatch)
+	o.Dial.over(&p.Dial)
 	return p
 }
 
@@ -103,67 +101,6 @@ func (f Features) validate() error {
 type lineRules struct {
 	policy    Policy
 	protected map[string]bool // E.164 keys: the built-ins, screening.protected and the line's own
-}
-
-// Feature is a code the line dialled that cleanline answers itself.
-type Feature int
-
-const (
-	NoFeature Feature = iota
-	FeatureLineCheck
-	FeatureReport
-)
-
-// Dialled is what a number a line dialled is.
-type Dialled struct {
-	// Feature is set when the line dialled a feature code; nothing else is.
-	Feature Feature
-	// Number is the dialled number in E.164, or "" when it is no number.
-	Number string
-	// Emergency: an emergency number of the region (999, 112), which is
-	// always protected.
-	Emergency bool
-	// Protected: dialling it must first end every other call of the line
-	// (D4): an emergency or police number, screening.protected, the line's
-	// own protected numbers, or a number the store marks protected.
-	Protected bool
-}
-
-// Dialled classifies what line dialled: a feature code, an emergency or
-// protected number, or any other number. raw is the Request-URI's user
-// part or the URI itself; any national, international, 00 or separated
-// form is the same number. A store that does not answer in time leaves
-// only the configured protected numbers known.
-func (sc *Screener) Dialled(ctx context.Context, line, raw string) Dialled {
-	user, err := CallerUser(raw)
-	if err != nil {
-		return Dialled{}
-	}
-	code := strings.Join(strings.Fields(user), "")
-	switch {
-	case sc.features.LineCheck != "-" && code == sc.features.LineCheck:
-		return Dialled{Feature: FeatureLineCheck}
-	case sc.features.Report != "-" && code == sc.features.Report:
-		return Dialled{Feature: FeatureReport}
-	}
-	n, err := sc.norm.Parse(user)
-	if err != nil || n.E164 == "" {
-		return Dialled{}
-	}
-	d := Dialled{Number: n.E164}
-	if cc := "+" + strconv.Itoa(phonenumbers.GetCountryCodeForRegion(sc.norm.region)); strings.HasPrefix(n.E164, cc) {
-		// The region's emergency short codes, from libphonenumber's metadata.
-		d.Emergency = phonenumbers.IsEmergencyNumber(n.E164[len(cc):], sc.norm.region)
-	}
-	d.Protected = d.Emergency || sc.rules(line).protected[n.E164]
-	if !d.Protected {
-		p := sc.Policy(line)
-		lctx, cancel := context.WithTimeout(ctx, p.StoreDeadline)
-		f, err := sc.store.Lookup(lctx, blocklist.Query{Caller: n.E164, Line: line, Now: sc.now()})
-		cancel()
-		d.Protected = err == nil && f.Protected
-	}
-	return d
 }
 
 // LineCalled finds the configured line a called number or name rings.

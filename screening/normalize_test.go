@@ -1,8 +1,10 @@
 package screening
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 )
 
@@ -144,11 +146,15 @@ func TestNormalizePrefix(t *testing.T) {
 
 func FuzzNormalize(f *testing.F) {
 	for _, s := range []string{"020 7946 0123", "+44 (0)20 7946 0123", "sip:+442079460123@h;user=phone",
-		"tel:+44-20-7946-0123", `"x" <sip:anonymous@a>`, "<", "sip:@", "00", "+", "(0)", "0044 7700 900123*"} {
+		"tel:+44-20-7946-0123", `"x" <sip:anonymous@a>`, "<", "sip:@", "00", "+", "(0)", "0044 7700 900123*",
+		"141 0909 123 4567", "1470999", "*21*0901234567#", "00881612345678", "118118", "+1 900 555 0100", "*99"} {
 		f.Add(s)
 	}
 	z, _ := NewNormalizer("GB", 16)
+	// What a line dialled goes through the same parser, then the classes.
+	sc := newScreener(f, openStore(f), Config{Lines: []Line{{Name: "home", Policy: LinePolicy{Dial: &LineDial{International: yes()}}}}})
 	f.Fuzz(func(t *testing.T, s string) {
+		checkDialled(t, sc.Dialled(context.Background(), "home", s), s)
 		n, err := z.Parse(s)
 		if err == nil && n.E164 == "" {
 			t.Fatalf("Parse(%q) gave no E.164 and no error", s)
@@ -161,4 +167,23 @@ func FuzzNormalize(f *testing.F) {
 			t.Fatalf("NormalizePrefix(%q) = %q", s, p)
 		}
 	})
+}
+
+// checkDialled holds what Dialled returns to its promises, for any input.
+func checkDialled(t *testing.T, d Dialled, s string) {
+	t.Helper()
+	switch {
+	case d.Emergency && !d.Protected:
+		t.Fatalf("Dialled(%q) = %+v: emergency but not protected", s, d)
+	case (d.Protected || d.Trusted) && d.Barred != "":
+		t.Fatalf("Dialled(%q) = %+v: protected or trusted yet barred", s, d)
+	case d.Barred != "" && !slices.Contains(d.Classes, d.Barred):
+		t.Fatalf("Dialled(%q) = %+v: barred for a class it is not in", s, d)
+	case d.Feature != NoFeature && (d.Number != "" || len(d.Classes) > 0):
+		t.Fatalf("Dialled(%q) = %+v: a feature code with a number", s, d)
+	case d.Number == "" && len(d.Classes) > 0 && !slices.Equal(d.Classes, []DialClass{DialServiceCode}):
+		t.Fatalf("Dialled(%q) = %+v: classes without a number", s, d)
+	case d.Number != "" && d.Number[0] != '+':
+		t.Fatalf("Dialled(%q) = %+v: number not in E.164", s, d)
+	}
 }

@@ -48,6 +48,9 @@ type Policy struct {
 	// FlagAssertedMismatch records cli.asserted_mismatch when a trusted trunk's
 	// P-Asserted-Identity differs from From.
 	FlagAssertedMismatch bool `yaml:"flag_asserted_mismatch" json:"flag_asserted_mismatch"`
+	// Dial is what the line may dial beyond ordinary numbers: premium rate,
+	// international... Emergency and protected numbers always go through.
+	Dial DialPolicy `yaml:"dial" json:"dial"`
 }
 
 // DefaultPolicy is what a line gets unless its configuration says otherwise.
@@ -65,6 +68,7 @@ func DefaultPolicy() Policy {
 		// the peer's in the issue 5 comparison (Kamailio's cmd_timeout).
 		StoreDeadline:        150 * time.Millisecond,
 		FlagAssertedMismatch: true,
+		Dial:                 defaultDialPolicy(),
 	}
 }
 

@@ -80,6 +80,10 @@ type call struct {
 	verdict  screening.Verdict
 	screened bool
 	dialled  string // outbound: what the line dialled
+	// outbound: the classes of what it dialled, and the one its policy
+	// bars ("" when allowed); guarded by mu.
+	dialClasses []screening.DialClass
+	barred      screening.DialClass
 	// received is when the handler got the caller's INVITE (inbound); only
 	// the call's own goroutine reads it, for the transit metric.
 	received time.Time
@@ -106,6 +110,7 @@ type call struct {
 // Outcomes, as written in call records.
 const (
 	outcomeBlocked         = "blocked"
+	outcomeBarred          = "barred"    // the line dialled a number its policy bars
 	outcomeCompleted       = "completed" // answered, then someone hung up
 	outcomeCallerCancelled = "caller_cancelled"
 	outcomeNoAnswer        = "no_answer"
@@ -297,6 +302,18 @@ func (c *call) byeOut(out *sipgo.DialogClientSession) {
 func (c *call) fail(outcome string, by side, err error, hdrs ...sip.Header) {
 	c.end(outcome, by)
 	c.refuse(err, hdrs...)
+}
+
+// announce refuses the call after telling the caller why: prompt played
+// to the side whose INVITE we received, as early media in a 183 with our
+// answer (RFC 3960), then the final response err maps to. The blocked
+// notice to a trunk's caller and the barred notice to the line both come
+// this way.
+func (c *call) announce(answer []byte, prompt, outcome string, err error) {
+	if perr := c.provisional(sip.StatusSessionInProgress, "Session Progress", answer, sdpType()); perr == nil {
+		c.playNamed(c.ctx, c.inSide(), prompt)
+	}
+	c.fail(outcome, sideNone, err)
 }
 
 // refuse sends the final non-2xx err maps to, to the received INVITE,

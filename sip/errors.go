@@ -70,6 +70,10 @@ var (
 	ErrNotAllowedMethod = errors.New("sip: method not allowed")
 	// ErrNoRoute: no trunk takes the lines' own calls (503).
 	ErrNoRoute = errors.New("sip: no outbound trunk")
+	// ErrBarred: the line dialled a number its policy bars (premium rate,
+	// international...; issue 12 §2). 403 (RFC 3261 §21.4.4: understood,
+	// refused, and not to be repeated; authorization will not help).
+	ErrBarred = errors.New("sip: number barred on this line")
 )
 
 // statusOf maps an error to the response a peer gets for it.
@@ -84,6 +88,10 @@ func statusOf(err error) (int, string) {
 		return statusUnsupportedScheme, "Unsupported URI Scheme"
 	case errors.Is(err, ErrOutOfOrder):
 		return sip.StatusInternalServerError, "Server Internal Error"
+	case errors.Is(err, ErrBarred):
+		// The reason phrase is free text (RFC 3261 §21): what a phone's
+		// display can show the person.
+		return sip.StatusForbidden, "Number barred on this line"
 	case errors.Is(err, ErrNotTrunk), errors.Is(err, ErrForbidden):
 		return sip.StatusForbidden, "Forbidden"
 	case errors.Is(err, ErrUnknownLine):

@@ -67,7 +67,8 @@ func (s *Server) inbound(req *sip.Request, tx sip.ServerTransaction, trunk *Trun
 		return
 	}
 	if block {
-		c.block(answer)
+		// The blocked notice, then 603 Decline (RFC 3261 §21.6.2).
+		c.announce(answer, media.PromptBlocked, outcomeBlocked, ErrBlocked)
 		return
 	}
 	c.ring(req, answer, c.verdict.Action == screening.Warn)
@@ -91,15 +92,6 @@ func (c *call) screen() {
 	}
 	c.log = c.log.WithLazy(zap.String("caller", c.verdict.Number), zap.Stringer("verdict", c.verdict.Action))
 	c.log.Debug("screened", zap.Any("reasons", c.verdict.Reasons))
-}
-
-// block plays the blocked-call notice as early media, then refuses the
-// call with 603 Decline (RFC 3261 §21.6.2).
-func (c *call) block(answer []byte) {
-	if err := c.provisional(sip.StatusSessionInProgress, "Session Progress", answer, sdpType()); err == nil {
-		c.playNamed(c.ctx, sideTrunk, media.PromptBlocked)
-	}
-	c.fail(outcomeBlocked, sideNone, ErrBlocked)
 }
 
 // ring dials the line. On allow, ringing and early media go back to the

@@ -18,6 +18,7 @@ type Metrics struct {
 	// (store.unavailable): rung (open), warned (warn) or deferred (retry).
 	unscreened *prometheus.CounterVec
 	refused    *prometheus.CounterVec // requests refused outside a call, by method and status
+	barred     *prometheus.CounterVec // lines' calls refused by their dial policy, by class
 	// transit is INVITE received → INVITE sent to the line: what cleanline
 	// adds to post-dial delay (issue 5's target: p99 < 2 ms).
 	transit prometheus.Histogram
@@ -55,6 +56,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "cleanline_requests_refused_total",
 			Help: "Requests refused outside a call's own responses (unknown source 403, malformed 400, no dialog 481, shutting down 503...), by method and SIP status.",
 		}, []string{"method", "status"}),
+		barred: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cleanline_dials_barred_total",
+			Help: "Calls a line placed to a number its policy bars, refused before reaching the trunk, by class (premium_rate, satellite, personal, shared_cost, international, service_code).",
+		}, []string{"class"}),
 		transit: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "cleanline_invite_transit_seconds",
 			Help:    "Inbound calls rung: from the caller's INVITE reaching cleanline's handler to the INVITE to the line leaving it.",
@@ -79,7 +84,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"transport"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.calls, m.verdicts, m.unscreened, m.refused, m.transit, m.screen)
+		reg.MustRegister(m.calls, m.verdicts, m.unscreened, m.refused, m.barred, m.transit, m.screen)
 		reg.MustRegister(m.tcpRefused, m.tcpTimeouts, m.tcpAcceptErrors)
 	}
 	return m

@@ -15,14 +15,16 @@ import (
 // The outbound call: one the line places. It is always a new dialog, and it
 // goes only to the trunk (D4): nothing the line dials can reach a call that
 // is already up. Feature codes are answered by cleanline itself (D5,
-// report). What the dialled number is, screening decides.
+// report); a number the line's policy bars is refused here, with a spoken
+// reason, and never reaches the trunk (issue 12 §2). What the dialled
+// number is, and whether the line may dial it, screening decides.
 
 // outbound carries a call the line places.
 func (s *Server) outbound(req *sip.Request, tx sip.ServerTransaction, line *Line) {
 	dctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	d := s.sc.Dialled(dctx, line.Name, req.Recipient.String())
 	cancel()
-	if d.Feature == screening.NoFeature && d.Number == "" {
+	if d.Feature == screening.NoFeature && d.Number == "" && len(d.Classes) == 0 {
 		s.respondErr(req, tx, fmt.Errorf("%w: %q is no number", ErrUnknownLine, req.Recipient.User))
 		return
 	}
@@ -33,6 +35,9 @@ func (s *Server) outbound(req *sip.Request, tx sip.ServerTransaction, line *Line
 	// What the line dialled goes to the trunk as dialled (999 stays 999),
 	// unescaped (RFC 3261 §19.1.2) and cut down to safe characters.
 	c.dialled = safeUser(unescapeUser(req.Recipient.User))
+	c.mu.Lock()
+	c.dialClasses, c.barred = d.Classes, d.Barred
+	c.mu.Unlock()
 	if !c.attachMedia() {
 		return
 	}
@@ -53,6 +58,15 @@ func (s *Server) outbound(req *sip.Request, tx sip.ServerTransaction, line *Line
 		return
 	case screening.FeatureReport:
 		c.reportLast(answer)
+		return
+	}
+	if d.Barred != "" {
+		// Before D4 and the trunk: a barred number ends no other call of
+		// the line (only a protected one does), and no INVITE leaves for
+		// the trunk. The person hears why, then 403.
+		c.log.Info("number barred on this line", zap.String("class", string(d.Barred)))
+		s.metrics.barred.WithLabelValues(string(d.Barred)).Inc()
+		c.announce(answer, media.PromptBarred, outcomeBarred, fmt.Errorf("%w: %s", ErrBarred, d.Barred))
 		return
 	}
 	if d.Protected {

@@ -41,6 +41,16 @@ func (c *call) record() {
 	if c.dialled != "" {
 		fields = append(fields, zap.String("dialled", c.dialled))
 	}
+	if len(c.dialClasses) > 0 {
+		classes := make([]string, len(c.dialClasses))
+		for i, cl := range c.dialClasses {
+			classes[i] = string(cl)
+		}
+		fields = append(fields, zap.Strings("dial_classes", classes))
+	}
+	if c.barred != "" {
+		fields = append(fields, zap.String("barred", string(c.barred)))
+	}
 	if c.choice != "" {
 		fields = append(fields, zap.String("choice", c.choice))
 	}

@@ -20,12 +20,16 @@ func cmdCheck(ctx context.Context, e *env, args []string) error {
 	line := fs.String("line", defaultLine, "the line being called")
 	asJSON := fs.Bool("json", false, "print the verdict as JSON")
 	intl := fs.Bool("international", false, "as if the call came on an international trunk")
+	dial := fs.Bool("dial", false, "what the line gets when it dials NUMBER, instead of when NUMBER calls it")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) == 0 {
 		return usagef("check NUMBER: no number given")
+	}
+	if *dial && *intl {
+		return usagef("check: --international is about calls to the line; --dial about the line's own")
 	}
 	if err := e.setup(ctx); err != nil {
 		return err
@@ -40,6 +44,10 @@ func cmdCheck(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	raw := number(pos)
+	if *dial {
+		e.code = checkDial(ctx, e, sc, *line, raw, *asJSON)
+		return nil
+	}
 	// A dry run: checking a number must not count as a call (velocity).
 	v := sc.Screen(ctx, screening.Call{Line: *line, From: raw, International: *intl, DryRun: true})
 	if *asJSON {
@@ -78,6 +86,68 @@ func cmdCheck(ctx context.Context, e *env, args []string) error {
 		e.code = exitError // no verdict: the store did not answer
 	}
 	return nil
+}
+
+// checkDial says what serve does when line dials raw: allow (to the trunk,
+// or a feature code cleanline answers) or bar; the exit status is check's,
+// 0 allow and 2 bar. Dialled reads nothing into the store.
+func checkDial(ctx context.Context, e *env, sc *screening.Screener, line, raw string, asJSON bool) int {
+	d := sc.Dialled(ctx, line, raw)
+	action, code := "allow", exitOK
+	var why []string
+	switch {
+	case d.Feature == screening.FeatureLineCheck:
+		why = append(why, "feature.line_check")
+	case d.Feature == screening.FeatureReport:
+		why = append(why, "feature.report")
+	case d.Number == "" && len(d.Classes) == 0:
+		action, code = "bar", exitBlock
+		why = append(why, "not_a_number")
+	}
+	if d.Emergency {
+		why = append(why, "emergency")
+	}
+	if d.Protected {
+		why = append(why, "protected")
+	}
+	if d.Trusted {
+		why = append(why, "trusted")
+	}
+	for _, c := range d.Classes {
+		why = append(why, string(c))
+	}
+	if d.Barred != "" {
+		action, code = "bar", exitBlock
+	}
+	if asJSON {
+		b, _ := json.Marshal(struct {
+			Input     string                `json:"input"`
+			Line      string                `json:"line"`
+			Action    string                `json:"action"`
+			Number    string                `json:"number"`
+			Emergency bool                  `json:"emergency"`
+			Protected bool                  `json:"protected"`
+			Trusted   bool                  `json:"trusted"`
+			Classes   []screening.DialClass `json:"classes"`
+			Barred    screening.DialClass   `json:"barred"`
+		}{raw, line, action, d.Number, d.Emergency, d.Protected, d.Trusted, append([]screening.DialClass{}, d.Classes...), d.Barred})
+		fmt.Fprintln(e.stdout, string(b))
+		return code
+	}
+	num := d.Number
+	if num == "" {
+		num = "-"
+	}
+	fmt.Fprintf(e.stdout, "%s %s %s\n", action, num, strings.Join(why, ","))
+	switch {
+	case d.Barred != "":
+		fmt.Fprintf(e.stdout, "  why: line %s may not dial %s (its policy's dial.%s is false)\n", line, d.Barred, d.Barred)
+	case d.Number == "" && d.Feature == screening.NoFeature && len(d.Classes) == 0:
+		if _, err := sc.Normalizer().Parse(raw); err != nil {
+			fmt.Fprintf(e.stdout, "  why: %v\n", err)
+		}
+	}
+	return code
 }
 
 func describeSummary(s *screening.EntrySummary) string {

@@ -34,7 +34,7 @@ const usage = `cleanline: call screening for landlines
 
 Usage:
   cleanline serve   [--grace D] [--cpuprofile FILE] [--memprofile FILE]
-  cleanline check   NUMBER [--line L] [--international] [--json]
+  cleanline check   NUMBER [--line L] [--international | --dial] [--json]
   cleanline block   add NUMBER|RANGE* [--reason R] [--source S] [--reported [--force]]
   cleanline block   remove NUMBER|RANGE*
   cleanline block   list [--json]
@@ -56,8 +56,9 @@ Flags of one command:
   serve   --grace D          how long shutdown waits for calls to end (default 10s)
           --cpuprofile FILE  write a CPU profile (go tool pprof) to FILE until shutdown
           --memprofile FILE  write a heap profile to FILE at shutdown
-  check   --line L           the line being called (default "default")
+  check   --line L           the line being called, or dialling (default "default")
           --international    as if the call came on an international trunk
+          --dial             what the line gets when it dials NUMBER: allow or bar
           --json             print the verdict as JSON
   block   --reason R         why the number is blocked
           --source S         who says so (default cli)
@@ -76,9 +77,9 @@ of them.
 A reported entry never downgrades one already confirmed (it stays blocked)
 unless --force is given.
 
-check exits 0 for allow, 1 for warn, 2 for block; import exits 4 when it
-rejected some lines (it still imports the others); every command exits 3 on
-errors and 64 on usage errors.
+check exits 0 for allow, 1 for warn, 2 for block (--dial: 0 allow, 2 bar);
+import exits 4 when it rejected some lines (it still imports the others);
+every command exits 3 on errors and 64 on usage errors.
 `
 
 func main() {

@@ -15,10 +15,11 @@ import (
 	"github.com/cleanline/cleanline/sip/media"
 )
 
-// Packet is one RTP packet a phone received, with when.
+// Packet is one RTP packet a phone received, with when and from where.
 type Packet struct {
-	At  time.Time
-	Pkt rtp.Packet
+	At   time.Time
+	From netip.AddrPort
+	Pkt  rtp.Packet
 }
 
 // RTP is a phone's media socket: it records every packet it receives and
@@ -72,7 +73,7 @@ func (r *RTP) read() {
 	defer close(r.readDone)
 	buf := make([]byte, 2048)
 	for {
-		n, _, err := r.conn.ReadFromUDPAddrPort(buf)
+		n, from, err := r.conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -84,7 +85,7 @@ func (r *RTP) read() {
 			continue
 		}
 		r.mu.Lock()
-		r.got = append(r.got, Packet{At: time.Now(), Pkt: p})
+		r.got = append(r.got, Packet{At: time.Now(), From: from, Pkt: p})
 		close(r.notify)
 		r.notify = make(chan struct{})
 		r.mu.Unlock()
