@@ -178,6 +178,12 @@ func (sc *Screener) Dialled(ctx context.Context, line, raw string) Dialled {
 		d.Barred = r.policy.Dial.barred(d.Classes)
 		return d
 	}
+	if strings.Trim(code, "0123456789+-.()") != "" || strings.LastIndexByte(code, '+') > 0 {
+		// Letters and the like: libphonenumber reads "x" as an extension
+		// and letters as keypad digits, and a trunk may not; what is
+		// classified must be what the trunk would dial.
+		return Dialled{}
+	}
 	n, err := sc.norm.Parse(sc.norm.withoutCLIPrefix(user))
 	if err != nil || n.E164 == "" {
 		return Dialled{}

@@ -138,6 +138,13 @@ func TestDialledClassesInEveryForm(t *testing.T) {
 			t.Errorf("Dialled(home, %q) = %+v; want emergency", f, d)
 		}
 	}
+	// What is not plainly a number is none: libphonenumber would read an
+	// extension ("x") or keypad letters, the trunk perhaps not.
+	for _, f := range []string{"02079460018x09012345678", "0800 FLOWERS", "0909ABC1234", "44+9012345678", "alice"} {
+		if d := sc.Dialled(ctx, "open", f); d.Number != "" || len(d.Classes) > 0 || d.Feature != NoFeature {
+			t.Errorf("Dialled(open, %q) = %+v; want no number", f, d)
+		}
+	}
 	// The destination is what is classified: 141's number.
 	if d := sc.Dialled(ctx, "home", "141 0901 234 5678"); d.Number != "+449012345678" {
 		t.Errorf("141 prefix: number %q, want +449012345678", d.Number)
