@@ -24,7 +24,7 @@ func cpuTime() time.Duration {
 
 // BenchmarkRelay measures packets relayed trunk→line with 1 and 1,000
 // bridged calls. One loopback socket sends to every call's trunk port
-// round-robin (each relay latches it) and one sink receives from every
+// round-robin (each relay's trunk SDP names it) and one sink receives from every
 // line port; a window of packets in flight keeps socket buffers from
 // overflowing. pkts/cpu-s counts all CPU of the process, the load
 // generator and sink included, so the relay alone does better.
@@ -53,6 +53,7 @@ func BenchmarkRelay(b *testing.B) {
 				}
 				defer r.Close()
 				r.Line().SetRemote(sinkAddr)
+				r.Trunk().SetRemote(src.LocalAddr().(*net.UDPAddr).AddrPort()) // its SDP: the one source it accepts
 				r.SetBridged(true)
 				targets[i] = r.Trunk().LocalAddr()
 			}
@@ -111,6 +112,34 @@ func BenchmarkRelay(b *testing.B) {
 			b.ReportMetric(float64(got)/wall.Seconds(), "pkts/s")
 			b.ReportMetric(float64(got)/cpu.Seconds(), "pkts/cpu-s")
 			b.ReportMetric(float64(b.N-got)/float64(b.N)*100, "%lost")
+		})
+	}
+}
+
+// BenchmarkRelayReceive is the receive path of one RTP packet without the
+// sockets: the source check, counters, the DTMF hook and the forwarding
+// decision (not bridged, so nothing is sent), for a packet from the leg's
+// accepted source and for one from a foreign source. It isolates what the
+// source check costs per packet from the system calls around it.
+func BenchmarkRelayReceive(b *testing.B) {
+	r, err := NewRelay(RelayConfig{Pool: newTestPool(b, 4), BindIP: loopback})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	peer := netip.MustParseAddrPort("127.0.0.3:40000")
+	r.Trunk().SetRemote(peer)
+	pkt := rtpBytes(b, 0, 1, 1, make([]byte, 160))
+	for _, c := range []struct {
+		name string
+		src  netip.AddrPort
+	}{{"accepted", peer}, {"foreign", netip.MustParseAddrPort("127.0.0.4:40000")}} {
+		b.Run(c.name, func(b *testing.B) {
+			r.receiveRTP(r.Trunk(), pkt, peer) // the accepted source has sent first
+			b.ReportAllocs()
+			for range b.N {
+				r.receiveRTP(r.Trunk(), pkt, c.src)
+			}
 		})
 	}
 }
