@@ -48,7 +48,7 @@ func startBaresip(t *testing.T) *siptest.Baresip {
 		}
 		t.Fatal(siptest.ErrNoBaresip)
 	}
-	b, err := siptest.StartBaresip(t, siptest.BaresipOptions{IP: ipLine, ToneHz: bareToneHz})
+	b, err := siptest.StartBaresip(t, siptest.BaresipOptions{IP: ipLine, MediaIP: ipCleanline, ToneHz: bareToneHz})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,8 +30,19 @@ var ErrNoBaresip = errors.New("baresip not found: install it with `apt-get insta
 
 // BaresipOptions configure a baresip landline.
 type BaresipOptions struct {
-	// IP is the loopback address baresip binds SIP, RTP and ctrl_tcp to.
+	// IP is the loopback address baresip binds SIP and ctrl_tcp to.
 	IP string
+	// MediaIP is the address its SDP advertises (net_interface); default
+	// IP. baresip binds its RTP sockets to the wildcard address (its
+	// stream.c: "we listen on all interfaces") and is symmetric by port: it
+	// sends from the port its SDP names. From a wildcard socket Linux sends
+	// to a loopback address from that same address, so on this shared
+	// loopback its media to cleanline comes from cleanline's own IP,
+	// whatever IP it advertises; a test that checks media sources (every
+	// e2e test: cleanline takes media only from the SDP's address) sets
+	// MediaIP to cleanline's IP, which is then the truth, as a one-address
+	// host's SDP would be.
+	MediaIP string
 	// User is the account's user part (default "landline").
 	User string
 	// ToneHz is the frequency of the sine baresip sends as its microphone
@@ -145,12 +156,16 @@ func startBaresip(t testing.TB, bin string, o BaresipOptions) (*Baresip, error) 
 	if err := os.WriteFile(tonePath, wav.Bytes(), 0o644); err != nil {
 		return nil, err
 	}
-	// net_interface pins baresip's SDP address to the loopback IP (by
-	// default it advertises the host's first interface). RTP ports stay
-	// above the ranges the e2e tests give cleanline's relay.
+	// net_interface pins baresip's SDP address to MediaIP (by default it
+	// advertises the host's first interface). RTP ports stay above the
+	// ranges the e2e tests give cleanline's relay.
+	mediaIP := o.MediaIP
+	if mediaIP == "" {
+		mediaIP = o.IP
+	}
 	config := fmt.Sprintf(`poll_method epoll
 module_path %[6]s
-net_interface %[1]s
+net_interface %[7]s
 sip_listen %[1]s:%[2]d
 call_local_timeout 20
 audio_source aufile,%[3]s
@@ -171,7 +186,7 @@ module_app menu.so
 module_app ctrl_tcp.so
 ctrl_tcp_listen %[1]s:%[4]d
 snd_path %[5]s
-`, o.IP, sipPort, tonePath, ctrlPort, b.RecDir, moduleDir(bin))
+`, o.IP, sipPort, tonePath, ctrlPort, b.RecDir, moduleDir(bin), mediaIP)
 	if err := os.WriteFile(filepath.Join(dir, "config"), []byte(config), 0o644); err != nil {
 		return nil, err
 	}

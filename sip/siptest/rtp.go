@@ -15,11 +15,13 @@ import (
 	"github.com/cleanline/cleanline/sip/media"
 )
 
-// Packet is one RTP packet a phone received, with when and from where.
+// Packet is one RTP packet a phone received, with when, from where, and
+// on which of its sockets (Local, or the NAT's after BehindNAT).
 type Packet struct {
-	At   time.Time
-	From netip.AddrPort
-	Pkt  rtp.Packet
+	At    time.Time
+	From  netip.AddrPort
+	Pkt   rtp.Packet
+	Local netip.AddrPort
 }
 
 // RTP is a phone's media socket: it records every packet it receives and
@@ -37,6 +39,8 @@ type RTP struct {
 	ts       uint32
 	closed   bool
 	readDone chan struct{}
+	nat      *net.UDPConn // BehindNAT's socket: what the phone sends from
+	natDone  chan struct{}
 }
 
 func newRTP(ip netip.Addr) (*RTP, error) {
@@ -48,8 +52,28 @@ func newRTP(ip netip.Addr) (*RTP, error) {
 	_, _ = rand.Read(b[:])
 	r := &RTP{conn: conn, local: conn.LocalAddr().(*net.UDPAddr).AddrPort(), notify: make(chan struct{}),
 		ssrc: binary.BigEndian.Uint32(b[:]), seq: binary.BigEndian.Uint16(b[4:]), readDone: make(chan struct{})}
-	go r.read()
+	go r.read(conn, r.readDone)
 	return r, nil
+}
+
+// BehindNAT makes the phone's media leave from a second socket on its IP,
+// as through a NAT that rewrites ports: its SDP still names Local, and
+// packets to either socket are recorded. It returns the new source.
+func (r *RTP) BehindNAT() (netip.AddrPort, error) {
+	ip := r.local.Addr().As4()
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip[:]})
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed || r.nat != nil {
+		conn.Close()
+		return netip.AddrPort{}, errors.New("siptest: RTP closed or already behind NAT")
+	}
+	r.nat, r.natDone = conn, make(chan struct{})
+	go r.read(conn, r.natDone)
+	return conn.LocalAddr().(*net.UDPAddr).AddrPort(), nil
 }
 
 // Local is the phone's RTP address (what its SDP says).
@@ -69,11 +93,12 @@ func (r *RTP) Remote() netip.AddrPort {
 	return r.remote
 }
 
-func (r *RTP) read() {
-	defer close(r.readDone)
+func (r *RTP) read(conn *net.UDPConn, done chan struct{}) {
+	defer close(done)
+	local := conn.LocalAddr().(*net.UDPAddr).AddrPort()
 	buf := make([]byte, 2048)
 	for {
-		n, from, err := r.conn.ReadFromUDPAddrPort(buf)
+		n, from, err := conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -85,7 +110,7 @@ func (r *RTP) read() {
 			continue
 		}
 		r.mu.Lock()
-		r.got = append(r.got, Packet{At: time.Now(), From: from, Pkt: p})
+		r.got = append(r.got, Packet{At: time.Now(), From: from, Pkt: p, Local: local})
 		close(r.notify)
 		r.notify = make(chan struct{})
 		r.mu.Unlock()
@@ -142,7 +167,13 @@ func (r *RTP) write(p *rtp.Packet, to netip.AddrPort) error {
 	if err != nil {
 		return err
 	}
-	_, err = r.conn.WriteToUDPAddrPort(b, to)
+	r.mu.Lock()
+	conn := r.conn
+	if r.nat != nil {
+		conn = r.nat
+	}
+	r.mu.Unlock()
+	_, err = conn.WriteToUDPAddrPort(b, to)
 	if err != nil && errors.Is(err, net.ErrClosed) {
 		return err
 	}
@@ -215,7 +246,12 @@ func (r *RTP) Close() {
 		return
 	}
 	r.closed = true
+	nat, natDone := r.nat, r.natDone
 	r.mu.Unlock()
 	r.conn.Close()
 	<-r.readDone
+	if nat != nil {
+		nat.Close()
+		<-natDone
+	}
 }
