@@ -18,6 +18,11 @@
 // a pool without KeepWarm, closed, or with its warm list full closes the
 // pair's sockets in Close.
 //
+// A leg takes media only from its peer's SDP address, or for a peer behind
+// NAT from the first source on the IP its signalling came from, latched
+// once (source.go): whoever else sends to its ports is dropped unread.
+//
 // The package knows nothing about SIP; the B2BUA in package sip feeds it
-// addresses from SDP and decides when to bridge, play or close.
+// addresses from SDP (and, for a peer behind NAT, the IP that SDP came
+// from) and decides when to bridge, play or close.
 package media

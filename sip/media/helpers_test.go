@@ -68,15 +68,20 @@ type peer struct {
 	rtp, rtcp *net.UDPConn
 }
 
-func newPeer(t testing.TB) *peer {
+func newPeer(t testing.TB) *peer { t.Helper(); return newPeerOn(t, "127.0.0.1") }
+
+// newPeerOn is newPeer on another loopback address (Linux routes all of
+// 127/8 to lo), for a stranger or a peer behind NAT.
+func newPeerOn(t testing.TB, ip string) *peer {
 	t.Helper()
+	a4 := netip.MustParseAddr(ip).As4()
 	for range 100 {
 		port := 40000 + rand.IntN(20000)&^1
-		a, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+		a, err := net.ListenUDP("udp4", &net.UDPAddr{IP: a4[:], Port: port})
 		if err != nil {
 			continue
 		}
-		b, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port + 1})
+		b, err := net.ListenUDP("udp4", &net.UDPAddr{IP: a4[:], Port: port + 1})
 		if err != nil {
 			a.Close()
 			continue

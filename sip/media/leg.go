@@ -17,7 +17,7 @@ var (
 	// ErrClosed is returned when writing to a leg of a closed relay.
 	ErrClosed = errors.New("media: relay closed")
 	// ErrNoRemote is returned by WriteRTP before the leg has a destination
-	// (no SDP remote set and nothing latched yet).
+	// (no SDP remote set yet, or the peer is on hold).
 	ErrNoRemote = errors.New("media: leg has no remote address")
 )
 
@@ -58,22 +58,13 @@ type LegStats struct {
 	// Dropped counts packets received on this leg and not forwarded: not
 	// bridged, malformed, from a foreign source, or no destination yet.
 	Dropped uint64
-	// Foreign counts the part of Dropped that came from an address other
-	// than the latched one (stale or spoofed media).
+	// Foreign counts the part of Dropped that came from a source the leg
+	// does not accept (stale or spoofed media; see source.go).
 	Foreign uint64
-	// Remote is where this leg's RTP goes now; Latched tells whether it was
-	// learnt from received packets rather than taken from SDP.
+	// Remote is where this leg's RTP goes now; Latched tells whether it is
+	// a NAT latch (SetNAT) rather than the SDP's address.
 	Remote  netip.AddrPort
 	Latched bool
-}
-
-// legDest is the hot-path view of a leg's destination, swapped atomically so
-// the forwarding goroutines never take the leg's mutex.
-type legDest struct {
-	rtp, rtcp   netip.AddrPort
-	mux         bool
-	rtpLatched  bool
-	rtcpLatched bool
 }
 
 type dtmfHook struct {
@@ -92,10 +83,8 @@ type Leg struct {
 	rtcpConn *net.UDPConn
 	local    netip.AddrPort
 
-	mu        sync.Mutex // serialises changes to dest
-	sdpRemote netip.AddrPort
-	sdpRTCP   netip.AddrPort
-	dest      atomic.Pointer[legDest]
+	mu   sync.Mutex // serialises changes to dest
+	dest atomic.Pointer[legDest]
 
 	dtmf  atomic.Pointer[dtmfHook]
 	ptMap atomic.Pointer[[128]uint8] // PT rewrite for RTP received here; nil: none
@@ -126,77 +115,6 @@ func (l *Leg) Port() int { return l.port }
 // LocalAddr is the advertised address and RTP port, for c=/m= in SDP.
 func (l *Leg) LocalAddr() netip.AddrPort { return l.local }
 
-// SetRemote sets where the peer asked (in SDP) to receive RTP. RTCP goes to
-// port+1 unless SetRemoteRTCP says otherwise (RFC 3605).
-//
-// Symmetric RTP (RFC 4961) still applies: once packets arrive, their real
-// source wins. A changed SDP address (re-INVITE, transfer) drops the latch
-// so the leg re-learns from the new stream; the same address keeps it, so
-// a refreshing re-INVITE from a phone behind NAT does not break its audio.
-func (l *Leg) SetRemote(addr netip.AddrPort) {
-	addr = unmap(addr)
-	if addr.IsValid() && (addr.Addr().IsUnspecified() || addr.Port() == 0) {
-		// c=0.0.0.0 (RFC 2543 hold) or a rejected stream: nowhere to send.
-		addr = netip.AddrPort{}
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if addr == l.sdpRemote && addr.IsValid() {
-		return
-	}
-	l.sdpRemote = addr
-	d := *l.dest.Load()
-	d.rtp, d.rtpLatched, d.rtcpLatched = addr, false, false
-	d.rtcp = l.rtcpDefault(addr)
-	l.dest.Store(&d)
-	l.r.log.Debug("remote set", zap.Stringer("leg", l.side), zap.Stringer("remote", addr))
-}
-
-// SetRemoteRTCP sets an explicit RTCP destination from an a=rtcp attribute
-// (RFC 3605 §2.1); the zero AddrPort reverts to RTP port+1.
-func (l *Leg) SetRemoteRTCP(addr netip.AddrPort) {
-	addr = unmap(addr)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.sdpRTCP = addr
-	d := *l.dest.Load()
-	if !d.rtcpLatched {
-		d.rtcp = l.rtcpDefault(d.rtp)
-		l.dest.Store(&d)
-	}
-}
-
-// SetRemoteSDP applies a parsed SDP (offer or answer) of this leg's peer:
-// RTP and RTCP addresses and rtcp-mux.
-func (l *Leg) SetRemoteSDP(si *SessionInfo) {
-	if si.RTCPExplicit {
-		l.SetRemoteRTCP(si.RTCP)
-	} else {
-		l.SetRemoteRTCP(netip.AddrPort{})
-	}
-	l.SetRTCPMux(si.RTCPMux)
-	l.SetRemote(si.RTP)
-}
-
-// rtcpDefault is where RTCP goes while nothing is latched. l.mu held.
-func (l *Leg) rtcpDefault(rtpAddr netip.AddrPort) netip.AddrPort {
-	if l.sdpRTCP.IsValid() {
-		return l.sdpRTCP
-	}
-	return rtcpFor(rtpAddr)
-}
-
-// SetRTCPMux turns RTCP multiplexing on the RTP port on or off (RFC 5761):
-// with it, RTCP for this leg is sent to its RTP address, and RTCP arriving on
-// the RTP port is recognised and relayed as RTCP.
-func (l *Leg) SetRTCPMux(on bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	d := *l.dest.Load()
-	d.mux = on
-	l.dest.Store(&d)
-}
-
 // WriteRTP sends one packet to the leg's peer, e.g. from the prompt player.
 // The packet is marshalled into a buffer owned by the leg and not retained.
 func (l *Leg) WriteRTP(p *rtp.Packet) error {
@@ -214,6 +132,8 @@ func (l *Leg) WriteRTP(p *rtp.Packet) error {
 	if err != nil {
 		return fmt.Errorf("media: marshal RTP for %s leg: %w", l.side, err)
 	}
+	// Only ever to an accepted source (the SDP's address or a NAT latch):
+	// a foreign packet cannot redirect a prompt.
 	to := l.dest.Load().rtp
 	if !to.IsValid() {
 		return fmt.Errorf("%w (%s leg)", ErrNoRemote, l.side)
@@ -239,47 +159,8 @@ func (l *Leg) Stats() LegStats {
 		Dropped:    l.dropped.Load(),
 		Foreign:    l.foreign.Load(),
 		Remote:     d.rtp,
-		Latched:    d.rtpLatched,
+		Latched:    d.natRTP.IsValid(),
 	}
-}
-
-// acceptRTP applies symmetric-RTP latching to a packet from src on the RTP
-// port; false means the packet is foreign and must be dropped.
-func (l *Leg) acceptRTP(src netip.AddrPort) bool {
-	d := l.dest.Load()
-	if d.rtpLatched {
-		return d.rtp == src
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	d2 := *l.dest.Load()
-	if d2.rtpLatched { // another goroutine latched meanwhile (RTP+mux)
-		return d2.rtp == src
-	}
-	d2.rtp, d2.rtpLatched = src, true
-	if !d2.rtcpLatched && !l.sdpRTCP.IsValid() {
-		d2.rtcp = rtcpFor(src)
-	}
-	l.dest.Store(&d2)
-	l.r.log.Debug("rtp latched", zap.Stringer("leg", l.side), zap.Stringer("source", src), zap.Stringer("sdp", l.sdpRemote))
-	return true
-}
-
-// acceptRTCP is acceptRTP for the RTCP port.
-func (l *Leg) acceptRTCP(src netip.AddrPort) bool {
-	d := l.dest.Load()
-	if d.rtcpLatched {
-		return d.rtcp == src
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	d2 := *l.dest.Load()
-	if d2.rtcpLatched {
-		return d2.rtcp == src
-	}
-	d2.rtcp, d2.rtcpLatched = src, true
-	l.dest.Store(&d2)
-	return true
 }
 
 // touch records activity for the inactivity watch; it runs for every

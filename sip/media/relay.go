@@ -50,6 +50,11 @@ type RelayConfig struct {
 	// when Close began may still be running (it may be the one calling
 	// Close), so OnInactive must tolerate a relay that is closed.
 	OnInactive func(side Side)
+	// OnForeign, if set, is called for every packet a leg drops because it
+	// came from a source the leg does not accept (source.go), on the
+	// receive goroutine: a flood calls it for each packet, so it must be
+	// cheap (an atomic add), never block and never allocate.
+	OnForeign func(side Side)
 	// Logger is optional.
 	Logger *zap.Logger
 }
@@ -71,7 +76,13 @@ type Relay struct {
 	log        *zap.Logger
 	inactivity time.Duration
 	onInactive func(Side)
+	onForeign  func(Side)
 	epoch      time.Time
+
+	// Foreign media's log line (source.go): packets since the last line,
+	// and when (since epoch) the next line may be written.
+	foreignN     atomic.Uint64
+	foreignLogAt atomic.Int64
 
 	// mu is held for reading around every send and for writing by Close: once
 	// Close returns, no goroutine is between "not closed" and a send, which
@@ -85,7 +96,7 @@ type Relay struct {
 
 // NewRelay takes a port pair for each leg from the pool (a warm pair that has
 // rested, else a newly bound one; see PortPool) and starts relaying, not
-// bridged: packets are counted (and latch, and carry DTMF) but go nowhere
+// bridged: packets are counted (and carry DTMF) but go nowhere
 // until SetBridged or SetForwarding says so. The inactivity watch waits for
 // ResetInactivity.
 func NewRelay(cfg RelayConfig) (*Relay, error) {
@@ -110,6 +121,7 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		log:        cfg.Logger,
 		inactivity: cfg.Inactivity,
 		onInactive: cfg.OnInactive,
+		onForeign:  cfg.OnForeign,
 		epoch:      time.Now(),
 	}
 	if r.log == nil {
@@ -281,6 +293,13 @@ func (r *Relay) receiveRTP(l *Leg, b []byte, src netip.AddrPort) {
 	if r.closed {
 		return // the pair was detached after this packet was read
 	}
+	// The source first: of a packet from anyone but the leg's peer nothing
+	// is parsed, decoded or counted as activity (source.go).
+	d := l.dest.Load()
+	if !d.acceptsRTP(src) && !l.latchRTP(src, b, d) {
+		r.foreign(l, src, false)
+		return
+	}
 	n := len(b)
 	// RFC 3550 §5.1: version 2, fixed header 12 bytes. Anything else is
 	// not RTP/RTCP and is never relayed.
@@ -290,25 +309,22 @@ func (r *Relay) receiveRTP(l *Leg, b []byte, src netip.AddrPort) {
 	}
 	// RFC 5761 §4: with rtcp-mux, second-byte values 192-223 are RTCP.
 	if b[1] >= 192 && b[1] <= 223 {
-		if !l.dest.Load().mux {
+		if !d.mux {
 			l.dropped.Add(1)
 			return
 		}
-		r.passRTCP(l, b, l.acceptRTP(src))
+		r.passRTCP(l, b)
 		return
 	}
 	if n < 12 {
 		l.dropped.Add(1)
 		return
 	}
-	if !l.acceptRTP(src) {
-		l.dropped.Add(1)
-		l.foreign.Add(1)
-		return
-	}
 	l.pktIn.Add(1)
 	l.bytesIn.Add(uint64(n))
 	l.touch()
+	// RFC 4733 digits only from the accepted source, checked above: a
+	// sprayed telephone-event never reaches the decoder.
 	if h := l.dtmf.Load(); h != nil {
 		if b[1]&0x7F == h.pt {
 			if l.dtmfPkt.Unmarshal(b) == nil {
@@ -332,21 +348,21 @@ func (r *Relay) receiveRTCP(l *Leg, b []byte, src netip.AddrPort) {
 	if r.closed {
 		return
 	}
+	d := l.dest.Load()
+	if !d.acceptsRTCP(src) && !l.latchRTCP(src, b, d) {
+		r.foreign(l, src, true)
+		return
+	}
 	if len(b) < 8 || b[0]>>6 != 2 {
 		l.dropped.Add(1)
 		return
 	}
-	r.passRTCP(l, b, l.acceptRTCP(src))
+	r.passRTCP(l, b)
 }
 
-// passRTCP relays RTCP that reached l, on its RTCP port or muxed on its RTP
-// port, if it came from the latched source.
-func (r *Relay) passRTCP(l *Leg, b []byte, accepted bool) {
-	if !accepted {
-		l.dropped.Add(1)
-		l.foreign.Add(1)
-		return
-	}
+// passRTCP relays RTCP from l's peer, received on its RTCP port or muxed
+// on its RTP port.
+func (r *Relay) passRTCP(l *Leg, b []byte) {
 	l.rtcpIn.Add(1)
 	l.touch()
 	r.forward(l, b, true)

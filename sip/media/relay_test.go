@@ -65,52 +65,6 @@ func TestRelayPassesRTPBothWays(t *testing.T) {
 	}
 }
 
-func TestRelayLatching(t *testing.T) {
-	r, trunk, line := bridgedCall(t, RelayConfig{})
-	nat := newPeer(t) // the line phone's real source, e.g. after a NAT
-
-	// The line's SDP says line.addr(), but its packets come from nat: the
-	// first packet's source wins (symmetric RTP).
-	send(t, nat.rtp, r.Line().LocalAddr(), rtpBytes(t, 0, 1, 7, make([]byte, 160)))
-	if _, _, ok := recv(t, trunk.rtp, time.Second); !ok {
-		t.Fatal("first packet from the NAT address not relayed")
-	}
-	send(t, trunk.rtp, r.Trunk().LocalAddr(), rtpBytes(t, 0, 1, 9, make([]byte, 160)))
-	if _, _, ok := recv(t, nat.rtp, time.Second); !ok {
-		t.Fatal("trunk audio did not follow the latched address")
-	}
-	if st := r.Line().Stats(); !st.Latched || st.Remote != nat.addr() {
-		t.Fatalf("line leg stats %+v, want latched to %s", st, nat.addr())
-	}
-
-	// Once latched, another source (stale or spoofed media) is dropped.
-	send(t, line.rtp, r.Line().LocalAddr(), rtpBytes(t, 0, 2, 7, make([]byte, 160)))
-	// ...and a packet from the latched source still passes, proving the
-	// foreign one was processed and dropped before it.
-	send(t, nat.rtp, r.Line().LocalAddr(), rtpBytes(t, 0, 3, 7, make([]byte, 160)))
-	got, _, ok := recv(t, trunk.rtp, time.Second)
-	if !ok || binary.BigEndian.Uint16(got[2:]) != 3 {
-		t.Fatalf("after a foreign packet: ok=%v seq=%v, want the latched source's seq 3", ok, got)
-	}
-
-	// A re-INVITE moves the line to a new port: the latch is dropped and
-	// the leg follows the new source.
-	moved := newPeer(t)
-	r.Line().SetRemote(moved.addr())
-	send(t, moved.rtp, r.Line().LocalAddr(), rtpBytes(t, 0, 4, 8, make([]byte, 160)))
-	if _, _, ok := recv(t, trunk.rtp, time.Second); !ok {
-		t.Fatal("packet from the new source not relayed")
-	}
-	send(t, trunk.rtp, r.Trunk().LocalAddr(), rtpBytes(t, 0, 2, 9, make([]byte, 160)))
-	if _, _, ok := recv(t, moved.rtp, time.Second); !ok {
-		t.Fatal("trunk audio did not follow the re-latched address")
-	}
-	r.Close()
-	if st := r.Line().Stats(); st.Foreign != 1 {
-		t.Errorf("foreign = %d, want 1", st.Foreign)
-	}
-}
-
 func TestRelayRTCP(t *testing.T) {
 	r, trunk, line := bridgedCall(t, RelayConfig{})
 	rtcpPort := func(l *Leg) netip.AddrPort { return netip.AddrPortFrom(l.LocalAddr().Addr(), l.LocalAddr().Port()+1) }
