@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 
 	"go.uber.org/zap"
@@ -39,6 +40,7 @@ func (s *Server) newCallMedia(c *call) (*callMedia, error) {
 		AdvertiseIP: s.advIP,
 		Inactivity:  max(s.cfg.Timers.MediaInactivity, 0),
 		OnInactive:  func(media.Side) { c.end(outcomeMediaInactive, sideNone) },
+		OnForeign:   s.metrics.foreignMedia, // per packet of a flood: an atomic add
 		Logger:      c.log.Named("media"),
 	})
 	if err != nil {
@@ -57,10 +59,44 @@ func (s *Server) newCallMedia(c *call) (*callMedia, error) {
 
 func (m *callMedia) leg(sd side) *media.Leg { return m.relay.Leg(sd.media()) }
 
+// origin is where a peer's SDP came from: the source address of the SIP
+// message that carried it (the INVITE, re-INVITE or UPDATE, or the
+// response), and whether the operator marked that peer as behind NAT
+// (sip.trunks[].nat, sip.lines[].nat). Only then does the relay look at
+// the address: it takes media from the SDP's address, or for a peer
+// behind NAT also from that IP (media/source.go).
+type origin struct {
+	nat bool
+	ip  netip.Addr
+}
+
+// originOf is the origin of SDP that sd's peer sent from src (a message's
+// Source()).
+func (c *call) originOf(sd side, src string) origin {
+	var o origin
+	if sd == sideLine {
+		o.nat = c.line.NAT
+	} else {
+		o.nat = c.trunk != nil && c.trunk.NAT
+	}
+	if ap, err := netip.ParseAddrPort(src); err == nil {
+		o.ip = ap.Addr().Unmap()
+	}
+	return o
+}
+
+// setRemote tells sd's leg its peer's SDP, and where it came from.
+func (m *callMedia) setRemote(sd side, si *media.SessionInfo, from origin) {
+	if from.nat {
+		m.leg(sd).SetNAT(from.ip)
+	}
+	m.leg(sd).SetRemoteSDP(si)
+}
+
 // answer applies an offer from sd's peer and writes our answer. The first
 // answer of a call picks the codec; later ones (re-INVITE, UPDATE) must keep
 // it, because the other leg was offered only that codec.
-func (m *callMedia) answer(sd side, offer []byte) ([]byte, error) {
+func (m *callMedia) answer(sd side, offer []byte, from origin) ([]byte, error) {
 	si, err := media.ParseSDP(offer)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNotAcceptable, err)
@@ -75,7 +111,7 @@ func (m *callMedia) answer(sd side, offer []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNotAcceptable, err)
 	}
-	m.leg(sd).SetRemoteSDP(si)
+	m.setRemote(sd, si, from)
 	m.mu.Lock()
 	if m.codec.Name == "" {
 		m.codec = neg.Codec
@@ -99,7 +135,7 @@ func (m *callMedia) offer(sd side) ([]byte, error) {
 }
 
 // applyAnswer applies sd's peer's answer to our offer.
-func (m *callMedia) applyAnswer(sd side, body []byte) error {
+func (m *callMedia) applyAnswer(sd side, body []byte, from origin) error {
 	si, err := media.ParseSDP(body)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrNotAcceptable, err)
@@ -107,7 +143,7 @@ func (m *callMedia) applyAnswer(sd side, body []byte) error {
 	if si.Disabled || len(si.Codecs) == 0 {
 		return fmt.Errorf("%w: answer refuses the audio stream", ErrNotAcceptable)
 	}
-	m.leg(sd).SetRemoteSDP(si)
+	m.setRemote(sd, si, from)
 	if si.TelephoneEvent != nil {
 		m.setTE(sd, si.TelephoneEvent.PT)
 	}

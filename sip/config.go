@@ -75,6 +75,11 @@ type Trunk struct {
 	// AnnounceBlocked: blocked callers first hear the `blocked` prompt as
 	// early media (183), then get 603.
 	AnnounceBlocked bool `yaml:"announce_blocked"`
+	// NAT: the trunk's media comes through NAT, from another port (or
+	// address) than its SDP says. Its legs then also take media from the IP
+	// its signalling came from, the first packet from there latching for the
+	// call; without it only the SDP's own address is accepted (issue 12 §1).
+	NAT bool `yaml:"nat"`
 
 	sources []peerSource
 	outURI  sip.Uri
@@ -101,6 +106,12 @@ type Line struct {
 	// SHA-256 or MD5) on every call it places: a forged datagram from its
 	// address gets 407, not a call.
 	Auth *LineAuth `yaml:"auth"`
+	// NAT: the line's device is behind NAT, so its media comes from
+	// another port (or address) than its SDP says. Its legs then also take
+	// media from the IP its signalling came from, the first packet from
+	// there latching for the call; without it only the SDP's own address is
+	// accepted (issue 12 §1).
+	NAT bool `yaml:"nat"`
 
 	contact sip.Uri
 	sources []peerSource

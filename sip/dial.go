@@ -71,7 +71,7 @@ func (c *call) dial(outReq *sip.Request, inAnswer []byte, warn bool) {
 		if !res.IsProvisional() || res.StatusCode == sip.StatusTrying || warn {
 			return
 		}
-		if len(res.Body()) > 0 && !early && c.m.applyAnswer(far, res.Body()) == nil {
+		if len(res.Body()) > 0 && !early && c.m.applyAnswer(far, res.Body(), c.originOf(far, res.Source())) == nil {
 			// Early media (RFC 3960): the far side's ringback or announcement
 			// reaches the caller, one way, through the relay.
 			early = true
@@ -120,7 +120,7 @@ func (c *call) dial(outReq *sip.Request, inAnswer []byte, warn bool) {
 		c.outTimer = outTimer(out.InviteResponse)
 	}
 	c.mu.Unlock()
-	if err := c.m.applyAnswer(far, out.InviteResponse.Body()); err != nil {
+	if err := c.m.applyAnswer(far, out.InviteResponse.Body(), c.originOf(far, out.InviteResponse.Source())); err != nil {
 		c.log.Info("answer SDP refused", zap.Stringer("from", far), zap.Error(err))
 		c.fail(c.farOutcome("failed"), sideNone, err)
 		return

@@ -199,7 +199,7 @@ func (s *Server) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
 	var body []byte
 	if len(req.Body()) > 0 {
 		var err error
-		if body, err = c.m.answer(sd, req.Body()); err != nil {
+		if body, err = c.m.answer(sd, req.Body(), c.originOf(sd, req.Source())); err != nil {
 			c.log.Info("re-INVITE refused", zap.Error(err))
 			s.respondErr(req, tx, err)
 			return
@@ -239,7 +239,7 @@ func (s *Server) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
 	hdrs := []sip.Header{}
 	if len(req.Body()) > 0 {
 		var err error
-		if body, err = c.m.answer(sd, req.Body()); err != nil {
+		if body, err = c.m.answer(sd, req.Body(), c.originOf(sd, req.Source())); err != nil {
 			s.respondErr(req, tx, err)
 			return
 		}

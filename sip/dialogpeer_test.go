@@ -1,12 +1,15 @@
 package sip
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"testing"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/cleanline/cleanline/sip/siptest"
 )
 
 // In-dialog requests are taken only from the dialog's own peer: a BYE or
@@ -17,40 +20,9 @@ func TestInDialogRequestsOnlyFromTheDialogsPeer(t *testing.T) {
 	e := newEnv(t)
 	ctx := ctxT(t, 10*time.Second)
 	out, in := e.connect()
-	// The line leg as the line sees it: its request to cleanline would carry
-	// From = the line (its tag), To = cleanline (our tag).
-	res := in.D.InviteResponse
-	if res == nil {
-		t.Fatal("line's 200 unknown")
-	}
-	callID := in.Req.CallID().Value()
-	ourTag, _ := in.Req.From().Params.Get("tag")
-	lineTag, _ := res.To().Params.Get("tag")
-	to := net.UDPAddrFromAddrPort(e.s.Addr("udp"))
 	send := func(p *rawPeer, method, body string) int {
 		t.Helper()
-		branch := sip.GenerateTagN(12)
-		msg := fmt.Sprintf("%[1]s sip:cleanline@%[2]s SIP/2.0\r\n"+
-			"Via: SIP/2.0/UDP %[3]s;branch=z9hG4bK%[4]s\r\n"+
-			"Max-Forwards: 70\r\n"+
-			"From: <sip:landline@%[5]s>;tag=%[6]s\r\n"+
-			"To: <sip:cleanline@%[2]s>;tag=%[7]s\r\n"+
-			"Call-ID: %[8]s\r\n"+
-			"CSeq: 50 %[1]s\r\n"+
-			"Content-Type: application/dtmf-relay\r\n"+
-			"Content-Length: %[9]d\r\n\r\n%[10]s",
-			method, to, p.addr, branch, ipLine, lineTag, ourTag, callID, len(body), body)
-		if _, err := p.pc.WriteTo([]byte(msg), to); err != nil {
-			t.Fatal(err)
-		}
-		m, err := p.take(ctx, method+" answer", func(m sip.Message) bool {
-			r, ok := m.(*sip.Response)
-			return ok && r.CallID() != nil && r.CallID().Value() == callID && r.CSeq().MethodName == sip.RequestMethod(method)
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return m.msg.(*sip.Response).StatusCode
+		return forgeLineRequest(ctx, t, e, in, p, method, body)
 	}
 	forger := newRawPeer(t, ipTrunk)
 	for _, method := range []string{"INFO", "BYE"} {
@@ -125,4 +97,44 @@ func TestLineSourceWithPort(t *testing.T) {
 	if _, err := parseSources("k", []string{"127.0.0.3:notaport"}); err == nil {
 		t.Error("bad IP:port accepted")
 	}
+}
+
+// forgeLineRequest sends from p an in-dialog request on the line's leg of
+// the call in exactly as the line would write it (the Call-ID and both
+// tags, From the line), with an application/dtmf-relay body, and returns
+// cleanline's status.
+func forgeLineRequest(ctx context.Context, t *testing.T, e *env, in *siptest.Incoming, p *rawPeer, method, body string) int {
+	t.Helper()
+	// The line leg as the line sees it: its request to cleanline would carry
+	// From = the line (its tag), To = cleanline (our tag).
+	res := in.D.InviteResponse
+	if res == nil {
+		t.Fatal("line's 200 unknown")
+	}
+	callID := in.Req.CallID().Value()
+	ourTag, _ := in.Req.From().Params.Get("tag")
+	lineTag, _ := res.To().Params.Get("tag")
+	to := net.UDPAddrFromAddrPort(e.s.Addr("udp"))
+	branch := sip.GenerateTagN(12)
+	msg := fmt.Sprintf("%[1]s sip:cleanline@%[2]s SIP/2.0\r\n"+
+		"Via: SIP/2.0/UDP %[3]s;branch=z9hG4bK%[4]s\r\n"+
+		"Max-Forwards: 70\r\n"+
+		"From: <sip:landline@%[5]s>;tag=%[6]s\r\n"+
+		"To: <sip:cleanline@%[2]s>;tag=%[7]s\r\n"+
+		"Call-ID: %[8]s\r\n"+
+		"CSeq: 50 %[1]s\r\n"+
+		"Content-Type: application/dtmf-relay\r\n"+
+		"Content-Length: %[9]d\r\n\r\n%[10]s",
+		method, to, p.addr, branch, ipLine, lineTag, ourTag, callID, len(body), body)
+	if _, err := p.pc.WriteTo([]byte(msg), to); err != nil {
+		t.Fatal(err)
+	}
+	m, err := p.take(ctx, method+" answer", func(m sip.Message) bool {
+		r, ok := m.(*sip.Response)
+		return ok && r.CallID() != nil && r.CallID().Value() == callID && r.CSeq().MethodName == sip.RequestMethod(method)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.msg.(*sip.Response).StatusCode
 }

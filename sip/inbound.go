@@ -60,7 +60,7 @@ func (s *Server) inbound(req *sip.Request, tx sip.ServerTransaction, trunk *Trun
 	if !c.attachMedia() {
 		return
 	}
-	answer, err := c.m.answer(sideTrunk, req.Body())
+	answer, err := c.m.answer(sideTrunk, req.Body(), c.originOf(sideTrunk, req.Source()))
 	if err != nil {
 		c.log.Info("offer refused", zap.Error(err))
 		c.fail(outcomeError, sideNone, err)

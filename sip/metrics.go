@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cleanline/cleanline/screening"
+	"github.com/cleanline/cleanline/sip/media"
 )
 
 // Metrics are the B2BUA's counters and latency histograms, registered on a
@@ -27,6 +28,11 @@ type Metrics struct {
 	tcpRefused      *prometheus.CounterVec // connections closed at once by a limit (per_source, max)
 	tcpTimeouts     *prometheus.CounterVec // connections closed by a bound (read, idle, handshake)
 	tcpAcceptErrors *prometheus.CounterVec // Accept errors survived (EMFILE...)
+	// foreign counts media packets dropped for their source (issue 12 §1),
+	// by side; foreignBy holds its two children, resolved once, so the
+	// per-packet increment is an atomic add.
+	foreign   *prometheus.CounterVec
+	foreignBy [2]prometheus.Counter // by media.Side
 }
 
 // latencyBuckets resolve the 2 ms budget finely and still place a
@@ -82,12 +88,28 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "cleanline_tcp_accept_errors_total",
 			Help: "Errors accepting TCP and TLS connections (EMFILE when descriptors run out...), after each of which the listener waits and accepts again, by transport.",
 		}, []string{"transport"}),
+		foreign: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cleanline_rtp_foreign_dropped_total",
+			Help: "RTP and RTCP packets dropped because they came from a source the call's leg does not accept (not its peer's SDP address, nor for a peer behind NAT its latched source), by side (trunk, line): spoofed or stale media.",
+		}, []string{"side"}),
 	}
+	m.foreignBy[media.SideTrunk] = m.foreign.WithLabelValues(media.SideTrunk.String())
+	m.foreignBy[media.SideLine] = m.foreign.WithLabelValues(media.SideLine.String())
 	if reg != nil {
 		reg.MustRegister(m.calls, m.verdicts, m.unscreened, m.refused, m.barred, m.transit, m.screen)
-		reg.MustRegister(m.tcpRefused, m.tcpTimeouts, m.tcpAcceptErrors)
+		reg.MustRegister(m.tcpRefused, m.tcpTimeouts, m.tcpAcceptErrors, m.foreign)
 	}
 	return m
+}
+
+// foreignMedia counts one packet a relay dropped for its source; it runs
+// on the relay's receive path for every packet of a flood.
+func (m *Metrics) foreignMedia(sd media.Side) {
+	if sd == media.SideLine {
+		m.foreignBy[media.SideLine].Inc()
+		return
+	}
+	m.foreignBy[media.SideTrunk].Inc()
 }
 
 // registerServer adds the gauges that read the live server.

@@ -41,7 +41,7 @@ func (s *Server) outbound(req *sip.Request, tx sip.ServerTransaction, line *Line
 	if !c.attachMedia() {
 		return
 	}
-	answer, err := c.m.answer(sideLine, req.Body())
+	answer, err := c.m.answer(sideLine, req.Body(), c.originOf(sideLine, req.Source()))
 	if err != nil {
 		c.fail(outcomeError, sideNone, err)
 		return

@@ -57,7 +57,8 @@ func (c *call) record() {
 	fields = append(fields,
 		zap.Uint64("trunk_rtp_in", st.Trunk.PacketsIn), zap.Uint64("trunk_rtp_out", st.Trunk.PacketsOut),
 		zap.Uint64("line_rtp_in", st.Line.PacketsIn), zap.Uint64("line_rtp_out", st.Line.PacketsOut),
-		zap.Uint64("rtp_dropped", st.Trunk.Dropped+st.Line.Dropped))
+		zap.Uint64("rtp_dropped", st.Trunk.Dropped+st.Line.Dropped),
+		zap.Uint64("rtp_foreign", st.Trunk.Foreign+st.Line.Foreign)) // the part from sources neither leg accepts
 	c.log.Info("call", fields...)
 	c.s.metrics.calls.WithLabelValues(c.dir.String(), c.outcome).Inc()
 }

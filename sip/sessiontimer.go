@@ -306,7 +306,7 @@ func (c *call) refreshLeg(sd side, t *sessionTimer) (*sessionTimer, bool) {
 			c.log.Debug("refresh ACK not sent", zap.Error(err))
 		}
 		if len(res.Body()) > 0 {
-			if err := c.m.applyAnswer(sd, res.Body()); err != nil {
+			if err := c.m.applyAnswer(sd, res.Body(), c.originOf(sd, res.Source())); err != nil {
 				c.log.Info("refresh answer refused", zap.Error(err))
 				return nil, false
 			}

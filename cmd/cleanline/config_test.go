@@ -143,3 +143,29 @@ func FuzzLoadConfig(f *testing.F) {
 		}
 	})
 }
+
+// TestConfigNATKey: sip.trunks[].nat and sip.lines[].nat reach the SIP
+// config; a value that is no boolean names its key.
+func TestConfigNATKey(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "cl.yaml")
+	body := func(nat string) []byte {
+		return []byte("store: file:" + filepath.Join(dir, "cl.db") + `
+sip:
+  trunks: [{name: provider, sources: [127.0.0.2]}]
+  lines: [{name: home, contact: "sip:home@127.0.0.3:5060", nat: ` + nat + `}]
+`)
+	}
+	os.WriteFile(cfg, body("true"), 0o600)
+	c, err := loadConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.SIP.Lines[0].NAT || c.SIP.Trunks[0].NAT {
+		t.Fatalf("nat: line %v trunk %v, want true and the default false", c.SIP.Lines[0].NAT, c.SIP.Trunks[0].NAT)
+	}
+	os.WriteFile(cfg, body("maybe"), 0o600)
+	if _, err := loadConfig(cfg); err == nil || !strings.Contains(err.Error(), "sip.lines[0].nat") {
+		t.Fatalf("nat: maybe: %v, want an error naming sip.lines[0].nat", err)
+	}
+}
