@@ -148,12 +148,13 @@ func (c *Conn) handshake(h handshaker) error {
 	return nil
 }
 
-// expire closes the connection a bound ran out on.
+// expire closes the connection a bound ran out on. It counts first: once
+// the peer sees the close, the count is there to read.
 func (c *Conn) expire(kind string, after time.Duration) error {
-	_ = c.Close()
 	if c.t.OnTimeout != nil {
 		c.t.OnTimeout(kind)
 	}
+	_ = c.Close()
 	return &TimeoutError{Kind: kind, After: after}
 }
 
