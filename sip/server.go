@@ -56,6 +56,8 @@ type Server struct {
 	contacts map[string]sip.ContactHeader // "tcp", "tls" → our Contact there; set by Start
 
 	conns     *limit.Conns               // TCP and TLS connections, against sip.limits
+	rates     *limit.Rates               // strangers' requests per second, and their bans
+	kept      *retained                  // answered transactions sipgo keeps for its timers, capped
 	listeners map[string]*limit.Listener // "tcp", "tls" → its accept loop; set by Start
 
 	mu        sync.Mutex
@@ -103,6 +105,9 @@ func NewServer(cfg Config, sc *screening.Screener, log *zap.Logger, opts ...Opti
 	s := &Server{cfg: cfg, sc: sc, log: log, reg: newRegistry(), addrs: map[string]netip.AddrPort{}, auth: newAuthenticator(),
 		listeners: map[string]*limit.Listener{}}
 	s.conns = limit.NewConns(cfg.Limits.TCPPerSource, cfg.Limits.TCPMax, s.knownSource)
+	s.rates = limit.NewRates(limit.RatesConfig{Rate: cfg.Limits.RatePerSource, Burst: cfg.Limits.BurstPerSource,
+		BanFor: cfg.Limits.BanFor, Exempt: s.knownSource, OnBan: s.onBan})
+	s.kept = &retained{max: cfg.Limits.RetainedTransactions}
 	s.life, s.endLife = context.WithCancelCause(context.Background())
 	for _, o := range opts {
 		o(s)
@@ -149,7 +154,8 @@ func NewServer(cfg Config, sc *screening.Screener, log *zap.Logger, opts ...Opti
 		sipgo.WithUserAgent(cfg.UserAgent),
 		sipgo.WithUserAgentHostname(s.host),
 		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(slogger)),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(slogger)),
+		// Strangers over their rate are banned and dropped before parsing (flood.go).
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(slogger), sip.WithTransportLayerReadFilter(s.readFilter)),
 	)
 	if err != nil {
 		return nil, err
@@ -420,20 +426,22 @@ func (s *Server) Close() error {
 // peer's, and one call must not end every call). Before any handler, a
 // stranger (no trunk's, no line's address) gets 403 for every method, in
 // dialog or not, so that it learns neither which methods we take (405),
-// which dialogs exist (481) nor how we parse (400): design flow 1.
+// which dialogs exist (481) nor how we parse (400): design flow 1. The
+// stranger's 403 is stateless; what a handler answers is retained for
+// RFC 3261's timers within sip.limits.retained_transactions (flood.go).
 func (s *Server) guard(h sipgo.RequestHandler) sipgo.RequestHandler {
-	return func(req *sip.Request, tx sip.ServerTransaction) {
+	return func(req *sip.Request, stx sip.ServerTransaction) {
 		if s.trunkFor(req) == nil && !s.lineSource(req) {
 			src := source(req)
 			if req.IsInvite() {
 				s.log.Warn("INVITE from unknown source refused", zap.Stringer("source", src),
 					zap.String("to", req.Recipient.User))
 			}
-			if !req.IsAck() {
-				s.respondErr(req, tx, ErrNotTrunk)
-			}
+			s.answerStateless(req, stx, ErrNotTrunk)
 			return
 		}
+		tx := &answered{ServerTransaction: stx}
+		defer s.retain(req, tx)
 		defer func() {
 			if r := recover(); r != nil {
 				s.log.Error("handler panic", zap.Any("panic", r), zap.String("method", req.Method.String()), zap.Stack("stack"))
