@@ -158,7 +158,7 @@ func (r *retained) len() int {
 // keep it for its timers: over UDP, answered with a final response other
 // than an INVITE's 2xx, by the handler or (487) by sipgo on a CANCEL.
 func (s *Server) retain(req *sip.Request, tx *answered) {
-	if sip.IsReliable(req.Transport()) || tx.ok.Load() {
+	if sip.IsReliable(req.Transport()) || (req.IsInvite() && tx.ok.Load()) {
 		return
 	}
 	if !tx.final.Load() && !(req.IsInvite() && errors.Is(tx.Err(), sip.ErrTransactionCanceled)) {
