@@ -2,9 +2,11 @@ package sip
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -286,5 +288,32 @@ func TestFloodRetainedInvitesCapped(t *testing.T) {
 	}
 	if retransmitted == 0 {
 		t.Fatal("no 404 retransmitted: the retained transactions should still be (RFC 3261 §17.2.1)")
+	}
+}
+
+// The flood keys are checked like every other: a bad value is a one-line
+// error naming the key; unset ones take their defaults.
+func TestFloodLimitsConfig(t *testing.T) {
+	for _, c := range []struct {
+		l    Limits
+		want string
+	}{
+		{Limits{RatePerSource: -2}, "sip.limits.rate_per_source"},
+		{Limits{BurstPerSource: -1}, "sip.limits.burst_per_source"},
+		{Limits{BanFor: -time.Second}, "sip.limits.ban_for"},
+		{Limits{RetainedTransactions: -2}, "sip.limits.retained_transactions"},
+	} {
+		cfg := Config{Advertise: "127.0.0.1", Trunks: []Trunk{{Name: "provider", Sources: []string{ipTrunk}}},
+			Lines: []Line{{Name: "home", Numbers: []string{lineNumber}, Contact: "sip:home@127.0.0.3"}}, Limits: c.l}
+		cfg.Defaults()
+		err := cfg.Validate()
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: %v, want an ErrConfig naming %s", c.l, err, c.want)
+		}
+	}
+	var cfg Config
+	cfg.Defaults()
+	if l := cfg.Limits; l.RatePerSource != 20 || l.BurstPerSource != 40 || l.BanFor != time.Minute || l.RetainedTransactions != 10000 {
+		t.Errorf("defaults: %+v", l)
 	}
 }
