@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"bytes"
 	"container/list"
 	"errors"
 	"net"
@@ -32,7 +33,13 @@ var errBanned = errors.New("sip: source banned for flooding")
 // them out; their floods are bounded by the retained-transaction cap.
 func (s *Server) readFilter(info sip.TransportReadProps, data []byte) ([]byte, error) {
 	src := addrOf(info.RemoteAddr)
-	if s.rates.Take(src) == limit.Pass {
+	n := 1
+	if !strings.EqualFold(info.Transport, "udp") {
+		// A stream read may hold several messages, each ended by an empty
+		// line (RFC 3261 §7.5): count those, not the reads.
+		n = max(1, bytes.Count(data, []byte("\r\n\r\n")))
+	}
+	if s.rates.TakeN(src, n) == limit.Pass {
 		return data, nil
 	}
 	s.metrics.rateDropped.WithLabelValues(strings.ToLower(info.Transport)).Inc()

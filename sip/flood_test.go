@@ -317,3 +317,65 @@ func TestFloodLimitsConfig(t *testing.T) {
 		t.Errorf("defaults: %+v", l)
 	}
 }
+
+// Over TCP a stranger's messages are counted, not its reads; once banned
+// its connection is closed, and a new one is closed at its first message,
+// unanswered.
+func TestFloodStrangerOverTCPIsCutOff(t *testing.T) {
+	const rate, burst, n = 10, 10, 60
+	e := newEnv(t, withCfg(func(c *Config) {
+		c.Limits.RatePerSource, c.Limits.BurstPerSource, c.Limits.BanFor = rate, burst, time.Minute
+		c.Listen = append(c.Listen, Listener{Network: "tcp", Addr: ipCleanline + ":0"})
+	}))
+	dst := e.s.Addr("tcp")
+	dial := func() net.Conn {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ipStranger)}, Timeout: 3 * time.Second}
+		c, err := d.Dial("tcp", dst.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	// readAll reads until cleanline closes the connection (or the deadline
+	// fails the test): what it answered first.
+	readAll := func(c net.Conn) string {
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		var got []byte
+		buf := make([]byte, 65535)
+		for {
+			k, err := c.Read(buf)
+			got = append(got, buf[:k]...)
+			if err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					t.Fatalf("the banned source's connection is still open after 5 s (read %d bytes)", len(got))
+				}
+				return string(got)
+			}
+		}
+	}
+	local := func(c net.Conn) netip.AddrPort { return c.LocalAddr().(*net.TCPAddr).AddrPort() }
+	c := dial()
+	var all strings.Builder
+	for i := range n {
+		all.WriteString(strings.Replace(floodReq(sip.OPTIONS, lineNumber, local(c), dst, fmt.Sprintf("tcp%d", i)), "SIP/2.0/UDP", "SIP/2.0/TCP", 1))
+	}
+	if _, err := c.Write([]byte(all.String())); err != nil {
+		t.Fatal(err)
+	}
+	answers := strings.Count(readAll(c), "SIP/2.0 403")
+	if answers > burst+1 {
+		t.Fatalf("%d of %d messages sent in one write answered, want at most the burst %d", answers, n, burst)
+	}
+	if e.s.rates.Bans() != 1 {
+		t.Fatalf("%d bans, want 1", e.s.rates.Bans())
+	}
+	c2 := dial()
+	if _, err := c2.Write([]byte(strings.Replace(floodReq(sip.OPTIONS, lineNumber, local(c2), dst, "tcp-again"), "SIP/2.0/UDP", "SIP/2.0/TCP", 1))); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(c2); strings.Contains(got, "SIP/2.0") {
+		t.Fatalf("a banned source's new connection was answered: %q", got)
+	}
+}

@@ -95,7 +95,11 @@ func key(ip netip.Addr) netip.Addr {
 
 // Take counts one request from src and says whether it may be read (Pass)
 // or is to be dropped unread (Banned).
-func (r *Rates) Take(src netip.Addr) int {
+func (r *Rates) Take(src netip.Addr) int { return r.TakeN(src, 1) }
+
+// TakeN counts n requests from src at once (a stream read holding
+// several), as Take.
+func (r *Rates) TakeN(src netip.Addr, n int) int {
 	if r.rate <= 0 || !src.IsValid() || (r.exempt != nil && r.exempt(src)) {
 		return Pass
 	}
@@ -126,8 +130,8 @@ func (r *Rates) Take(src netip.Addr) int {
 	}
 	b.tokens = min(r.burst, b.tokens+now.Sub(b.at).Seconds()*r.rate)
 	b.at = now
-	if b.tokens >= 1 {
-		b.tokens--
+	if b.tokens >= float64(n) {
+		b.tokens -= float64(n)
 		r.mu.Unlock()
 		return Pass
 	}

@@ -144,3 +144,15 @@ func BenchmarkRatesTake(b *testing.B) {
 		r.Take(src)
 	}
 }
+
+func TestRatesTakeNCountsEach(t *testing.T) {
+	c := &clock{t: time.Unix(1000, 0)}
+	r := NewRates(RatesConfig{Rate: 1, Burst: 10, BanFor: time.Minute, Now: c.now})
+	src := netip.MustParseAddr("192.0.2.7")
+	if r.TakeN(src, 10) != Pass {
+		t.Fatal("a burst's worth at once was refused")
+	}
+	if r.TakeN(src, 1) != Banned {
+		t.Fatal("one more after a full burst at once was not banned")
+	}
+}
