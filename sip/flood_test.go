@@ -379,3 +379,22 @@ func TestFloodStrangerOverTCPIsCutOff(t *testing.T) {
 		t.Fatalf("a banned source's new connection was answered: %q", got)
 	}
 }
+
+// Where we send requests is a known source too: the responses of a trunk's
+// outbound proxy or of a line's device are never rate limited, even when
+// its address is not among the sources.
+func TestFloodPeersIncludeOutboundAndContactHosts(t *testing.T) {
+	cfg := Config{Advertise: "127.0.0.1",
+		Trunks: []Trunk{{Name: "provider", Sources: []string{ipTrunk}, Outbound: "sip:127.0.0.9:5060"}},
+		Lines:  []Line{{Name: "home", Numbers: []string{lineNumber}, Contact: "sip:home@127.0.0.8:5070", Sources: []string{ipLine}}}}
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{cfg: cfg, peerHosts: hostsOf(&cfg)}
+	for ip, want := range map[string]bool{ipTrunk: true, ipLine: true, "127.0.0.9": true, "127.0.0.8": true, ipStranger: false, "::ffff:127.0.0.9": true} {
+		if got := s.knownSource(netip.MustParseAddr(ip)); got != want {
+			t.Errorf("knownSource(%s) = %v, want %v", ip, got, want)
+		}
+	}
+}

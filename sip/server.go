@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,6 +58,7 @@ type Server struct {
 
 	conns     *limit.Conns               // TCP and TLS connections, against sip.limits
 	rates     *limit.Rates               // strangers' requests per second, and their bans
+	peerHosts []netip.Addr               // trunks' outbound and lines' contact IPs: known sources too
 	kept      *retained                  // answered transactions sipgo keeps for its timers, capped
 	listeners map[string]*limit.Listener // "tcp", "tls" → its accept loop; set by Start
 
@@ -104,6 +106,7 @@ func NewServer(cfg Config, sc *screening.Screener, log *zap.Logger, opts ...Opti
 	}
 	s := &Server{cfg: cfg, sc: sc, log: log, reg: newRegistry(), addrs: map[string]netip.AddrPort{}, auth: newAuthenticator(),
 		listeners: map[string]*limit.Listener{}}
+	s.peerHosts = hostsOf(&s.cfg)
 	s.conns = limit.NewConns(cfg.Limits.TCPPerSource, cfg.Limits.TCPMax, s.knownSource)
 	s.rates = limit.NewRates(limit.RatesConfig{Rate: cfg.Limits.RatePerSource, Burst: cfg.Limits.BurstPerSource,
 		BanFor: cfg.Limits.BanFor, Exempt: s.knownSource, OnBan: s.onBan})
@@ -304,25 +307,51 @@ func (s *Server) limitListener(ln net.Listener, network string) (*limit.Listener
 	return limit.Listen(ln, cfg), timeouts
 }
 
-// knownSource reports whether ip is a configured trunk's or line's: its
-// TCP and TLS connections are exempt from sip.limits' counts, so that a
-// flood from strangers cannot lock out the peers we serve.
+// knownSource reports whether ip is a configured trunk's or line's (a
+// source, or the host of a trunk's outbound URI or a line's contact, whose
+// responses we wait for): its TCP and TLS connections are exempt from
+// sip.limits' counts and it is never rate limited nor banned, so that a
+// flood from strangers, or forged from its address, cannot lock out the
+// peers we serve.
 func (s *Server) knownSource(ip netip.Addr) bool {
+	ip = ip.Unmap()
 	for i := range s.cfg.Trunks {
-		for _, p := range s.cfg.Trunks[i].sources {
+		t := &s.cfg.Trunks[i]
+		for _, p := range t.sources {
 			if p.Contains(ip) {
 				return true
 			}
 		}
 	}
 	for i := range s.cfg.Lines {
-		for _, p := range s.cfg.Lines[i].sources {
+		l := &s.cfg.Lines[i]
+		for _, p := range l.sources {
 			if p.Contains(ip) {
 				return true
 			}
 		}
 	}
-	return false
+	return slices.Contains(s.peerHosts, ip)
+}
+
+// hostsOf are the IP hosts of the trunks' outbound URIs and the lines'
+// contacts (a host name is not known until it is resolved, and is not
+// among them: list its address in sources).
+func hostsOf(cfg *Config) []netip.Addr {
+	var uris []sip.Uri
+	for _, t := range cfg.Trunks {
+		uris = append(uris, t.outURI)
+	}
+	for _, l := range cfg.Lines {
+		uris = append(uris, l.contact)
+	}
+	var out []netip.Addr
+	for _, u := range uris {
+		if a, err := netip.ParseAddr(u.Host); err == nil {
+			out = append(out, a.Unmap())
+		}
+	}
+	return out
 }
 
 // Healthy is nil while every TCP and TLS listener accepts connections;
