@@ -313,7 +313,7 @@ func TestFloodLimitsConfig(t *testing.T) {
 	}
 	var cfg Config
 	cfg.Defaults()
-	if l := cfg.Limits; l.RatePerSource != 20 || l.BurstPerSource != 40 || l.BanFor != time.Minute || l.RetainedTransactions != 10000 {
+	if l := cfg.Limits; l.RatePerSource != 20 || l.BurstPerSource != 40 || l.BanFor != time.Minute || l.RetainedTransactions != 4096 {
 		t.Errorf("defaults: %+v", l)
 	}
 }
