@@ -197,7 +197,10 @@ type Limits struct {
 	// their final response (RFC 3261 §17.2.1 Timer H, §17.2.2 Timer J, 32 s
 	// each) to retransmit it and absorb retransmitted requests; beyond it
 	// the oldest is ended early. A 2xx to an INVITE is not counted (its
-	// dialog retransmits it). About 7 KB each. Default 4096 (~30 MB): at 900 answers a second, a box's ceiling, each is kept 4.5 s, through its first three retransmissions (BENCHMARKS.md "Issue 12: floods"); -1: no cap.
+	// dialog retransmits it). About 7 KB each. Default 4096 (~30 MB): at
+	// 900 answers a second, about this box's ceiling, each is still kept
+	// 4.5 s, through its first three retransmissions (BENCHMARKS.md "Issue
+	// 12: floods"); -1: no cap.
 	RetainedTransactions int `yaml:"retained_transactions"`
 }
 
