@@ -20,10 +20,12 @@ import (
 // may hold open is bounded, and whatever they did, a normal call over TCP
 // works again within seconds of them stopping.
 
-// tcpLimits sets sip.limits for a test.
+// tcpLimits sets sip.limits' TCP bounds for a test, with no request rate
+// limit: these tests prove the connection bounds alone (a trickling
+// stranger would otherwise be banned first; go test -run Flood).
 func tcpLimits(read, idle time.Duration, perSource, max int) envOption {
 	return withCfg(func(c *Config) {
-		c.Limits = Limits{TCPReadTimeout: read, TCPIdleTimeout: idle, TCPPerSource: perSource, TCPMax: max}
+		c.Limits = Limits{TCPReadTimeout: read, TCPIdleTimeout: idle, TCPPerSource: perSource, TCPMax: max, RatePerSource: -1}
 	})
 }
 
