@@ -75,11 +75,12 @@ type call struct {
 	ctx    context.Context // ends at teardown
 	cancel context.CancelFunc
 
-	// screening (inbound only)
+	// screening (inbound only); verdict and screened are written under mu
+	// (LiveCalls reads them), and read freely by the call's own goroutine.
 	scall    screening.Call
 	verdict  screening.Verdict
 	screened bool
-	dialled  string // outbound: what the line dialled
+	dialled  string // outbound: what the line dialled; written under mu
 	// outbound: the classes of what it dialled, and the one its policy
 	// bars ("" when allowed); guarded by mu.
 	dialClasses []screening.DialClass
@@ -123,7 +124,8 @@ const (
 	outcomeReplaced        = "replaced_by_protected_call" // D4
 	outcomeNoAck           = "no_ack"
 	outcomeFeature         = "feature"
-	outcomeDeferred        = "deferred" // no verdict in time: 503 Retry-After
+	outcomeEnded           = "ended_by_operator" // EndCall: an operator or the line's carer
+	outcomeDeferred        = "deferred"          // no verdict in time: 503 Retry-After
 	outcomeError           = "error"
 	// The far side's busy, declined and failed are named after it
 	// (farOutcome): "line_busy" on an inbound call, "trunk_busy" on a line's own.
@@ -252,7 +254,7 @@ func (c *call) end(outcome string, by side) {
 	c.outcome, c.endedBy, c.stopped = outcome, by, time.Now()
 	byeIn := c.inUp && by != c.inSide()
 	byeOut := c.outUp && by != c.outSide()
-	out, m := c.out, c.m
+	out, m, screened := c.out, c.m, c.screened
 	c.mu.Unlock()
 
 	c.cancel()
@@ -267,7 +269,7 @@ func (c *call) end(outcome string, by side) {
 		c.s.goCall(func() { c.byeOut(out) })
 	}
 	c.record()
-	if c.screened {
+	if screened {
 		c.mu.Lock()
 		accepted := c.choice == "1" // warned, and the person pressed 1 to connect
 		c.mu.Unlock()

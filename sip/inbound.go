@@ -79,14 +79,16 @@ func (c *call) screen() {
 	s := c.s
 	sctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
 	t0 := time.Now()
-	c.verdict = s.sc.Screen(sctx, c.scall)
+	v := s.sc.Screen(sctx, c.scall)
 	cancel()
+	c.mu.Lock()
+	c.verdict, c.screened = v, true
+	c.mu.Unlock()
 	s.metrics.screened(c.verdict, time.Since(t0))
 	if c.verdict.Has(screening.ReasonStoreUnavailable) && c.verdict.Action != screening.Defer {
 		c.log.Warn("store did not answer: screened by store_failure", zap.Stringer("verdict", c.verdict.Action),
 			zap.String("store_error", c.verdict.StoreError))
 	}
-	c.screened = true
 	if c.verdict.Number != "" {
 		s.reg.setLastCaller(c.line.Name, c.verdict.Number)
 	}

@@ -34,8 +34,8 @@ func (s *Server) outbound(req *sip.Request, tx sip.ServerTransaction, line *Line
 	}
 	// What the line dialled goes to the trunk as dialled (999 stays 999),
 	// unescaped (RFC 3261 §19.1.2) and cut down to safe characters.
-	c.dialled = safeUser(unescapeUser(req.Recipient.User))
 	c.mu.Lock()
+	c.dialled = safeUser(unescapeUser(req.Recipient.User))
 	c.dialClasses, c.barred = d.Classes, d.Barred
 	c.mu.Unlock()
 	if !c.attachMedia() {
