@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 
+	"github.com/cleanline/cleanline/cmd/internal/admin"
 	"github.com/cleanline/cleanline/screening"
 	"github.com/cleanline/cleanline/sip"
 )
@@ -155,4 +156,13 @@ func (c Config) screeningConfig() screening.Config {
 		Default:   c.Screening.DefaultPolicy,
 		Lines:     c.SIP.ScreeningLines(),
 	}
+}
+
+// adminLines are the configured lines as the admin service sees them.
+func (c Config) adminLines() admin.Lines {
+	lines := make([]admin.Line, len(c.SIP.Lines))
+	for i, l := range c.SIP.Lines {
+		lines[i] = admin.Line{Name: l.Name, Numbers: append([]string{}, l.Numbers...)}
+	}
+	return admin.LinesFunc(func() []admin.Line { return lines })
 }

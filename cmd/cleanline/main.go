@@ -38,6 +38,8 @@ Usage:
   cleanline block   add NUMBER|RANGE* [--reason R] [--source S] [--reported [--force]]
   cleanline block   remove NUMBER|RANGE*
   cleanline block   list [--json]
+  cleanline block   add|remove NUMBER --line L
+  cleanline block   list --line L [--json]
   cleanline report  NUMBER [--line L] [--reason R]
   cleanline import  FILE [--reported] [--force] [--source S]
   cleanline trust   add|remove LINE NUMBER
@@ -65,6 +67,7 @@ Flags of one command:
           --reported         only reported (warn), not confirmed (block)
           --force            with --reported, downgrade a number already confirmed
           --json             list as JSON lines
+          --line L           block for line L alone (its own list), not for every line
   report  --line L           the line that reports it, recorded as source line:L
           --reason R         what happened (default reported)
   import  --reported         import as reported (warn) instead of confirmed (block)
