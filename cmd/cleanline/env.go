@@ -142,13 +142,28 @@ func (e *env) api(ctx context.Context) (admin.API, error) {
 	}
 	var err error
 	if e.store, err = openStore(ctx, e.cfg.Store); err != nil {
-		return nil, err
+		return nil, e.lockedHint(err)
 	}
 	sc, err := screening.New(e.store, e.cfg.screeningConfig())
 	if err != nil {
 		return nil, err
 	}
 	return admin.New(admin.Deps{Store: e.store, Screener: sc, Lines: e.cfg.adminLines()})
+}
+
+// lockedHint says how to reach an embedded store another process holds:
+// through that cleanline serve's admin listener.
+func (e *env) lockedHint(err error) error {
+	if !errors.Is(err, blocklist.ErrUnavailable) || !strings.HasPrefix(e.cfg.Store, "file:") || !strings.Contains(err.Error(), "locked") {
+		return err
+	}
+	switch {
+	case e.cfg.Admin.Listen == "":
+		return fmt.Errorf("%w; if cleanline serve holds it, set admin.listen in the config (its and this command's) so that commands go through it", err)
+	case e.storeURL != "":
+		return fmt.Errorf("%w; leave out --store so that the command goes through the service at admin.listen", err)
+	}
+	return err
 }
 
 func (e *env) close() {
@@ -175,6 +190,9 @@ func (e *env) exit(err error) int {
 	default:
 		// One line, even for errors that arrive in several (YAML's).
 		msg := strings.Join(strings.Fields(err.Error()), " ")
+		if errors.Is(err, admin.ErrUnauthenticated) {
+			msg += fmt.Sprintf(" (the running service wants a token: set $%s, or admin.cli_token_file)", tokenEnv)
+		}
 		fmt.Fprintf(e.stderr, "cleanline %s: %s\n", e.name, msg)
 		return exitError
 	}

@@ -46,6 +46,9 @@ Usage:
   cleanline trust   list LINE
   cleanline protect add|remove NUMBER
   cleanline protect list
+  cleanline lines   [--json]
+  cleanline calls   live [--line L] [--json]
+  cleanline calls   end ID [--line L]
   cleanline version               (or cleanline --version)
   cleanline help                  (or -h, --help, also after a command)
 
@@ -73,6 +76,14 @@ Flags of one command:
   import  --reported         import as reported (warn) instead of confirmed (block)
           --force            let reported lines downgrade numbers already confirmed
           --source S         source for lines that name none (default import:FILE)
+  lines   --json             print each line as JSON
+  calls   --line L           only line L's calls (and end: only if the call is L's)
+          --json             print each call as JSON
+
+When the config names admin.listen and cleanline serve answers there, every
+command goes through its API (token: $CLEANLINE_TOKEN, or admin.cli_token_file);
+otherwise it opens the store itself (--store always does). calls needs the
+running service.
 
 When the config lists sip.lines, trust's LINE and check's --line must be one
 of them.
@@ -140,6 +151,8 @@ func commands() map[string]func(context.Context, *env, []string) error {
 		"import":  cmdImport,
 		"trust":   cmdTrust,
 		"protect": cmdProtect,
+		"lines":   cmdLines,
+		"calls":   cmdCalls,
 	}
 	if serve, ok := serveCommand(); ok {
 		cmds["serve"] = serve

@@ -10,9 +10,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/cleanline/cleanline/cmd/internal/admin"
 	"github.com/cleanline/cleanline/screening"
 	"github.com/cleanline/cleanline/sip"
 )
@@ -79,7 +81,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	}
 	defer srv.Close()
 	if e.cfg.Admin.Listen != "" {
-		adm, err := startAdminHTTP(e.cfg.Admin.Listen, reg, func() bool { return ctx.Err() == nil }, e.log, srv.Healthy)
+		adm, err := e.startAdmin(ctx, sc, srv, reg)
 		if err != nil {
 			return err
 		}
@@ -108,4 +110,24 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		e.log.Warn("shutdown incomplete", zap.Error(err))
 	}
 	return nil
+}
+
+// startAdmin opens the admin listener: the admin service over serve's own
+// store, screener and B2BUA, behind the configured tokens, so that every
+// command works while serve holds the store (issue 13).
+func (e *env) startAdmin(ctx context.Context, sc *screening.Screener, srv *sip.Server, reg *prometheus.Registry) (*adminHTTP, error) {
+	tokens, err := e.cfg.Admin.apiTokens()
+	if err != nil {
+		return nil, err
+	}
+	tlsCfg, err := e.cfg.Admin.serverTLS()
+	if err != nil {
+		return nil, err
+	}
+	svc, err := admin.New(admin.Deps{Store: e.store, Screener: sc, Lines: e.cfg.adminLines(), Calls: srv})
+	if err != nil {
+		return nil, err
+	}
+	return listenAdmin(adminSetup{addr: e.cfg.Admin.Listen, tls: tlsCfg, api: svc, tokens: tokens, reg: reg,
+		healthy: func() bool { return ctx.Err() == nil }, checks: []func() error{srv.Healthy}, log: e.log})
 }

@@ -14,8 +14,8 @@ import (
 
 // Config is what the admin listener serves.
 type Config struct {
-	API    admin.API
-	Tokens []Token // none: every route is open (a loopback listener only; cmd/cleanline enforces it)
+	API    admin.API // nil: the API's routes answer unavailable
+	Tokens []Token   // none: every route is open (a loopback listener only; cmd/cleanline enforces it)
 	Log    *zap.Logger
 	Handlers
 }
@@ -78,6 +78,8 @@ func (s *server) route(rt Route) http.Handler {
 		case rt.ID == "openapi":
 			rw.Header().Set("Content-Type", "application/json")
 			_, _ = rw.Write(s.doc)
+		case s.api == nil && (rt.call != nil || rt.stream != nil):
+			err = admin.FromCode("unavailable", "no admin service on this listener")
 		case rt.call == nil && rt.stream == nil:
 			if rt.raw == nil {
 				err = admin.FromCode("not_found", "not served here: "+r.URL.Path)
