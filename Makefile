@@ -60,7 +60,8 @@ fuzz:
 	  sip/media:FuzzParseSDP \
 	  sip/media:FuzzDecodeTelephoneEvent \
 	  cmd/cleanline:FuzzLoadConfig \
-	  cmd/cleanline:FuzzDecodeStrict ; do \
+	  cmd/cleanline:FuzzDecodeStrict \
+	  cmd/internal/admin/api:FuzzRequest ; do \
 	  pkg=$${spec%%:*}; fn=$${spec##*:}; \
 	  echo "== $$pkg $$fn"; \
 	  $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) ./$$pkg; \

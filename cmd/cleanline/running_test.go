@@ -51,8 +51,17 @@ type running struct {
 
 var mediaBlock atomic.Int32
 
-func freeUDPPort(t *testing.T) string {
+// freeAddr is a loopback address nothing listens on now, over network.
+func freeAddr(t testing.TB, network string) string {
 	t.Helper()
+	if network == "tcp" {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return ln.Addr().String()
+	}
 	c, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -64,9 +73,9 @@ func freeUDPPort(t *testing.T) string {
 // startServe writes a config for store with admin (the YAML of the admin
 // section's other keys, indented by four) and serves it until the test
 // ends; it returns once /healthz answers.
-func startServe(t *testing.T, store, adminExtra string, get func(*running, string) (*http.Response, error)) *running {
+func startServe(t testing.TB, store, adminExtra string, get func(*running, string) (*http.Response, error)) *running {
 	t.Helper()
-	r := &running{admin: freeTCPPort(t), sipAddr: freeUDPPort(t), stderr: &lockedBuffer{}, done: make(chan int, 1)}
+	r := &running{admin: freeAddr(t, "tcp"), sipAddr: freeAddr(t, "udp"), stderr: &lockedBuffer{}, done: make(chan int, 1)}
 	r.trunk, r.line = siptest.NewPhone(t, "127.0.0.2"), siptest.NewPhone(t, "127.0.0.3")
 	base := 41200 + int(mediaBlock.Add(1)%20)*100
 	r.cfg = filepath.Join(t.TempDir(), "cleanline.yaml")
@@ -119,7 +128,7 @@ func plainGet(r *running, path string) (*http.Response, error) {
 }
 
 // stop ends serve and waits for it: exit 0.
-func (r *running) stop(t *testing.T) {
+func (r *running) stop(t testing.TB) {
 	t.Helper()
 	if r.stopped {
 		return
