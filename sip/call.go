@@ -62,6 +62,7 @@ func (d direction) String() string {
 // teardown that runs exactly once.
 type call struct {
 	s     *Server
+	rt    *routing // the configuration the call started with; line and trunk are its
 	id    string
 	dir   direction
 	line  *Line
@@ -148,8 +149,8 @@ func newCallID() string {
 
 // newCall registers a call without media: the received dialog stays
 // unbound, so no in-dialog request can reach it, until attachMedia.
-func (s *Server) newCall(dir direction, line *Line, trunk *Trunk, in *sipgo.DialogServerSession, tx sip.ServerTransaction) *call {
-	c := &call{s: s, id: newCallID(), dir: dir, line: line, trunk: trunk, in: in, inTx: tx, start: time.Now()}
+func (s *Server) newCall(rt *routing, dir direction, line *Line, trunk *Trunk, in *sipgo.DialogServerSession, tx sip.ServerTransaction) *call {
+	c := &call{s: s, rt: rt, id: newCallID(), dir: dir, line: line, trunk: trunk, in: in, inTx: tx, start: time.Now()}
 	c.refresh = [2]chan *sessionTimer{make(chan *sessionTimer, 1), make(chan *sessionTimer, 1)}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	fields := []zap.Field{zap.String("call", c.id), zap.String("dir", dir.String()), zap.String("line", line.Name)}
@@ -276,7 +277,7 @@ func (c *call) end(outcome string, by side) {
 		c.s.goCall(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
-			if err := c.s.sc.Conclude(ctx, c.scall, c.verdict, accepted); err != nil {
+			if err := c.rt.sc.Conclude(ctx, c.scall, c.verdict, accepted); err != nil {
 				c.log.Warn("cooldown not recorded", zap.Error(err))
 			}
 		})

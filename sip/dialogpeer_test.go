@@ -59,7 +59,7 @@ func TestLineSourceWithPort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.s.cfg.Lines[0].sources = srcs // before any request: nothing reads it yet
+	e.s.routing().cfg.Lines[0].sources = srcs // before any request: nothing reads it yet
 	ctx := ctxT(t, 10*time.Second)
 	call, err := e.line.Dial(ctx, "sip:02079460018@"+e.s.Addr("udp").String(), siptestOpts("landline"))
 	if err != nil {

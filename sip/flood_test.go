@@ -391,7 +391,8 @@ func TestFloodPeersIncludeOutboundAndContactHosts(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{cfg: cfg, peerHosts: hostsOf(&cfg)}
+	s := &Server{cfg: cfg}
+	s.rt.Store(&routing{cfg: cfg, peerHosts: hostsOf(&cfg)})
 	for ip, want := range map[string]bool{ipTrunk: true, ipLine: true, "127.0.0.9": true, "127.0.0.8": true, ipStranger: false, "::ffff:127.0.0.9": true} {
 		if got := s.knownSource(netip.MustParseAddr(ip)); got != want {
 			t.Errorf("knownSource(%s) = %v, want %v", ip, got, want)

@@ -17,13 +17,13 @@ import (
 // decides, and the call acts on the verdict.
 
 // inbound carries a trunk's call to a line.
-func (s *Server) inbound(req *sip.Request, tx sip.ServerTransaction, trunk *Trunk, received time.Time) {
-	line := s.lineCalled(req)
+func (s *Server) inbound(rt *routing, req *sip.Request, tx sip.ServerTransaction, trunk *Trunk, received time.Time) {
+	line := rt.lineCalled(req)
 	if line == nil {
 		s.respondErr(req, tx, ErrUnknownLine)
 		return
 	}
-	c := s.acceptInvite(req, tx, inbound, line, trunk)
+	c := s.acceptInvite(rt, req, tx, inbound, line, trunk)
 	if c == nil {
 		return
 	}
@@ -45,7 +45,7 @@ func (s *Server) inbound(req *sip.Request, tx sip.ServerTransaction, trunk *Trun
 	c.screen()
 
 	if c.verdict.Action == screening.Defer {
-		c.log.Warn("store did not answer: call deferred", zap.Duration("deadline", s.sc.Policy(line.Name).StoreDeadline),
+		c.log.Warn("store did not answer: call deferred", zap.Duration("deadline", rt.sc.Policy(line.Name).StoreDeadline),
 			zap.String("store_error", c.verdict.StoreError))
 		c.fail(outcomeDeferred, sideNone, ErrDeferred)
 		return
@@ -79,7 +79,7 @@ func (c *call) screen() {
 	s := c.s
 	sctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
 	t0 := time.Now()
-	v := s.sc.Screen(sctx, c.scall)
+	v := c.rt.sc.Screen(sctx, c.scall)
 	cancel()
 	c.mu.Lock()
 	c.verdict, c.screened = v, true
@@ -116,7 +116,7 @@ func (c *call) ring(req *sip.Request, trunkAnswer []byte, warn bool) {
 // nothing refuses. The caller, who has heard only ringing, gets 603 unless
 // connected: a warned and refused caller was never connected at all.
 func (c *call) warn() bool {
-	p, err := c.s.prompts.Get(media.PromptWarning)
+	p, err := c.rt.prompts.Get(media.PromptWarning)
 	if err != nil {
 		c.log.Error("no warning prompt", zap.Error(err))
 		return true // fail open: the line has answered and hears the caller
@@ -128,7 +128,7 @@ func (c *call) warn() bool {
 		defer close(played)
 		c.playNamed(playCtx, sideLine, media.PromptWarning)
 	}()
-	wctx, cancel := context.WithTimeout(c.ctx, p.Duration()+c.s.cfg.Timers.WarningChoice)
+	wctx, cancel := context.WithTimeout(c.ctx, p.Duration()+c.s.timers().WarningChoice)
 	defer cancel()
 	var digit rune
 	for digit != '1' && digit != '3' {
@@ -151,7 +151,7 @@ func (c *call) warn() bool {
 	case err == nil && digit == '3':
 		if n := c.verdict.Number; n != "" {
 			rctx, rcancel := context.WithTimeout(c.ctx, 2*time.Second)
-			if _, err := c.s.sc.Report(rctx, c.line.Name, n); err != nil {
+			if _, err := c.rt.sc.Report(rctx, c.line.Name, n); err != nil {
 				c.log.Warn("report not recorded", zap.Error(err))
 			}
 			rcancel()

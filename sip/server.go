@@ -36,8 +36,8 @@ import (
 // Server is the B2BUA: one sipgo UserAgent with its Server and Client, the
 // call registry, and the media port pool.
 type Server struct {
-	cfg     Config
-	sc      *screening.Screener
+	cfg     Config                  // as started: what only a restart changes (listeners, media, limits) is read here
+	rt      atomic.Pointer[routing] // trunks, lines, screener, prompts, timers: what Reload replaces (reload.go)
 	log     *zap.Logger
 	ua      *sipgo.UserAgent
 	srv     *sipgo.Server
@@ -58,7 +58,6 @@ type Server struct {
 
 	conns     *limit.Conns               // TCP and TLS connections, against sip.limits
 	rates     *limit.Rates               // strangers' requests per second, and their bans
-	peerHosts []netip.Addr               // trunks' outbound and lines' contact IPs: known sources too
 	kept      *retained                  // answered transactions sipgo keeps for its timers, capped
 	listeners map[string]*limit.Listener // "tcp", "tls" → its accept loop; set by Start
 
@@ -88,7 +87,8 @@ type Option func(*Server)
 func WithMetrics(reg prometheus.Registerer) Option { return func(s *Server) { s.promReg = reg } }
 
 // WithPrompts replaces the prompt set (default: media.DefaultPrompts with
-// the configured overrides).
+// the configured overrides, read again at each reload); p is kept across
+// reloads.
 func WithPrompts(p *media.Prompts) Option { return func(s *Server) { s.prompts = p } }
 
 // NewServer builds the B2BUA. cfg must have been through Defaults and
@@ -104,9 +104,8 @@ func NewServer(cfg Config, sc *screening.Screener, log *zap.Logger, opts ...Opti
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, sc: sc, log: log, reg: newRegistry(), addrs: map[string]netip.AddrPort{}, auth: newAuthenticator(),
+	s := &Server{cfg: cfg, log: log, reg: newRegistry(), addrs: map[string]netip.AddrPort{}, auth: newAuthenticator(),
 		listeners: map[string]*limit.Listener{}}
-	s.peerHosts = hostsOf(&s.cfg)
 	s.conns = limit.NewConns(cfg.Limits.TCPPerSource, cfg.Limits.TCPMax, s.knownSource)
 	s.rates = limit.NewRates(limit.RatesConfig{Rate: cfg.Limits.RatePerSource, Burst: cfg.Limits.BurstPerSource,
 		BanFor: cfg.Limits.BanFor, Exempt: s.knownSource, OnBan: s.onBan})
@@ -117,17 +116,11 @@ func NewServer(cfg Config, sc *screening.Screener, log *zap.Logger, opts ...Opti
 	}
 	s.metrics = NewMetrics(s.promReg)
 	s.metrics.registerServer(s.promReg, s)
-	var err error
-	if s.prompts == nil {
-		if s.prompts, err = media.DefaultPrompts(); err != nil {
-			return nil, err
-		}
-		for name, path := range cfg.Prompts {
-			if err := s.prompts.Override(name, path); err != nil {
-				return nil, cfgErr("sip.prompts."+name, "%v", err)
-			}
-		}
+	rt, err := s.newRouting(cfg, sc)
+	if err != nil {
+		return nil, err
 	}
+	s.rt.Store(rt)
 	if s.ports, err = media.NewPortPool(cfg.Media.PortMin, cfg.Media.PortMax); err != nil {
 		return nil, cfgErr("sip.media", "%v", err)
 	}
@@ -147,9 +140,6 @@ func NewServer(cfg Config, sc *screening.Screener, log *zap.Logger, opts ...Opti
 			return nil, cfgErr("sip.media.advertise", "empty while media.bind is %s and sip.advertise %q is not an IP", s.bindIP, s.host)
 		}
 		s.advIP = a
-	}
-	if err := s.checkLines(); err != nil {
-		return nil, err
 	}
 
 	slogger := newSlogLogger(log)
@@ -273,7 +263,7 @@ func (s *Server) Start() error {
 		f()
 	}
 	s.log.Info("sip listening", zap.Any("listeners", s.addrs), zap.String("advertise", s.host),
-		zap.Stringer("media", s.advIP), zap.Int("trunks", len(s.cfg.Trunks)), zap.Int("lines", len(s.cfg.Lines)))
+		zap.Stringer("media", s.advIP), zap.Int("trunks", len(s.routing().cfg.Trunks)), zap.Int("lines", len(s.routing().cfg.Lines)))
 	return nil
 }
 
@@ -315,23 +305,24 @@ func (s *Server) limitListener(ln net.Listener, network string) (*limit.Listener
 // peers we serve.
 func (s *Server) knownSource(ip netip.Addr) bool {
 	ip = ip.Unmap()
-	for i := range s.cfg.Trunks {
-		t := &s.cfg.Trunks[i]
+	rt := s.routing()
+	for i := range rt.cfg.Trunks {
+		t := &rt.cfg.Trunks[i]
 		for _, p := range t.sources {
 			if p.Contains(ip) {
 				return true
 			}
 		}
 	}
-	for i := range s.cfg.Lines {
-		l := &s.cfg.Lines[i]
+	for i := range rt.cfg.Lines {
+		l := &rt.cfg.Lines[i]
 		for _, p := range l.sources {
 			if p.Contains(ip) {
 				return true
 			}
 		}
 	}
-	return slices.Contains(s.peerHosts, ip)
+	return slices.Contains(rt.peerHosts, ip)
 }
 
 // hostsOf are the IP hosts of the trunks' outbound URIs and the lines'
@@ -458,9 +449,11 @@ func (s *Server) Close() error {
 // which dialogs exist (481) nor how we parse (400): design flow 1. The
 // stranger's 403 is stateless; what a handler answers is retained for
 // RFC 3261's timers within sip.limits.retained_transactions (flood.go).
+// A live call's peer stays known for its dialog after a reload removed
+// its trunk or line, so that its hang-up is heard.
 func (s *Server) guard(h sipgo.RequestHandler) sipgo.RequestHandler {
 	return func(req *sip.Request, stx sip.ServerTransaction) {
-		if s.trunkFor(req) == nil && !s.lineSource(req) {
+		if rt := s.routing(); rt.trunkFor(req) == nil && !rt.lineSource(req) && !s.inLiveDialog(req) {
 			src := source(req)
 			if req.IsInvite() {
 				s.log.Warn("INVITE from unknown source refused", zap.Stringer("source", src),
@@ -536,4 +529,4 @@ func (s *Server) goCall(fn func()) {
 }
 
 // byeTimeout bounds one BYE to a peer.
-func (s *Server) byeTimeout() time.Duration { return s.cfg.Timers.Bye }
+func (s *Server) byeTimeout() time.Duration { return s.timers().Bye }
