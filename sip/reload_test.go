@@ -167,7 +167,7 @@ func TestReloadRemovesLineLiveCallContinues(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantFinal(t, own, 403) // the removed line's own call: it is no line now
-	talkThenHangUp(t, e) // the line that stayed still takes calls
+	talkThenHangUp(t, e)   // the line that stayed still takes calls
 }
 
 // A reload that replaces the trunk: the old trunk's live call goes on,
