@@ -39,6 +39,7 @@ type adminSetup struct {
 	tls     *tls.Config // nil: plain HTTP
 	api     admin.API   // nil: the API's routes answer "unavailable"
 	tokens  []api.Token
+	keys    *api.Keyring // when set, instead of tokens: the tokens a reload replaces
 	reg     *prometheus.Registry
 	healthy func() bool
 	checks  []func() error
@@ -69,7 +70,7 @@ func listenAdmin(s adminSetup) (*adminHTTP, error) {
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	h, err := api.NewHandler(api.Config{API: s.api, Tokens: s.tokens, Log: s.log.Named("admin"), Handlers: api.Handlers{
+	h, err := api.NewHandler(api.Config{API: s.api, Tokens: s.tokens, Keyring: s.keys, Log: s.log.Named("admin"), Handlers: api.Handlers{
 		Health:  health,
 		Metrics: promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}),
 	}})

@@ -49,6 +49,7 @@ Usage:
   cleanline lines   [--json]
   cleanline calls   live [--line L] [--json]
   cleanline calls   end ID [--line L]
+  cleanline reload                (the running serve re-reads its configuration file)
   cleanline version               (or cleanline --version)
   cleanline help                  (or -h, --help, also after a command)
 
@@ -83,7 +84,7 @@ Flags of one command:
 When the config names admin.listen and cleanline serve answers there, every
 command goes through its API (token: $CLEANLINE_TOKEN, or admin.cli_token_file);
 otherwise it opens the store itself (--store always does). calls needs the
-running service.
+running service, and so does reload (or send serve SIGHUP).
 
 When the config lists sip.lines, trust's LINE and check's --line must be one
 of them.
@@ -153,6 +154,7 @@ func commands() map[string]func(context.Context, *env, []string) error {
 		"protect": cmdProtect,
 		"lines":   cmdLines,
 		"calls":   cmdCalls,
+		"reload":  cmdReload,
 	}
 	if serve, ok := serveCommand(); ok {
 		cmds["serve"] = serve

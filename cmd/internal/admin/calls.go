@@ -121,10 +121,15 @@ func (s *Service) RecentCalls(ctx context.Context, in RecentQuery) (Page[Record]
 	return s.events.RecentCalls(ctx, in)
 }
 
-// Reload reloads the running service's configuration.
+// Reload reloads the running service's configuration. A refusal that
+// carries no code of its own is the configuration's (invalid_config).
 func (s *Service) Reload(ctx context.Context, in ReloadIn) (Ack, error) {
 	if s.reload == nil {
-		return Ack{}, unavailable("reload: this service has no reloader")
+		return Ack{}, unavailable("reload: no service running here: only a running cleanline serve reloads")
 	}
-	return Ack{}, s.reload.Reload(ctx)
+	err := s.reload.Reload(ctx)
+	if code, _ := CodeOf(err); err != nil && code == "internal" {
+		err = mark(ErrInvalidConfig, err)
+	}
+	return Ack{}, err
 }

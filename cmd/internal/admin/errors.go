@@ -27,6 +27,10 @@ var (
 	// ErrConflict: the change contradicts what is stored (blocking a
 	// number the line trusts, trusting one it blocks).
 	ErrConflict = errors.New("conflict")
+	// ErrInvalidConfig: a reload refused the configuration file (a bad
+	// key or value, or a change only a restart applies); the running
+	// configuration stays in force.
+	ErrInvalidConfig = errors.New("invalid config")
 	// ErrUnavailable: the store did not answer, or the operation needs a
 	// part this service does not have (no running cleanline serve for live
 	// calls; no event store; no reloader).
@@ -52,6 +56,7 @@ var kinds = []struct {
 	{ErrUnknownLine, "unknown_line", http.StatusNotFound},
 	{ErrNotFound, "not_found", http.StatusNotFound},
 	{ErrConflict, "conflict", http.StatusConflict},
+	{ErrInvalidConfig, "invalid_config", http.StatusUnprocessableEntity},
 	{ErrUnavailable, "unavailable", http.StatusServiceUnavailable},
 	{ErrUnauthenticated, "unauthenticated", http.StatusUnauthorized},
 	{ErrForbidden, "forbidden", http.StatusForbidden},

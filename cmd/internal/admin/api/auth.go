@@ -137,7 +137,8 @@ func (c caller) source() string {
 // §3: no token or an unknown one is 401 (the client should authenticate),
 // a known one without the scope 403.
 func (s *server) authenticate(r *http.Request, rt Route) (caller, error) {
-	if rt.access == accessOpen || len(s.keys.tokens) == 0 {
+	keys := s.keys.load()
+	if rt.access == accessOpen || len(keys.tokens) == 0 {
 		return caller{}, nil
 	}
 	auth := r.Header.Get("Authorization")
@@ -145,7 +146,7 @@ func (s *server) authenticate(r *http.Request, rt Route) (caller, error) {
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(secret) == "" {
 		return caller{}, errNoToken
 	}
-	tok := s.keys.find(strings.TrimSpace(secret))
+	tok := keys.find(strings.TrimSpace(secret))
 	if tok == nil {
 		return caller{}, errBadToken
 	}

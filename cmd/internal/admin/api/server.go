@@ -18,11 +18,14 @@ type Config struct {
 	Tokens []Token   // none: every route is open (a loopback listener only; cmd/cleanline enforces it)
 	Log    *zap.Logger
 	Handlers
+
+	// Keyring, when set, replaces Tokens: tokens a reload can replace.
+	Keyring *Keyring
 }
 
 type server struct {
 	api  admin.API
-	keys *keyring
+	keys *Keyring
 	log  *zap.Logger
 	doc  []byte // the OpenAPI document, built once
 }
@@ -35,9 +38,12 @@ func NewHandler(cfg Config) (http.Handler, error) {
 }
 
 func newMux(cfg Config) (*http.ServeMux, error) {
-	keys, err := newKeyring(cfg.Tokens)
-	if err != nil {
-		return nil, err
+	keys := cfg.Keyring
+	if keys == nil {
+		var err error
+		if keys, err = NewKeyring(cfg.Tokens); err != nil {
+			return nil, err
+		}
 	}
 	s := &server{api: cfg.API, keys: keys, log: cfg.Log}
 	if s.log == nil {
