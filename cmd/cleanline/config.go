@@ -56,8 +56,8 @@ type AdminToken struct {
 	// ("api:NAME"); never the secret. Required, unique.
 	Name string `yaml:"name"`
 	// Token is the secret itself (16 characters or more); TokenFile a file
-	// holding it instead, read when serve starts (keep the config
-	// readable, the file not). Exactly one of the two.
+	// holding it instead, read when serve starts and at each reload
+	// (keep the config readable, the file not). Exactly one of the two.
 	Token     string `yaml:"token"`
 	TokenFile string `yaml:"token_file"`
 	// Scope is admin (everything), read (every GET and /metrics) or carer

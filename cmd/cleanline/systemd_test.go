@@ -53,7 +53,7 @@ func TestSystemdUnitVerifies(t *testing.T) {
 	keys := unitKeys(t, unit)
 	for k, want := range map[string]string{
 		"Type": "notify", "ExecReload": "/bin/kill -HUP $MAINPID", "Restart": "on-failure",
-		"ExecStart": "/usr/local/bin/cleanline serve --config /etc/cleanline/cleanline.yaml",
+		"ExecStart":       "/usr/local/bin/cleanline serve --config /etc/cleanline/cleanline.yaml",
 		"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes", "PrivateDevices": "yes",
 		"RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX", "CapabilityBoundingSet": "", "User": "cleanline",
 		"StateDirectory": "cleanline", "LimitNOFILE": "16384",
