@@ -130,7 +130,7 @@ func changed(key string, a, b reflect.Value) (path, was, now string, ok bool) {
 		return "", "", "", false
 	case reflect.Slice:
 		if a.Len() != b.Len() {
-			return key, fmt.Sprintf("%d entries", a.Len()), fmt.Sprintf("%d entries", b.Len()), true
+			return key, fmt.Sprintf("%d listed", a.Len()), fmt.Sprintf("%d listed", b.Len()), true
 		}
 		for i := range a.Len() {
 			if p, w, n, ok := changed(fmt.Sprintf("%s[%d]", key, i), a.Index(i), b.Index(i)); ok {
