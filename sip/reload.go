@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
@@ -73,6 +74,9 @@ func (s *Server) newRouting(cfg Config, sc *screening.Screener) (*routing, error
 // (the listeners, advertise, user_agent, media, limits: sockets and
 // pools already made); the running configuration then stays in force.
 func (s *Server) Reload(cfg Config, sc *screening.Screener) error {
+	// Validate writes the parsed sources into the trunks and lines: into
+	// copies, never into slices a routing in force may share.
+	cfg.Trunks, cfg.Lines, cfg.Listen = slices.Clone(cfg.Trunks), slices.Clone(cfg.Lines), slices.Clone(cfg.Listen)
 	cfg.minSEFloor = s.cfg.minSEFloor
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {

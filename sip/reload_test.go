@@ -24,8 +24,7 @@ const annexNumber = "+442079460125" // a line a reload adds
 // screener built for its lines, as serve does.
 func (e *env) reload(f func(*Config)) error {
 	cfg := e.s.routing().cfg
-	cfg.Trunks, cfg.Lines = slices.Clone(cfg.Trunks), slices.Clone(cfg.Lines)
-	cfg.Listen = slices.Clone(cfg.Listen)
+	cfg.Lines, cfg.Listen = slices.Clone(cfg.Lines), slices.Clone(cfg.Listen) // f changes them; Reload copies what it writes itself
 	f(&cfg)
 	sc, err := screening.New(e.store, screening.Config{Region: "GB", Lines: cfg.ScreeningLines()})
 	if err != nil {
