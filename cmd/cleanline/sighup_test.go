@@ -212,7 +212,13 @@ sip:
 	if m := n.next(t, "READY=1"); !strings.Contains(m, "STATUS=") {
 		t.Fatalf("READY=1 without a STATUS: %q", m)
 	}
-	// READY=1 means listening: a call rings at once, no polling.
+	// READY=1 means listening: the admin listener answers and a call
+	// rings at once, no polling.
+	if res, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + c.admin + "/healthz"); err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("/healthz right after READY=1: %v %v", res, err)
+	} else {
+		res.Body.Close()
+	}
 	if code := rings(t, trunk, line, c.sip, "+442079460123"); code != http.StatusOK {
 		t.Fatalf("a call to home after READY=1: %d", code)
 	}
