@@ -138,6 +138,6 @@ func (e *env) startAdmin(ctx context.Context, sc *screening.Screener, srv *sip.S
 	if rl.svc, err = admin.New(admin.Deps{Store: e.store, Screener: sc, Lines: rl.adminLines(), Calls: srv, Reloader: rl}); err != nil {
 		return nil, err
 	}
-	return listenAdmin(adminSetup{addr: e.cfg.Admin.Listen, tls: tlsCfg, api: rl.svc, keys: rl.keys, reg: reg,
+	return listenAdmin(adminSetup{addr: e.cfg.Admin.Listen, tls: tlsCfg, api: rl.svc, tokens: tokens, keys: rl.keys, reg: reg,
 		healthy: func() bool { return ctx.Err() == nil }, checks: []func() error{srv.Healthy}, log: e.log})
 }
