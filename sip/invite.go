@@ -62,12 +62,11 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		s.respondErr(req, tx, err, hdrs...)
 		return
 	}
-	if s.closing.Load() {
+	if !s.beginCall() {
 		s.respondErr(req, tx, ErrShuttingDown)
 		return
 	}
-	s.calls.Add(1)
-	defer s.calls.Done()
+	defer s.doneWork()
 	// RFC 3261 §17.2.1: answer an INVITE with 100 within 200 ms; we do it now.
 	s.respond(req, tx, sip.StatusTrying, "Trying", nil)
 	if line != nil {

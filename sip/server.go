@@ -61,13 +61,18 @@ type Server struct {
 	kept      *retained                  // answered transactions sipgo keeps for its timers, capped
 	listeners map[string]*limit.Listener // "tcp", "tls" → its accept loop; set by Start
 
-	mu        sync.Mutex
-	closers   []func() error
-	addrs     map[string]netip.AddrPort // network → bound address
-	laddr     sip.Addr                  // the UDP listener: requests we originate leave from it
-	started   bool
-	closing   atomic.Bool
-	calls     sync.WaitGroup // running call goroutines (handlers, BYEs)
+	mu      sync.Mutex
+	closers []func() error
+	addrs   map[string]netip.AddrPort // network → bound address
+	laddr   sip.Addr                  // the UDP listener: requests we originate leave from it
+	started bool
+	closing atomic.Bool
+	calls   sync.WaitGroup // running call goroutines (handlers, BYEs)
+	busy    atomic.Int64   // the same count, readable: tests wait for 0
+	// workMu orders a handler's "not closing, so count me" against
+	// Shutdown's "closing, so wait": a WaitGroup must not be added to from
+	// zero while it is waited on.
+	workMu    sync.Mutex
 	closeOnce sync.Once
 
 	// life ends at Close; abandoned INVITEs (pendingInvite) live within it,
@@ -398,7 +403,9 @@ func (s *Server) ActiveCalls() int { return s.reg.count() }
 // (pendingInvite); Shutdown does not wait for it, Close ends it. Close
 // releases the sockets.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.workMu.Lock()
 	s.closing.Store(true)
+	s.workMu.Unlock()
 	for _, c := range s.reg.all() {
 		c.end(outcomeShutdown, sideNone)
 	}
@@ -519,13 +526,36 @@ func (s *Server) contact(transport string) sip.ContactHeader {
 
 func itoa(i int) string { return strconv.Itoa(i) }
 
-// goCall runs fn as part of the server's call work (Shutdown waits for it).
+// goCall runs fn as part of the server's call work (Shutdown waits for
+// it). It is called from call work already counted.
 func (s *Server) goCall(fn func()) {
-	s.calls.Add(1)
+	s.addWork()
 	go func() {
-		defer s.calls.Done()
+		defer s.doneWork()
 		fn()
 	}()
+}
+
+// beginCall counts a new call's handler, unless the server is shutting
+// down; the caller then runs doneWork when it returns.
+func (s *Server) beginCall() bool {
+	s.workMu.Lock()
+	defer s.workMu.Unlock()
+	if s.closing.Load() {
+		return false
+	}
+	s.addWork()
+	return true
+}
+
+func (s *Server) addWork() {
+	s.calls.Add(1)
+	s.busy.Add(1)
+}
+
+func (s *Server) doneWork() {
+	s.busy.Add(-1)
+	s.calls.Done()
 }
 
 // byeTimeout bounds one BYE to a peer.
