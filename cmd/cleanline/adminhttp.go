@@ -16,10 +16,12 @@ import (
 
 	"github.com/cleanline/cleanline/cmd/internal/admin"
 	"github.com/cleanline/cleanline/cmd/internal/admin/api"
+	"github.com/cleanline/cleanline/cmd/internal/admin/web"
 )
 
 // adminHTTP is serve's admin listener: one listener, one mux (package api)
-// for the API, its document, metrics, health and profiles.
+// for the API, its document, metrics, health, profiles and the carer's
+// page (package web).
 type adminHTTP struct {
 	srv *http.Server
 	ln  net.Listener
@@ -37,7 +39,7 @@ func newRegistry() *prometheus.Registry {
 type adminSetup struct {
 	addr    string
 	tls     *tls.Config // nil: plain HTTP
-	api     admin.API   // nil: the API's routes answer "unavailable"
+	api     admin.API   // nil: the API's routes answer "unavailable", and there is no carer's page
 	tokens  []api.Token
 	keys    *api.Keyring // when set, instead of tokens: the tokens a reload replaces
 	reg     *prometheus.Registry
@@ -70,10 +72,18 @@ func listenAdmin(s adminSetup) (*adminHTTP, error) {
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	h, err := api.NewHandler(api.Config{API: s.api, Tokens: s.tokens, Keyring: s.keys, Log: s.log.Named("admin"), Handlers: api.Handlers{
+	cfg := api.Config{API: s.api, Tokens: s.tokens, Keyring: s.keys, Log: s.log.Named("admin"), Handlers: api.Handlers{
 		Health:  health,
 		Metrics: promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}),
-	}})
+	}}
+	if s.api != nil {
+		// The carer's page, on the same listener, signing in with the
+		// API's own token check.
+		cfg.Pages = func(tokens api.Tokens) (http.Handler, error) {
+			return web.New(web.Config{API: s.api, Tokens: tokens, Secure: s.tls != nil, Log: s.log.Named("carer")})
+		}
+	}
+	h, err := api.NewHandler(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("%w: admin.tokens: %w", errConfig, err)
 	}

@@ -109,9 +109,59 @@ func (t *Token) may(rt Route, line string) bool {
 	case ScopeRead:
 		return rt.Method == http.MethodGet && (rt.access == accessRead || rt.access == accessLine)
 	case ScopeCarer:
-		return rt.access == accessLine && slices.Contains(t.Lines, line)
+		return rt.access == accessLine && t.Cares(line)
 	}
 	return false
+}
+
+// Cares says whether t may see and change line's own things (its calls,
+// trusted contacts, blocked numbers, reports, ending its live call): an
+// admin token every line's, a carer's its lines', a read token none.
+func (t Token) Cares(line string) bool {
+	return t.Scope == ScopeAdmin || t.Scope == ScopeCarer && slices.Contains(t.Lines, line)
+}
+
+// Tokens is the listener's token check, for the other front door on it
+// (the carer's page, package web), which signs people in with a token: the
+// same check as every API request's, so there is one.
+type Tokens interface {
+	// Identify is the token whose secret is secret, found as find finds a
+	// bearer token; false when none is. Neither method hands out a secret.
+	Identify(secret string) (Token, bool)
+	// Named is the token called name as configured now; false when there
+	// is none, so a session of a token that is gone ends.
+	Named(name string) (Token, bool)
+	// Open says that no token is configured (every API route is open).
+	Open() bool
+}
+
+// Identify implements Tokens.
+func (s *server) Identify(secret string) (Token, bool) {
+	if t := s.keys.load().find(secret); t != nil {
+		return cloneToken(*t), true
+	}
+	return Token{}, false
+}
+
+// Named implements Tokens.
+func (s *server) Named(name string) (Token, bool) {
+	for _, t := range s.keys.load().tokens {
+		if t.Name == name {
+			return cloneToken(t.Token), true
+		}
+	}
+	return Token{}, false
+}
+
+// Open implements Tokens.
+func (s *server) Open() bool { return len(s.keys.load().tokens) == 0 }
+
+// cloneToken is t without its secret, with lines of its own: what another
+// front door may keep.
+func cloneToken(t Token) Token {
+	t.Secret = ""
+	t.Lines = slices.Clone(t.Lines)
+	return t
 }
 
 // caller is who made a request: a token, or nobody when no token is

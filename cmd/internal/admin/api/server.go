@@ -21,7 +21,14 @@ type Config struct {
 
 	// Keyring, when set, replaces Tokens: tokens a reload can replace.
 	Keyring *Keyring
+	// Pages, when set, is the carer's web page (package web), served under
+	// PagesPath, with / sending a browser there. It is built with this
+	// listener's token check.
+	Pages func(Tokens) (http.Handler, error)
 }
+
+// PagesPath is where the carer's page is served.
+const PagesPath = "/carer/"
 
 type server struct {
 	api  admin.API
@@ -68,6 +75,14 @@ func newMux(cfg Config) (*http.ServeMux, error) {
 	// Anything else under /v1/: a JSON 404, after the token is checked, so
 	// that the API's shape is not told to whoever asks.
 	mux.Handle("/v1/", s.route(Route{ID: "unknown", access: accessRead}))
+	if cfg.Pages != nil {
+		pages, err := cfg.Pages(s)
+		if err != nil {
+			return nil, err
+		}
+		mux.Handle(PagesPath, pages)
+		mux.Handle("GET /{$}", http.RedirectHandler(PagesPath, http.StatusSeeOther))
+	}
 	return mux, nil
 }
 
