@@ -110,6 +110,20 @@ type fixture struct {
 	srv   *httptest.Server
 	site  *site
 	logs  *observer.ObservedLogs
+	gone  sync.Map // names of tokens a test removed, as a reload would
+}
+
+// revocable is the listener's token check, less the tokens a test removed.
+type revocable struct {
+	api.Tokens
+	gone *sync.Map
+}
+
+func (r *revocable) Named(name string) (api.Token, bool) {
+	if _, gone := r.gone.Load(name); gone {
+		return api.Token{}, false
+	}
+	return r.Tokens.Named(name)
 }
 
 type option func(*admin.Deps, *Config)
@@ -138,7 +152,7 @@ func newFixture(t *testing.T, opts ...option) *fixture {
 		t.Fatal(err)
 	}
 	h, err := api.NewHandler(api.Config{API: f.svc, Tokens: testTokens, Log: zap.New(core), Pages: func(tk api.Tokens) (http.Handler, error) {
-		cfg.API, cfg.Tokens = f.svc, tk
+		cfg.API, cfg.Tokens = f.svc, &revocable{Tokens: tk, gone: &f.gone}
 		h, err := New(cfg)
 		if err == nil {
 			f.site = h.(*site)
@@ -148,7 +162,12 @@ func newFixture(t *testing.T, opts ...option) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.srv = httptest.NewServer(h)
+	f.srv = httptest.NewUnstartedServer(h)
+	if cfg.Secure {
+		f.srv.StartTLS()
+	} else {
+		f.srv.Start()
+	}
 	t.Cleanup(f.srv.Close)
 	f.logs = logs
 	return f
@@ -160,13 +179,17 @@ type browser struct {
 	f      *fixture
 	c      *http.Client
 	header http.Header // sent with every request
+	// signedIn is the answer to the last sign-in.
+	signedIn page
 }
 
 func (f *fixture) browser(ip string) *browser {
 	jar, _ := cookiejar.New(nil)
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
+	tr := f.srv.Client().Transport.(*http.Transport).Clone() // trusts the server's certificate
+	tr.DialContext = d.DialContext
 	return &browser{f: f, header: http.Header{}, c: &http.Client{Jar: jar, Timeout: 10 * time.Second,
-		Transport: &http.Transport{DialContext: d.DialContext},
+		Transport: tr,
 		// Redirects are followed by hand, to see them.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 }
@@ -226,6 +249,7 @@ func (b *browser) csrf(path string) string {
 func (b *browser) signIn(token string) page {
 	b.f.t.Helper()
 	p := b.post("/carer/signin", url.Values{"csrf": {b.csrf("/carer/")}, "token": {secretOf(token)}})
+	b.signedIn = p
 	if p.status != http.StatusSeeOther || p.header.Get("Location") != "/carer/" {
 		b.f.t.Fatalf("sign in as %s: %d %s\n%s", token, p.status, p.header.Get("Location"), p.body)
 	}

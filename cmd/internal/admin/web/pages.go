@@ -31,7 +31,7 @@ type signInPage struct {
 func (s *site) home(w http.ResponseWriter, r *http.Request) {
 	wh, ok := s.signedIn(r)
 	if !ok {
-		s.signInForm(w, http.StatusOK, "")
+		s.signInForm(w, r, http.StatusOK, "")
 		return
 	}
 	lines, err := s.linesOf(r.Context(), wh.token)
@@ -96,11 +96,22 @@ func (s *site) linesOf(ctx context.Context, tok api.Token) ([]admin.LineInfo, er
 	}
 }
 
+// nonceLen is the length of a sign-in cookie's nonce (16 random bytes).
+const nonceLen = 22
+
 func linePath(line string) string { return api.PagesPath + "lines/" + url.PathEscape(line) }
 
-// signInForm shows the sign-in form, with a new sign-in token.
-func (s *site) signInForm(w http.ResponseWriter, status int, problem string) {
-	nonce := random(16)
+// signInForm shows the sign-in form with its token: for the browser's
+// sign-in cookie, or a new one (so that two sign-in pages open at once
+// both work, and a refused form gets a fresh one).
+func (s *site) signInForm(w http.ResponseWriter, r *http.Request, status int, problem string) {
+	c, err := r.Cookie(s.login)
+	nonce := ""
+	if err == nil && status == http.StatusOK && len(c.Value) == nonceLen {
+		nonce = c.Value
+	} else {
+		nonce = random(16)
+	}
 	s.setCookie(w, s.login, nonce, s.now().Add(time.Hour))
 	p := signInPage{chrome: chrome{Title: "Sign in", CSRF: s.signInToken(nonce)}, Error: problem, Open: s.tokens.Open()}
 	s.render(w, status, "signin", p)
@@ -114,18 +125,18 @@ func (s *site) signIn(w http.ResponseWriter, r *http.Request) {
 	if ok, until := s.limiter.allowed(src, now); !ok {
 		w.Header().Set("Retry-After", fmt.Sprint(int(until.Sub(now).Seconds())+1))
 		s.log.Warn("carer page: sign-in refused, too many wrong tokens", zap.String("remote", r.RemoteAddr))
-		s.signInForm(w, http.StatusTooManyRequests, fmt.Sprintf(
+		s.signInForm(w, r, http.StatusTooManyRequests, fmt.Sprintf(
 			"Too many wrong tokens were typed from this device. Try again in %s.", duration(until.Sub(now))))
 		return
 	}
 	if err := r.ParseForm(); err != nil {
-		s.signInForm(w, http.StatusBadRequest, "The form could not be read. Please try again.")
+		s.signInForm(w, r, http.StatusBadRequest, "The form could not be read. Please try again.")
 		return
 	}
 	c, err := r.Cookie(s.login)
 	if err != nil || !sameToken(r.PostForm.Get("csrf"), s.signInToken(c.Value)) {
 		s.log.Warn("carer page: sign-in form without its token", zap.String("remote", r.RemoteAddr))
-		s.signInForm(w, http.StatusForbidden, "This form had expired. Please type your token again.")
+		s.signInForm(w, r, http.StatusForbidden, "This form had expired. Please type your token again.")
 		return
 	}
 	secret := strings.TrimSpace(r.PostForm.Get("token"))
@@ -133,13 +144,16 @@ func (s *site) signIn(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		s.limiter.fail(src, now)
 		s.log.Warn("carer page: wrong token", zap.String("remote", r.RemoteAddr)) // never what was typed
-		s.signInForm(w, http.StatusUnauthorized, "That token was not accepted. Check it and try again.")
+		s.signInForm(w, r, http.StatusUnauthorized, "That token was not accepted. Check it and try again.")
 		return
 	}
 	if !usable(tok) {
 		s.log.Warn("carer page: token may not sign in", zap.String("token", tok.Name), zap.String("scope", string(tok.Scope)))
-		s.signInForm(w, http.StatusForbidden, "This token can only read, so it cannot be used here. Ask for a carer's token.")
+		s.signInForm(w, r, http.StatusForbidden, "This token can only read, so it cannot be used here. Ask for a carer's token.")
 		return
+	}
+	if old, ok := s.signedIn(r); ok {
+		s.sessions.end(old.id) // a sign-in replaces the browser's session
 	}
 	id, sess := s.sessions.create(tok.Name, now)
 	s.setCookie(w, s.cookie, id, sess.expires)

@@ -84,6 +84,48 @@ func TestSignInAndOut(t *testing.T) {
 	}
 }
 
+// Over TLS the cookies are Secure and __Host- (host-only, Path=/), and
+// signing in again replaces the browser's session.
+func TestSecureCookiesOverTLS(t *testing.T) {
+	f := newFixture(t, func(_ *admin.Deps, c *Config) { c.Secure = true })
+	b := f.browser("127.0.0.1")
+	b.signIn("home-carer")
+	var first *http.Cookie
+	for _, c := range (&http.Response{Header: b.signedIn.header}).Cookies() {
+		switch c.Name {
+		case "__Host-cleanline_session":
+			first = c
+			if !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Path != "/" || c.Domain != "" {
+				t.Fatalf("session cookie over TLS: %+v", c)
+			}
+		case "__Host-cleanline_signin":
+			if !c.Secure || c.MaxAge >= 0 {
+				t.Fatalf("the sign-in cookie is not cleared: %+v", c)
+			}
+		default:
+			t.Fatalf("cookie %+v over TLS", c)
+		}
+	}
+	if first == nil {
+		t.Fatalf("no session cookie: %v", b.signedIn.header)
+	}
+	// A browser holding a session (an old sign-in page in another tab)
+	// signs in again: its old session ends.
+	again := f.browser("127.0.0.1")
+	csrf := again.csrf("/carer/")
+	u, _ := url.Parse(f.srv.URL)
+	again.c.Jar.SetCookies(u, []*http.Cookie{first})
+	if p := again.post("/carer/signin", url.Values{"csrf": {csrf}, "token": {secretOf("home-carer")}}); p.status != http.StatusSeeOther {
+		t.Fatalf("signing in again: %d", p.status)
+	}
+	if n := f.site.sessions.count(); n != 1 {
+		t.Fatalf("%d sessions after signing in twice in one browser, want 1", n)
+	}
+	if p := b.get("/carer/lines/home"); p.status != http.StatusSeeOther {
+		t.Fatalf("the replaced session: %d, want it gone", p.status)
+	}
+}
+
 // Every change needs its session's token in the form, and a form from
 // another site is refused before that: nothing is changed by a forged
 // POST, whatever it carries.
@@ -141,8 +183,9 @@ func TestFormsNeedTheirSessionToken(t *testing.T) {
 }
 
 // A sign-in lasts SessionTTL; after it, the page asks to sign in again
-// and a form of the old session changes nothing. At most MaxSessions are
-// held: the oldest makes room.
+// and a form of the old session changes nothing. A session ends with its
+// token (a reload that removes it). At most MaxSessions are held: the
+// oldest makes room.
 func TestSessionExpires(t *testing.T) {
 	f := newFixture(t, func(_ *admin.Deps, c *Config) { c.SessionTTL = time.Hour; c.MaxSessions = 3 })
 	b := f.browser("127.0.0.1")
@@ -161,6 +204,18 @@ func TestSessionExpires(t *testing.T) {
 	}
 	if got := f.trusted("home"); len(got) != 0 {
 		t.Fatalf("trusted %v", got)
+	}
+
+	// A token removed from the configuration ends its sessions.
+	b = f.browser("127.0.0.1")
+	b.signIn("home-carer")
+	f.gone.Store("home-carer", true)
+	if p := b.get("/carer/lines/home"); p.status != http.StatusSeeOther {
+		t.Fatalf("a session of a removed token: %d", p.status)
+	}
+	f.gone.Delete("home-carer")
+	if p := b.get("/carer/lines/home"); p.status != http.StatusSeeOther {
+		t.Fatalf("the session came back with its token: %d", p.status)
 	}
 
 	var bs []*browser
