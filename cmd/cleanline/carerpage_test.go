@@ -42,12 +42,22 @@ func chromium(t *testing.T) context.Context {
 		}
 		t.Skip("chromium is not installed, and this is not Debian: install Chromium to run the carer's page in a browser")
 	}
+	// chromedp's defaults (headless, no first run, no background
+	// networking, no sync...) and what this machine needs; with no
+	// user-data-dir given, chromedp makes a fresh one and removes it, with
+	// any child process chromium left behind, when the browser stops.
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox, chromedp.DisableGPU,
 		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-component-update", true),
-		chromedp.UserDataDir(filepath.Join(t.TempDir(), "profile")), chromedp.WindowSize(412, 915)) // a phone's screen
+		chromedp.WindowSize(412, 915)) // a phone's screen
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(alloc)
-	t.Cleanup(func() { cancel(); cancelAlloc() }) // cancelAlloc kills chromium and waits for it
+	t.Cleanup(func() {
+		closing, done := context.WithTimeout(ctx, 10*time.Second)
+		defer done()
+		_ = chromedp.Cancel(closing) // closes chromium gracefully, or kills it at the deadline
+		cancel()
+		cancelAlloc() // waits for the process
+	})
 	attach(t, ctx, cancel, "chromium")
 	return ctx
 }

@@ -24,8 +24,6 @@ type callView struct {
 	Outcome string
 	When    string
 	For     string // how long it lasted, or has lasted
-	Live    bool
-	Outward bool // the line's own call
 	// Path and CSRF are the line page's, for the call's buttons.
 	Path, CSRF string
 }
@@ -44,9 +42,8 @@ func callerWords(number, presented string, withheld bool) string {
 }
 
 func liveView(c admin.LiveCall, now time.Time) callView {
-	v := callView{ID: c.ID, State: stateText(c.State), When: when(c.Since, now), For: duration(now.Sub(c.Since)), Live: true}
+	v := callView{ID: c.ID, State: stateText(c.State), When: when(c.Since, now), For: duration(now.Sub(c.Since))}
 	if c.Direction == "outbound" {
-		v.Outward = true
 		v.Caller = "This line called " + orWords(c.Dialled, "a number")
 		return v
 	}
@@ -160,7 +157,6 @@ func recentView(e event, now time.Time) callView {
 		v.For = duration(time.Duration(e.Duration * float64(time.Millisecond)))
 	}
 	if e.Direction == "outbound" {
-		v.Outward = true
 		v.Caller = "This line called " + orWords(e.Number, orWords(e.Dialled, "a number"))
 		if e.Barred != "" {
 			v.Verdict = barredText

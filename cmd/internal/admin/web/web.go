@@ -267,12 +267,11 @@ func (s *site) render(w http.ResponseWriter, status int, page string, data any) 
 type messagePage struct {
 	chrome
 	Text string
-	Back bool
 }
 
 // message answers with a page that says title and text.
 func (s *site) message(w http.ResponseWriter, r *http.Request, status int, title, text string) {
-	p := messagePage{chrome: chrome{Title: title}, Text: text, Back: true}
+	p := messagePage{chrome: chrome{Title: title}, Text: text}
 	if wh, ok := s.signedIn(r); ok {
 		p.Signed, p.CSRF = wh.token.Name, wh.sess.csrf
 	}

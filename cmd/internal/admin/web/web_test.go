@@ -418,3 +418,41 @@ func TestEveryReasonInWords(t *testing.T) {
 		}
 	}
 }
+
+// Recent calls are read from the event store's records, newest first,
+// whether it gives each call's record or its events one by one: a call's
+// events make one row, from its first event's time; a record of another
+// schema version, or no event at all, is counted, not shown.
+func TestRecentCallsFromEvents(t *testing.T) {
+	now := time.Date(2026, 3, 2, 14, 0, 0, 0, time.UTC)
+	at := func(min int) time.Time { return now.Add(time.Duration(min) * time.Minute) }
+	ev := func(fields map[string]any) admin.Record { return record(t, fields) }
+	rows, unread := recentViews([]admin.Record{
+		ev(map[string]any{"type": "ended", "call": "a", "time": at(-1), "outcome": "warn_reported", "duration_ms": 61000}),
+		ev(map[string]any{"type": "choice", "call": "a", "time": at(-2), "choice": "report", "caller": "+442079460777"}),
+		ev(map[string]any{"type": "screened", "call": "a", "time": at(-3), "direction": "inbound", "caller": "+442079460777",
+			"verdict": "warn", "reasons": []string{"blocklist.reported"}}),
+		admin.Record(`{"v":2,"type":"call","call":"x"}`),
+		admin.Record(`not json`),
+		ev(map[string]any{"type": "call", "call": "b", "time": at(-60*25), "start": at(-60*25), "direction": "outbound",
+			"dialled": "0909 123 4567", "number": "+449091234567", "barred": "premium_rate", "outcome": "barred"}),
+		ev(map[string]any{"type": "call", "call": "c", "time": at(-70), "direction": "inbound", "privacy": true,
+			"verdict": "allow", "outcome": "completed", "duration_ms": 300}),
+	}, now)
+	if unread != 2 || len(rows) != 3 {
+		t.Fatalf("%d rows, %d unread: %+v", len(rows), unread, rows)
+	}
+	a, b, c := rows[0], rows[1], rows[2]
+	if a.Caller != "+442079460777" || a.Number != "+442079460777" || a.When != "today at 13:57" || a.For != "1 minute 1 second" ||
+		a.Choice != "Reported the caller as a scam (pressed 3)" || a.Outcome != "Reported after the warning" ||
+		!strings.HasPrefix(a.Verdict, "Warned first") || len(a.Why) != 1 {
+		t.Fatalf("call a: %+v", a)
+	}
+	if b.Caller != "This line called +449091234567" || b.Number != "" || b.Verdict != barredText ||
+		b.Why[0] != "Its settings do not allow premium rate numbers." || b.When != "yesterday at 13:00" {
+		t.Fatalf("call b: %+v", b)
+	}
+	if c.Caller != "Number withheld" || c.Number != "" || c.For != "less than a second" || c.Outcome != "Answered" {
+		t.Fatalf("call c: %+v", c)
+	}
+}
