@@ -434,7 +434,7 @@ func TestRecentCallsFromEvents(t *testing.T) {
 			"verdict": "warn", "reasons": []string{"blocklist.reported"}}),
 		admin.Record(`{"v":2,"type":"call","call":"x"}`),
 		admin.Record(`not json`),
-		ev(map[string]any{"type": "call", "call": "b", "time": at(-60*25), "start": at(-60*25), "direction": "outbound",
+		ev(map[string]any{"type": "call", "call": "b", "time": at(-60 * 25), "start": at(-60 * 25), "direction": "outbound",
 			"dialled": "0909 123 4567", "number": "+449091234567", "barred": "premium_rate", "outcome": "barred"}),
 		ev(map[string]any{"type": "call", "call": "c", "time": at(-70), "direction": "inbound", "privacy": true,
 			"verdict": "allow", "outcome": "completed", "duration_ms": 300}),
