@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -17,11 +18,14 @@ import (
 	"github.com/icholy/digest"
 )
 
-// Digest authentication of a line's own calls (RFC 3261 §22.3, with the
-// algorithms of RFC 8760): a line that has credentials must prove them on
-// every new INVITE, so a datagram forged with the line's source address
-// gets a challenge, not a call to a premium-rate number. cleanline acts as
-// the proxy in front of the trunk, hence 407 and Proxy-Authenticate.
+// Digest authentication (RFC 3261 §22, with the algorithms of RFC 8760) of
+// a line's own calls and of its devices' registrations. A line that has
+// credentials, or a registered device, must prove them on every new INVITE,
+// so a datagram forged with its source address gets a challenge, not a
+// call to a premium-rate number: cleanline acts as the proxy in front of
+// the trunk, hence 407 and Proxy-Authenticate (§22.3). A REGISTER is
+// answered by cleanline as the registrar, a UAS: 401 and WWW-Authenticate
+// (§22.2), and the credentials in Authorization.
 //
 // Nonces are stateless: the time they were made and an HMAC of it under a
 // key that lives as long as the Server, so a flood of challenges costs no
@@ -31,21 +35,36 @@ import (
 // §3.2.2.5, nonce-count), and so is a captured answer put on another
 // Request-URI (§22.4: the digest-uri must be the request's).
 
-// LineAuth are a line's credentials.
+// LineAuth are the credentials of a line (sip.lines[].auth) or of one of
+// its registering devices (sip.lines[].devices[]).
 type LineAuth struct {
-	// Username is what the line's device authenticates as.
+	// Username is what the device authenticates as.
 	Username string `yaml:"username"`
 	// Password is the shared secret; never logged.
 	Password string `yaml:"password"`
-	// Algorithms are offered in this order of preference (RFC 8760 §2.4:
-	// one challenge each, the client takes the first it supports). Default
-	// SHA-256, then MD5 for devices that know only that.
+	// PasswordFile holds the secret instead (its first line), e.g. a
+	// systemd credential: the config file then holds no secret. Read at
+	// start and at each reload.
+	PasswordFile string `yaml:"password_file"`
+	// Algorithms are those the device may answer with, offered in this
+	// order of preference (RFC 8760 §2.4: one challenge each, the client
+	// takes the first it supports). Default SHA-256, then MD5 for devices
+	// that know only that.
 	Algorithms []string `yaml:"algorithms"`
+
+	secret string // Password, or PasswordFile's content
 }
+
+// String never shows the secret, whatever prints the credentials.
+func (la LineAuth) String() string { return fmt.Sprintf("%s:[redacted]", la.Username) }
 
 // ErrAuthRequired: a line's INVITE without valid credentials (407, with a
 // fresh challenge; RFC 3261 §22.3).
 var ErrAuthRequired = errors.New("sip: proxy authentication required")
+
+// errNoCredentials: the request carried no answer for our realm (the
+// first step of every authentication, not a failure to count).
+var errNoCredentials = errors.New("no credentials")
 
 const (
 	authRealm = "cleanline"
@@ -57,10 +76,14 @@ const (
 	maxAnswers = 1 << 16
 )
 
-// authenticator makes and checks challenges for every line.
+// authenticator makes and checks challenges for every line and device.
 type authenticator struct {
 	key [32]byte
 	now func() time.Time
+	// decoy answers for a username no device has: checked exactly as a
+	// known one with a wrong password, against a random secret, so that
+	// neither the answer nor its cost tells a guesser (svwar) who exists.
+	decoy LineAuth
 
 	mu   sync.Mutex
 	used map[string]time.Time // nonce, nc and cnonce of each answer taken → its nonce's expiry
@@ -69,6 +92,9 @@ type authenticator struct {
 func newAuthenticator() *authenticator {
 	a := &authenticator{now: time.Now, used: map[string]time.Time{}}
 	_, _ = rand.Read(a.key[:])
+	var b [24]byte
+	_, _ = rand.Read(b[:])
+	a.decoy = LineAuth{Algorithms: []string{"SHA-256", "MD5"}, secret: base64.RawStdEncoding.EncodeToString(b[:])}
 	return a
 }
 
@@ -121,27 +147,50 @@ func (a *authenticator) checkNonce(nonce string) (ok, fresh bool, expires time.T
 	return true, a.now().Before(expires), expires
 }
 
-// challenges are the Proxy-Authenticate headers for la, stale when the
-// request's credentials were right but their nonce had expired.
-func (a *authenticator) challenges(la *LineAuth, stale bool) []sip.Header {
+// authHeaders names the challenge and answer headers for req's method:
+// a REGISTER is answered by us as its UAS (RFC 3261 §22.2: 401,
+// WWW-Authenticate, Authorization); any other request as the proxy in
+// front of the trunk (§22.3: 407, Proxy-Authenticate, Proxy-Authorization).
+func authHeaders(method sip.RequestMethod) (challenge, answer string) {
+	if method == sip.REGISTER {
+		return "WWW-Authenticate", "Authorization"
+	}
+	return "Proxy-Authenticate", "Proxy-Authorization"
+}
+
+// challenges are the challenge headers for a request of method, one per
+// algorithm in algs, stale when the request's credentials were right but
+// their nonce had expired.
+func (a *authenticator) challenges(method sip.RequestMethod, algs []string, stale bool) []sip.Header {
+	name, _ := authHeaders(method)
 	nonce := a.nonce()
-	out := make([]sip.Header, 0, len(la.Algorithms))
-	for _, alg := range la.Algorithms {
+	out := make([]sip.Header, 0, len(algs))
+	for _, alg := range algs {
 		c := digest.Challenge{Realm: authRealm, Nonce: nonce, Algorithm: alg, QOP: []string{"auth"}, Stale: stale}
-		out = append(out, sip.NewHeader("Proxy-Authenticate", c.String()))
+		out = append(out, sip.NewHeader(name, c.String()))
 	}
 	return out
 }
 
-// verify checks req's Proxy-Authorization against la. It returns nil when
-// one of them proves the password, else ErrAuthRequired wrapped with why
-// (for the log; the peer learns only 407), and whether a nonce was stale.
+// verify checks req's credentials against la (a line's, or one device's).
 func (a *authenticator) verify(req *sip.Request, la *LineAuth) (stale bool, err error) {
-	hdrs := req.GetHeaders("Proxy-Authorization")
+	_, stale, err = a.verifyAny(req, func(string) *LineAuth { return la })
+	return stale, err
+}
+
+// verifyAny checks req's credentials (Authorization for a REGISTER,
+// Proxy-Authorization otherwise) against the credentials find returns for
+// the username they name (nil: no such user, checked against the decoy).
+// It returns the credentials proved, else ErrAuthRequired wrapped with why
+// (for the log; the peer learns only 401 or 407; errNoCredentials when
+// there was no answer at all), and whether a nonce was stale.
+func (a *authenticator) verifyAny(req *sip.Request, find func(username string) *LineAuth) (la *LineAuth, stale bool, err error) {
+	_, name := authHeaders(req.Method)
+	hdrs := req.GetHeaders(name)
 	if len(hdrs) == 0 {
-		return false, fmt.Errorf("%w: no credentials", ErrAuthRequired)
+		return nil, false, fmt.Errorf("%w: %w", ErrAuthRequired, errNoCredentials)
 	}
-	err = fmt.Errorf("%w: no credentials for realm %q", ErrAuthRequired, authRealm)
+	err = fmt.Errorf("%w: %w for realm %q", ErrAuthRequired, errNoCredentials, authRealm)
 	for _, h := range hdrs {
 		cred, perr := digest.ParseCredentials(h.Value())
 		if perr != nil {
@@ -150,6 +199,10 @@ func (a *authenticator) verify(req *sip.Request, la *LineAuth) (stale bool, err 
 		}
 		if cred.Realm != authRealm {
 			continue
+		}
+		la = find(cred.Username)
+		if la == nil {
+			la = &a.decoy
 		}
 		alg := strings.ToUpper(cred.Algorithm)
 		if alg == "" {
@@ -175,8 +228,8 @@ func (a *authenticator) verify(req *sip.Request, la *LineAuth) (stale bool, err 
 		if cred.QOP != "" {
 			chal.QOP = []string{cred.QOP}
 		}
-		want, derr := digest.Digest(&chal, digest.Options{Method: string(req.Method), URI: cred.URI, Username: la.Username,
-			Password: la.Password, Count: cred.Nc, Cnonce: cred.Cnonce})
+		want, derr := digest.Digest(&chal, digest.Options{Method: string(req.Method), URI: cred.URI, Username: cred.Username,
+			Password: la.secret, Count: cred.Nc, Cnonce: cred.Cnonce})
 		// The username is compared in constant time too: a guesser learns
 		// nothing from how long a wrong one takes.
 		userOK := subtle.ConstantTimeCompare([]byte(cred.Username), []byte(la.Username)) == 1
@@ -185,14 +238,20 @@ func (a *authenticator) verify(req *sip.Request, la *LineAuth) (stale bool, err 
 			continue
 		}
 		if !fresh {
-			return true, fmt.Errorf("%w: stale nonce", ErrAuthRequired)
+			return nil, true, fmt.Errorf("%w: stale nonce", ErrAuthRequired)
 		}
 		if !a.firstUse(cred, expires) {
-			return false, fmt.Errorf("%w: replayed answer (nonce and nc used before)", ErrAuthRequired)
+			return nil, false, fmt.Errorf("%w: replayed answer (nonce and nc used before)", ErrAuthRequired)
 		}
-		return false, nil
+		return la, false, nil
 	}
-	return false, err
+	return nil, false, err
+}
+
+// authFailed reports whether err is a wrong answer (what a guesser sends),
+// not a first request without credentials nor a stale nonce.
+func authFailed(err error, stale bool) bool {
+	return err != nil && !stale && !errors.Is(err, errNoCredentials)
 }
 
 // sameURI compares a digest-uri with the Request-URI as RFC 3261 §19.1.4
@@ -216,10 +275,29 @@ func offered(la *LineAuth, alg string) bool {
 	return false
 }
 
-// validate checks la and fills its defaults; key names the config key.
+// validate checks la, reads its password file and fills its defaults;
+// key names the config key.
 func (la *LineAuth) validate(key string) error {
-	if la.Username == "" || la.Password == "" {
-		return cfgErr(key, "username and password are both required")
+	switch {
+	case la.Username == "":
+		return cfgErr(key+".username", "empty")
+	case strings.ContainsAny(la.Username, "\"\\\r\n"):
+		return cfgErr(key+".username", "%q: no quotes, backslashes or line breaks", la.Username)
+	case la.Password != "" && la.PasswordFile != "":
+		return cfgErr(key, "password and password_file both set: keep one")
+	case la.Password != "":
+		la.secret = la.Password
+	case la.PasswordFile != "":
+		b, err := os.ReadFile(la.PasswordFile)
+		if err != nil {
+			return cfgErr(key+".password_file", "%v", err)
+		}
+		first, _, _ := strings.Cut(string(b), "\n")
+		if la.secret = strings.TrimRight(first, "\r"); la.secret == "" {
+			return cfgErr(key+".password_file", "%s: empty", la.PasswordFile)
+		}
+	default:
+		return cfgErr(key, "password or password_file is required")
 	}
 	if len(la.Algorithms) == 0 {
 		la.Algorithms = []string{"SHA-256", "MD5"}

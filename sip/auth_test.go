@@ -44,7 +44,7 @@ func TestDigestVerify(t *testing.T) {
 	a, la := newAuthenticator(), testAuth()
 	now := time.Now()
 	a.now = func() time.Time { return now }
-	chals := a.challenges(la, false)
+	chals := a.challenges(sip.INVITE, la.Algorithms, false)
 	if len(chals) != 2 || !strings.Contains(chals[0].Value(), "SHA-256") || !strings.Contains(chals[1].Value(), "MD5") {
 		t.Fatalf("challenges %v: want SHA-256 first, then MD5 (RFC 8760)", chals)
 	}
@@ -66,7 +66,7 @@ func TestDigestVerify(t *testing.T) {
 		"wrong password":  answer(t, chals[0].Value(), "INVITE", uri, "landline", "wrong"),
 		"wrong user":      answer(t, chals[0].Value(), "INVITE", uri, "other", "correct horse"),
 		"other method":    answer(t, chals[0].Value(), "REGISTER", uri, "landline", "correct horse"),
-		"another's nonce": answer(t, newAuthenticator().challenges(la, false)[0].Value(), "INVITE", uri, "landline", "correct horse"),
+		"another's nonce": answer(t, newAuthenticator().challenges(sip.INVITE, la.Algorithms, false)[0].Value(), "INVITE", uri, "landline", "correct horse"),
 		"garbage":         "Digest garbage",
 	} {
 		if _, err := a.verify(req(auth), la); err == nil {

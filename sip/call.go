@@ -97,6 +97,9 @@ type call struct {
 
 	mu       sync.Mutex
 	out      *sipgo.DialogClientSession
+	ringing  bool   // INVITEs to the far side are out, none answered yet
+	device   string // the registered device on the line's leg (it answered, or placed the call); "" for the static contact
+	devNAT   bool   // that device is behind NAT: its media comes from its signalling's IP (callmedia.go)
 	outTimer *sessionTimer
 	inUp     bool // our 2xx to in was ACKed: in needs a BYE
 	outUp    bool // we ACKed out's 2xx: out needs a BYE
@@ -215,6 +218,13 @@ func (c *call) setOut(out *sipgo.DialogClientSession) bool {
 	defer c.mu.Unlock()
 	c.out = out
 	return !c.ended
+}
+
+// setDevice records the registered device on the line's leg.
+func (c *call) setDevice(device string, nat bool) {
+	c.mu.Lock()
+	c.device, c.devNAT = device, nat
+	c.mu.Unlock()
 }
 
 // up marks a leg established (it will need a BYE). When the call ended

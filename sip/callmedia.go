@@ -71,14 +71,22 @@ type origin struct {
 }
 
 // originOf is the origin of SDP that sd's peer sent from src (a message's
-// Source()).
+// Source()). A registered device behind NAT is treated as a line marked
+// nat: its media comes from the IP its registration and signalling came
+// from.
 func (c *call) originOf(sd side, src string) origin {
-	var o origin
 	if sd == sideLine {
-		o.nat = c.line.NAT
-	} else {
-		o.nat = c.trunk != nil && c.trunk.NAT
+		c.mu.Lock()
+		nat := c.devNAT
+		c.mu.Unlock()
+		return originFrom(c.line.NAT || nat, src)
 	}
+	return originFrom(c.trunk != nil && c.trunk.NAT, src)
+}
+
+// originFrom is the origin of SDP sent from src by a peer behind NAT or not.
+func originFrom(nat bool, src string) origin {
+	o := origin{nat: nat}
 	if ap, err := netip.ParseAddrPort(src); err == nil {
 		o.ip = ap.Addr().Unmap()
 	}

@@ -39,6 +39,9 @@ type Config struct {
 	// Limits bound what peers may hold of cleanline: connections, request
 	// rates, the state kept for answered requests.
 	Limits Limits `yaml:"limits"`
+	// Registrar bounds the registrations of the lines' devices
+	// (sip.lines[].devices; registrar.go).
+	Registrar RegistrarConfig `yaml:"registrar"`
 
 	// minSEFloor replaces RFC 4028's 90 s floor of MinSE, so that tests
 	// can watch a session expire in seconds. Not configurable from YAML.
@@ -94,10 +97,20 @@ type Line struct {
 	// Numbers are the numbers (Request-URI user parts) that ring this line,
 	// e.g. "+442079460123", "02079460123". The name always matches too.
 	Numbers []string `yaml:"numbers"`
-	// Contact is where the line is reached: sip:user@host:port.
+	// Contact is where the line is reached: sip:user@host:port. Optional
+	// when the line has devices: it then rings wherever they registered
+	// (and here too, when set).
 	Contact string `yaml:"contact"`
+	// Devices are the phones and ATAs that register to cleanline as this
+	// line (RFC 3261 §10), each with its own digest credentials; an
+	// inbound call rings every registered one at once (fork.go).
+	Devices []LineAuth `yaml:"devices"`
+	// MaxContacts bounds the line's registered contacts, all devices
+	// together; a new one beyond it is refused. Default 10.
+	MaxContacts int `yaml:"max_contacts"`
 	// Sources are the addresses the line's own calls come from; default the
-	// Contact's host. A request from there is a call placed by the line.
+	// Contact's host. A request from there is a call placed by the line;
+	// so is one from where a device's registration came from.
 	Sources []string `yaml:"sources"`
 	// Policy is what the line changes of screening.default_policy (dial:
 	// the classes of number it may dial, among them), and its own
@@ -202,6 +215,12 @@ type Limits struct {
 	// 4.5 s, through its first three retransmissions (BENCHMARKS.md "Issue
 	// 12: floods"); -1: no cap.
 	RetainedTransactions int `yaml:"retained_transactions"`
+	// AuthFailures: wrong digest answers to REGISTER a source may send
+	// (one more back each AuthLockout/AuthFailures) before it is locked
+	// out for AuthLockout: then even its right answer gets 401. Default 5.
+	AuthFailures int `yaml:"auth_failures"`
+	// AuthLockout: how long a guesser is locked out. Default 15m.
+	AuthLockout time.Duration `yaml:"auth_lockout"`
 }
 
 // Defaults fills every unset key with its default.
@@ -254,6 +273,16 @@ func (c *Config) Defaults() {
 	def(&lim.BanFor, time.Minute)
 	if lim.RetainedTransactions == 0 {
 		lim.RetainedTransactions = 4096
+	}
+	if lim.AuthFailures == 0 {
+		lim.AuthFailures = 5
+	}
+	def(&lim.AuthLockout, 15*time.Minute)
+	c.Registrar.defaults()
+	for i := range c.Lines {
+		if c.Lines[i].MaxContacts == 0 {
+			c.Lines[i].MaxContacts = 10
+		}
 	}
 }
 
@@ -326,11 +355,16 @@ func (c *Config) Validate() error {
 			return cfgErr(key+".name", "%q used twice", l.Name)
 		}
 		names["line:"+l.Name] = true
-		if err := sip.ParseUri(l.Contact, &l.contact); err != nil || l.contact.Host == "" {
-			return cfgErr(key+".contact", "%q: want a SIP URI such as sip:landline@192.0.2.10:5060", l.Contact)
+		if l.Contact == "" && len(l.Devices) == 0 {
+			return cfgErr(key, "neither contact nor devices: nothing would ring")
+		}
+		if l.Contact != "" {
+			if err := sip.ParseUri(l.Contact, &l.contact); err != nil || l.contact.Host == "" {
+				return cfgErr(key+".contact", "%q: want a SIP URI such as sip:landline@192.0.2.10:5060", l.Contact)
+			}
 		}
 		srcs := l.Sources
-		if len(srcs) == 0 {
+		if len(srcs) == 0 && l.Contact != "" {
 			srcs = []string{l.contact.Host}
 		}
 		var err error
@@ -345,6 +379,12 @@ func (c *Config) Validate() error {
 				return err
 			}
 		}
+		if err := l.validateDevices(key, names); err != nil {
+			return err
+		}
+	}
+	if err := c.Registrar.validate(); err != nil {
+		return err
 	}
 	m := c.Media
 	if m.PortMin < 1024 || m.PortMax > 65535 || m.PortMax-m.PortMin < 3 {
@@ -407,6 +447,12 @@ func (c *Config) Validate() error {
 	}
 	if lim.RetainedTransactions < -1 {
 		return cfgErr("sip.limits.retained_transactions", "%d: want a count of transactions, or -1 for no cap", lim.RetainedTransactions)
+	}
+	if lim.AuthFailures < 1 {
+		return cfgErr("sip.limits.auth_failures", "%d: want a count of wrong answers >= 1", lim.AuthFailures)
+	}
+	if lim.AuthLockout < time.Second {
+		return cfgErr("sip.limits.auth_lockout", "%s: want a duration of 1s or more", lim.AuthLockout)
 	}
 	for name := range c.Prompts {
 		switch name {

@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
-	"slices"
 	"strings"
-	"time"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
@@ -15,9 +12,11 @@ import (
 )
 
 // The leg that dials, for both directions: the INVITE we send to the far
-// side (the line for an inbound call, the trunk for a line's own), its
-// progress relayed to the caller, and the answer that connects the call.
+// side (the line for an inbound call, the trunk for a line's own), the
+// far side's refusal mapped back, and the answer that connects the call.
 // Which side is far comes from the call's direction, never from the code.
+// Sending the INVITEs, several at once when the line has several devices,
+// and taking the first answer is fork.go's.
 
 // newInvite builds an INVITE of a new dialog to target, from user (with a
 // display name) at our host: our own Call-ID, tags and CSeq, our Contact for
@@ -41,94 +40,6 @@ func (s *Server) newInvite(target sip.Uri, display, user string, offer []byte) *
 	out.SetBody(offer)
 	s.fromListener(out)
 	return out
-}
-
-// dial sends outReq to the far side, relays its progress to the caller
-// (unless warn: then the caller hears only our 180), and on its answer
-// connects the call: directly, or after the warning when warn is set.
-func (c *call) dial(outReq *sip.Request, inAnswer []byte, warn bool) {
-	s := c.s
-	far := c.outSide()
-	ringCtx, cancel := context.WithTimeout(c.ctx, s.timers().NoAnswer)
-	defer cancel()
-	out, err := s.dua.WriteInvite(ringCtx, outReq)
-	if err == nil && c.dir == inbound {
-		s.metrics.transit.Observe(time.Since(c.received).Seconds())
-	}
-	if err != nil {
-		c.log.Warn("INVITE not sent", zap.Stringer("to", far), zap.Error(err))
-		c.fail(c.farOutcome("failed"), sideNone, fmt.Errorf("%w: %w", ErrUnavailable, err))
-		return
-	}
-	if !c.setOut(out) {
-		// Ended while dialling: the INVITE is out all the same.
-		c.waitAnswer(out, func(*sip.Response) {}).abandon()
-		c.refuse(ErrShuttingDown)
-		return
-	}
-	early, rang := false, warn
-	p := c.waitAnswer(out, func(res *sip.Response) {
-		if !res.IsProvisional() || res.StatusCode == sip.StatusTrying || warn {
-			return
-		}
-		if len(res.Body()) > 0 && !early && c.m.applyAnswer(far, res.Body(), c.originOf(far, res.Source())) == nil {
-			// Early media (RFC 3960): the far side's ringback or announcement
-			// reaches the caller, one way, through the relay.
-			early = true
-			c.m.earlyMedia(far)
-			_ = c.provisional(sip.StatusSessionInProgress, "Session Progress", inAnswer, sdpType())
-			return
-		}
-		if !rang && !early {
-			rang = true
-			_ = c.provisional(sip.StatusRinging, "Ringing", nil)
-		}
-	})
-	select {
-	case <-p.done:
-		err = p.err
-	case <-ringCtx.Done():
-		// No answer, the caller's CANCEL or our teardown: the caller hears
-		// its final response now, not when the far side deigns to respond.
-		heard := p.abandon()
-		c.farFailed(ringCtx.Err(), ringCtx)
-		if heard {
-			p.awaitCancel(s.byeTimeout())
-		}
-		return
-	}
-	if err != nil {
-		c.farFailed(err, ringCtx)
-		return
-	}
-	ackCtx, ackCancel := context.WithTimeout(context.Background(), s.byeTimeout())
-	err = out.Ack(ackCtx)
-	ackCancel()
-	if err != nil || !c.up(roleOut) {
-		c.s.goCall(func() { c.byeOut(out) })
-		c.fail(c.farOutcome("failed"), sideNone, fmt.Errorf("%w: far side's 2xx not ACKed", ErrShuttingDown))
-		return
-	}
-	peers := dialogPeers(out.InviteResponse.Source(), out.InviteResponse.Contact())
-	if a, err := netip.ParseAddr(outReq.Recipient.Host); err == nil && !slices.Contains(peers, a.Unmap()) {
-		peers = append(peers, a.Unmap()) // where we sent the INVITE
-	}
-	s.reg.bind(out.ID, c, roleOut, peers)
-	context.AfterFunc(out.Context(), func() { c.end(outcomeCompleted, far) })
-	c.mu.Lock()
-	if s.timers().SessionExpires > 0 {
-		c.outTimer = outTimer(out.InviteResponse)
-	}
-	c.mu.Unlock()
-	if err := c.m.applyAnswer(far, out.InviteResponse.Body(), c.originOf(far, out.InviteResponse.Source())); err != nil {
-		c.log.Info("answer SDP refused", zap.Stringer("from", far), zap.Error(err))
-		c.fail(c.farOutcome("failed"), sideNone, err)
-		return
-	}
-	if warn && !c.warn() {
-		return
-	}
-	c.connect(inAnswer)
 }
 
 // farFailed maps the far side's refusal (or silence) back to the caller.

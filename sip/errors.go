@@ -74,6 +74,20 @@ var (
 	// international...; issue 12 §2). 403 (RFC 3261 §21.4.4: understood,
 	// refused, and not to be repeated; authorization will not help).
 	ErrBarred = errors.New("sip: number barred on this line")
+	// ErrUnauthorized: a REGISTER without valid credentials, whoever it
+	// names (401 with a fresh challenge, RFC 3261 §22.2); it wraps the
+	// ErrAuthRequired that says why.
+	ErrUnauthorized = errors.New("sip: unauthorized")
+	// ErrIntervalTooBrief: a registration shorter than
+	// sip.registrar.min_expires (423 with Min-Expires, RFC 3261 §10.3 step 7).
+	ErrIntervalTooBrief = errors.New("sip: registration interval too brief")
+	// ErrTooManyContacts: a new binding beyond the line's max_contacts
+	// (403: the device is known, but the line holds all it may).
+	ErrTooManyContacts = errors.New("sip: too many registered contacts")
+	// ErrNotYourLine: a device registering an address-of-record that is
+	// neither its username nor its line's name or numbers (403, RFC 3261
+	// §10.3 step 4).
+	ErrNotYourLine = fmt.Errorf("%w: not the device's address-of-record", ErrForbidden)
 )
 
 // statusOf maps an error to the response a peer gets for it.
@@ -92,6 +106,8 @@ func statusOf(err error) (int, string) {
 		// The reason phrase is free text (RFC 3261 §21): what a phone's
 		// display can show the person.
 		return sip.StatusForbidden, "Number barred on this line"
+	case errors.Is(err, ErrTooManyContacts):
+		return sip.StatusForbidden, "Too Many Contacts"
 	case errors.Is(err, ErrNotTrunk), errors.Is(err, ErrForbidden):
 		return sip.StatusForbidden, "Forbidden"
 	case errors.Is(err, ErrUnknownLine):
@@ -116,6 +132,10 @@ func statusOf(err error) (int, string) {
 		return sip.StatusBusyHere, "Busy Here"
 	case errors.Is(err, ErrUnavailable):
 		return sip.StatusTemporarilyUnavailable, "Temporarily Unavailable"
+	case errors.Is(err, ErrUnauthorized):
+		return sip.StatusUnauthorized, "Unauthorized"
+	case errors.Is(err, ErrIntervalTooBrief):
+		return statusIntervalTooBrief, "Interval Too Brief"
 	case errors.Is(err, ErrAuthRequired):
 		return sip.StatusProxyAuthRequired, "Proxy Authentication Required"
 	case errors.Is(err, ErrNotAllowedMethod):
@@ -160,6 +180,9 @@ const statusDecline = 603
 // deferred because the store did not answer: long enough for a busy
 // instance to drain, short enough that a retried call still rings.
 const retryAfter = "2"
+
+// statusIntervalTooBrief is 423 Interval Too Brief (RFC 3261 §21.4.17).
+const statusIntervalTooBrief = 423
 
 // statusUnsupportedScheme is 416 Unsupported URI Scheme (RFC 3261 §21.4.13).
 const statusUnsupportedScheme = 416

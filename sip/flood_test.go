@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"go.uber.org/zap"
 )
 
 // What a flood costs (issue 12 §4): strangers over sip.limits'
@@ -391,7 +392,7 @@ func TestFloodPeersIncludeOutboundAndContactHosts(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{cfg: cfg}
+	s := &Server{cfg: cfg, binds: newBindings("", zap.NewNop())}
 	s.rt.Store(&routing{cfg: cfg, peerHosts: hostsOf(&cfg)})
 	for ip, want := range map[string]bool{ipTrunk: true, ipLine: true, "127.0.0.9": true, "127.0.0.8": true, ipStranger: false, "::ffff:127.0.0.9": true} {
 		if got := s.knownSource(netip.MustParseAddr(ip)); got != want {

@@ -59,6 +59,7 @@ type envSetup struct {
 	store       blocklist.Store // screens instead of env.store when set
 	serverOpts  []Option
 	screening   func(*screening.Config)
+	noContact   bool // the line has no static contact (registrar_test.go)
 }
 
 // withScreening changes the screener's configuration.
@@ -137,7 +138,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	if cfg.Trunks[0].Outbound == "" {
 		cfg.Trunks[0].Outbound = e.trunk.URI("")
 	}
-	if cfg.Lines[0].Contact == "" {
+	if cfg.Lines[0].Contact == "" && !setup.noContact {
 		cfg.Lines[0].Contact = e.line.URI("landline")
 	}
 	prompts, err := media.DefaultPrompts()

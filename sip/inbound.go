@@ -99,7 +99,16 @@ func (c *call) screen() {
 // ring dials the line. On allow, ringing and early media go back to the
 // caller and the line's answer connects; on warn, the caller hears only
 // ringing and the line's answer gets the warning first.
+// The line rings at its static contact and at every device registered
+// for it, all at once (fork.go); with neither, the caller gets 480 (RFC
+// 3261 §10: nobody is registered there).
 func (c *call) ring(req *sip.Request, trunkAnswer []byte, warn bool) {
+	binds := c.s.binds.line(c.line.Name)
+	if c.line.Contact == "" && len(binds) == 0 {
+		c.log.Info("no device of the line is registered")
+		c.fail(c.farOutcome("unregistered"), sideNone, fmt.Errorf("%w: no device of the line is registered", ErrUnavailable))
+		return
+	}
 	if warn {
 		_ = c.provisional(sip.StatusRinging, "Ringing", nil)
 	}
@@ -108,7 +117,7 @@ func (c *call) ring(req *sip.Request, trunkAnswer []byte, warn bool) {
 		c.fail(outcomeError, sideNone, err)
 		return
 	}
-	c.dial(c.s.lineInvite(c, req, offer), trunkAnswer, warn)
+	c.dial(c.s.lineBranches(c, req, offer, binds), trunkAnswer, warn)
 }
 
 // warn plays the warning to the line, which has answered, and waits for its
@@ -172,10 +181,10 @@ func (c *call) warn() bool {
 	return false
 }
 
-// lineInvite builds the INVITE to the line from scratch: our own Call-ID,
-// tags and CSeq; of the caller's request only the identity is copied, and
-// only after it has been cut down to safe characters.
-func (s *Server) lineInvite(c *call, req *sip.Request, offer []byte) *sip.Request {
+// lineInvite builds an INVITE to the line at target from scratch: our own
+// Call-ID, tags and CSeq; of the caller's request only the identity is
+// copied, and only after it has been cut down to safe characters.
+func (s *Server) lineInvite(c *call, req *sip.Request, offer []byte, target sip.Uri) *sip.Request {
 	user, display := "anonymous", "Anonymous"
 	if !c.scall.Privacy {
 		if n := c.verdict.Number; n != "" {
@@ -187,5 +196,5 @@ func (s *Server) lineInvite(c *call, req *sip.Request, offer []byte) *sip.Reques
 			display = "Warning " + display
 		}
 	}
-	return s.newInvite(*c.line.contact.Clone(), display, user, offer)
+	return s.newInvite(target, display, user, offer)
 }

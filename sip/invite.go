@@ -34,19 +34,31 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	src := source(req)
 	rt := s.routing() // one configuration for the whole call (reload.go)
-	line := rt.lineFrom(req)
+	line, creds := rt.lineFrom(req), (*LineAuth)(nil)
+	if line != nil {
+		creds = line.Auth
+	}
+	var dev *binding
+	if b, l, c, ok := s.deviceFrom(rt, req); ok {
+		// A registered device's own call, recognised by where its
+		// registration came from, and proved with its own credentials.
+		line, creds, dev = l, c, &b
+	}
 	trunk := rt.trunkFor(req)
 	if line == nil && trunk == nil {
 		// A line's address, but not one line's From: not ours to place.
 		s.respondErr(req, tx, ErrNotTrunk)
 		return
 	}
-	if line != nil && line.Auth != nil {
-		// RFC 3261 §22.3: a line with credentials proves them on every call
-		// it places; its source address alone can be forged.
-		if stale, err := s.auth.verify(req, line.Auth); err != nil {
+	if line != nil && creds != nil {
+		// RFC 3261 §22.3: a line with credentials, or a device, proves them
+		// on every call it places; its source address alone can be forged.
+		if stale, err := s.auth.verify(req, creds); err != nil {
+			if authFailed(err, stale) {
+				s.metrics.authFailures.WithLabelValues(string(sip.INVITE)).Inc()
+			}
 			s.log.Info("line's INVITE not authenticated", zap.String("line", line.Name), zap.Stringer("source", src), zap.Error(err))
-			s.respondErr(req, tx, err, s.auth.challenges(line.Auth, stale)...)
+			s.respondErr(req, tx, err, s.auth.challenges(req.Method, creds.Algorithms, stale)...)
 			return
 		}
 	}
@@ -70,7 +82,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	// RFC 3261 §17.2.1: answer an INVITE with 100 within 200 ms; we do it now.
 	s.respond(req, tx, sip.StatusTrying, "Trying", nil)
 	if line != nil {
-		s.outbound(rt, req, tx, line)
+		s.outbound(rt, req, tx, line, dev)
 		return
 	}
 	s.inbound(rt, req, tx, trunk, received)

@@ -143,7 +143,7 @@ func (c *call) stateLocked() string {
 		return CallWarning
 	case c.outUp:
 		return CallConnecting
-	case c.out != nil:
+	case c.out != nil || c.ringing:
 		return CallRinging
 	case c.dir == inbound && !c.screened:
 		return CallScreening

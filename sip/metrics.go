@@ -37,6 +37,10 @@ type Metrics struct {
 	// sent that was dropped unread, by transport, and the bans imposed.
 	rateDropped *prometheus.CounterVec
 	bans        prometheus.Counter
+	// Digest authentication (auth.go, registrar.go): wrong answers by
+	// method, and the sources locked out for them.
+	authFailures *prometheus.CounterVec
+	authLockouts prometheus.Counter
 }
 
 // latencyBuckets resolve the 2 ms budget finely and still place a
@@ -105,11 +109,20 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Sources banned for sip.limits.ban_for because they exceeded sip.limits.rate_per_source (trunks and lines are never banned).",
 		}),
 	}
+	m.authFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "cleanline_auth_failures_total",
+		Help: "Digest answers that did not prove a password (unknown username, wrong password, replayed or moved answer), by method (REGISTER: a device; INVITE: a line's or a device's call).",
+	}, []string{"method"})
+	m.authLockouts = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "cleanline_auth_lockouts_total",
+		Help: "Sources locked out for sip.limits.auth_lockout after sip.limits.auth_failures wrong answers to REGISTER.",
+	})
 	m.foreignBy[media.SideTrunk] = m.foreign.WithLabelValues(media.SideTrunk.String())
 	m.foreignBy[media.SideLine] = m.foreign.WithLabelValues(media.SideLine.String())
 	if reg != nil {
 		reg.MustRegister(m.calls, m.verdicts, m.unscreened, m.refused, m.barred, m.transit, m.screen)
 		reg.MustRegister(m.tcpRefused, m.tcpTimeouts, m.tcpAcceptErrors, m.foreign, m.rateDropped, m.bans)
+		reg.MustRegister(m.authFailures, m.authLockouts)
 	}
 	return m
 }
@@ -157,6 +170,14 @@ func (m *Metrics) registerServer(reg prometheus.Registerer, s *Server) {
 		Name: "cleanline_sip_transactions_shed_total",
 		Help: "Answered SIP server transactions ended before their timers because sip.limits.retained_transactions were kept: their final response is no longer retransmitted.",
 	}, func() float64 { return float64(s.kept.shed.Load()) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "cleanline_registrations",
+		Help: "Contacts registered by the lines' devices now (live bindings).",
+	}, func() float64 { return float64(s.binds.count()) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "cleanline_auth_sources_locked_out",
+		Help: "Sources locked out now for wrong answers to REGISTER.",
+	}, func() float64 { return float64(s.authLock.BannedNow()) }))
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "cleanline_rtp_stray_closes_total",
 		Help: "Resting port pairs closed because a packet reached them after their call ended.",

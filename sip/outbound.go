@@ -19,8 +19,9 @@ import (
 // reason, and never reaches the trunk (issue 12 §2). What the dialled
 // number is, and whether the line may dial it, screening decides.
 
-// outbound carries a call the line places.
-func (s *Server) outbound(rt *routing, req *sip.Request, tx sip.ServerTransaction, line *Line) {
+// outbound carries a call the line places; dev is the registered device
+// that placed it, nil for a line known by its configured source.
+func (s *Server) outbound(rt *routing, req *sip.Request, tx sip.ServerTransaction, line *Line, dev *binding) {
 	dctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	d := rt.sc.Dialled(dctx, line.Name, req.Recipient.String())
 	cancel()
@@ -31,6 +32,9 @@ func (s *Server) outbound(rt *routing, req *sip.Request, tx sip.ServerTransactio
 	c := s.acceptInvite(rt, req, tx, outbound, line, nil)
 	if c == nil {
 		return
+	}
+	if dev != nil {
+		c.setDevice(dev.Device, dev.behindNAT())
 	}
 	// What the line dialled goes to the trunk as dialled (999 stays 999),
 	// unescaped (RFC 3261 §19.1.2) and cut down to safe characters.
@@ -92,7 +96,7 @@ func (s *Server) outbound(rt *routing, req *sip.Request, tx sip.ServerTransactio
 		c.fail(outcomeError, sideNone, err)
 		return
 	}
-	c.dial(s.trunkInvite(c, offer), answer, false)
+	c.dial([]*branch{{req: s.trunkInvite(c, offer), dua: s.dua, nat: trunk.NAT}}, answer, false)
 }
 
 // reportLast reports the line's last inbound caller (the report code).

@@ -1,6 +1,8 @@
 package sip
 
 import (
+	"net/netip"
+
 	"github.com/emiago/sipgo/sip"
 )
 
@@ -97,4 +99,42 @@ func (rt *routing) outboundTrunk() *Trunk {
 		}
 	}
 	return nil
+}
+
+// isDevice reports whether req comes from where a device's live
+// registration came from (its flow): it is then the line's.
+func (s *Server) isDevice(req *sip.Request) bool {
+	_, ok := s.binds.fromFlow(source(req), req.Transport())
+	return ok
+}
+
+// deviceFrom finds the registered device a request comes from, by its
+// binding's flow (address and port, and transport), and the device's line
+// and credentials in rt; ok is false when none (or rt no longer has it).
+func (s *Server) deviceFrom(rt *routing, req *sip.Request) (b binding, line *Line, creds *LineAuth, ok bool) {
+	b, ok = s.binds.fromFlow(source(req), req.Transport())
+	if !ok {
+		return binding{}, nil, nil, false
+	}
+	line, creds = rt.device(b.Device)
+	if line == nil || line.Name != b.Line {
+		return binding{}, nil, nil, false
+	}
+	return b, line, creds, true
+}
+
+// markReceived adds received= to the top Via when its sent-by is not the
+// address the request came from (RFC 3261 §18.2.1), so that the response
+// tells a device behind NAT where it was seen. With rport, sipgo writes
+// both received and rport itself (RFC 3581 §4).
+func markReceived(req *sip.Request) {
+	v := req.Via()
+	if v == nil || v.Params.Has("rport") {
+		return
+	}
+	src := source(req).Addr()
+	if a, err := netip.ParseAddr(v.Host); err == nil && a.Unmap() == src || !src.IsValid() {
+		return
+	}
+	v.Params.Add("received", src.String())
 }

@@ -54,6 +54,9 @@ func (c *call) record() {
 	if c.choice != "" {
 		fields = append(fields, zap.String("choice", c.choice))
 	}
+	if c.device != "" {
+		fields = append(fields, zap.String("device", c.device)) // the registered device on the line's leg
+	}
 	fields = append(fields,
 		zap.Uint64("trunk_rtp_in", st.Trunk.PacketsIn), zap.Uint64("trunk_rtp_out", st.Trunk.PacketsOut),
 		zap.Uint64("line_rtp_in", st.Line.PacketsIn), zap.Uint64("line_rtp_out", st.Line.PacketsOut),

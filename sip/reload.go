@@ -28,7 +28,9 @@ type routing struct {
 	cfg       Config // defaulted and validated: trunks' and lines' sources parsed
 	sc        *screening.Screener
 	prompts   *media.Prompts
-	peerHosts []netip.Addr // trunks' outbound and lines' contact IPs: known sources too
+	peerHosts []netip.Addr         // trunks' outbound and lines' contact IPs: known sources too
+	devices   map[string]deviceRef // sip.lines[].devices by username (registrar.go)
+	regAlgs   []string             // the algorithms a REGISTER is challenged with
 }
 
 // routing is the configuration in force now.
@@ -62,6 +64,7 @@ func (s *Server) newRouting(cfg Config, sc *screening.Screener) (*routing, error
 		}
 	}
 	rt.peerHosts = hostsOf(&rt.cfg)
+	rt.indexDevices()
 	return rt, nil
 }
 
@@ -77,6 +80,19 @@ func (s *Server) Reload(cfg Config, sc *screening.Screener) error {
 	// Validate writes the parsed sources into the trunks and lines: into
 	// copies, never into slices a routing in force may share.
 	cfg.Trunks, cfg.Lines, cfg.Listen = slices.Clone(cfg.Trunks), slices.Clone(cfg.Lines), slices.Clone(cfg.Listen)
+	for i := range cfg.Lines {
+		// Validate reads the password files into the credentials: copies too.
+		l := &cfg.Lines[i]
+		l.Devices = slices.Clone(l.Devices)
+		for j := range l.Devices {
+			l.Devices[j].Algorithms = slices.Clone(l.Devices[j].Algorithms)
+		}
+		if l.Auth != nil {
+			a := *l.Auth
+			a.Algorithms = slices.Clone(a.Algorithms)
+			l.Auth = &a
+		}
+	}
 	cfg.minSEFloor = s.cfg.minSEFloor
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
@@ -90,8 +106,15 @@ func (s *Server) Reload(cfg Config, sc *screening.Screener) error {
 		return err
 	}
 	s.rt.Store(rt)
+	// Registrations outlive a reload, but not their line or device.
+	dropped := s.binds.reconcile(rt)
+	if dropped > 0 {
+		if err := s.binds.save(); err != nil {
+			s.log.Warn("registrations not saved", zap.String("file", s.binds.path), zap.Error(err))
+		}
+	}
 	s.log.Info("sip configuration reloaded", zap.Int("trunks", len(cfg.Trunks)), zap.Int("lines", len(cfg.Lines)),
-		zap.Int("calls_in_progress", s.ActiveCalls()))
+		zap.Int("calls_in_progress", s.ActiveCalls()), zap.Int("registrations_dropped", dropped))
 	return nil
 }
 
@@ -107,6 +130,7 @@ func needsRestart(running, next *Config) error {
 		{"sip.user_agent", running.UserAgent, next.UserAgent},
 		{"sip.media", running.Media, next.Media},
 		{"sip.limits", running.Limits, next.Limits},
+		{"sip.registrar.bindings_file", running.Registrar.BindingsFile, next.Registrar.BindingsFile},
 	} {
 		if key, was, now, ok := changed(k.key, reflect.ValueOf(k.a), reflect.ValueOf(k.b)); ok {
 			return cfgErr(key, "%s → %s: only a restart applies this change; the running configuration stays in force", was, now)

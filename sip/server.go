@@ -36,23 +36,27 @@ import (
 // Server is the B2BUA: one sipgo UserAgent with its Server and Client, the
 // call registry, and the media port pool.
 type Server struct {
-	cfg     Config                  // as started: what only a restart changes (listeners, media, limits) is read here
-	rt      atomic.Pointer[routing] // trunks, lines, screener, prompts, timers: what Reload replaces (reload.go)
-	log     *zap.Logger
-	ua      *sipgo.UserAgent
-	srv     *sipgo.Server
-	cli     *sipgo.Client
-	dua     *sipgo.DialogUA
-	reg     *registry
-	auth    *authenticator // digest challenges of lines with credentials
-	ports   *media.PortPool
-	prompts *media.Prompts
-	player  *media.Player // paces every prompt from a few goroutines, not one timer each
-	metrics *Metrics
-	promReg prometheus.Registerer // where metrics were registered; nil: nowhere
-	bindIP  netip.Addr
-	advIP   netip.Addr
-	host    string // our host in Via and Contact
+	cfg    Config                  // as started: what only a restart changes (listeners, media, limits) is read here
+	rt     atomic.Pointer[routing] // trunks, lines, screener, prompts, timers: what Reload replaces (reload.go)
+	log    *zap.Logger
+	ua     *sipgo.UserAgent
+	srv    *sipgo.Server
+	cli    *sipgo.Client
+	dua    *sipgo.DialogUA
+	natDUA *sipgo.DialogUA // dua for devices reached through their flow: in-dialog requests to where they answered from
+	reg    *registry
+	auth   *authenticator // digest challenges of lines with credentials and of devices
+	binds  *bindings      // the devices' registrations (registrar.go); outlive a reload
+	// authLock counts wrong REGISTER answers per source and locks guessers out.
+	authLock *limit.Rates
+	ports    *media.PortPool
+	prompts  *media.Prompts
+	player   *media.Player // paces every prompt from a few goroutines, not one timer each
+	metrics  *Metrics
+	promReg  prometheus.Registerer // where metrics were registered; nil: nowhere
+	bindIP   netip.Addr
+	advIP    netip.Addr
+	host     string // our host in Via and Contact
 
 	contacts map[string]sip.ContactHeader // "tcp", "tls" → our Contact there; set by Start
 
@@ -115,17 +119,22 @@ func NewServer(cfg Config, sc *screening.Screener, log *zap.Logger, opts ...Opti
 	s.rates = limit.NewRates(limit.RatesConfig{Rate: cfg.Limits.RatePerSource, Burst: cfg.Limits.BurstPerSource,
 		BanFor: cfg.Limits.BanFor, Exempt: s.knownSource, OnBan: s.onBan})
 	s.kept = &retained{max: cfg.Limits.RetainedTransactions}
+	s.binds = newBindings(cfg.Registrar.BindingsFile, log.Named("registrar"))
 	s.life, s.endLife = context.WithCancelCause(context.Background())
 	for _, o := range opts {
 		o(s)
 	}
 	s.metrics = NewMetrics(s.promReg)
 	s.metrics.registerServer(s.promReg, s)
+	s.authLock = s.newAuthLockout()
 	rt, err := s.newRouting(cfg, sc)
 	if err != nil {
 		return nil, err
 	}
 	s.rt.Store(rt)
+	if err := s.binds.load(rt); err != nil {
+		return nil, err
+	}
 	if s.ports, err = media.NewPortPool(cfg.Media.PortMin, cfg.Media.PortMax); err != nil {
 		return nil, cfgErr("sip.media", "%v", err)
 	}
@@ -175,8 +184,9 @@ func NewServer(cfg Config, sc *screening.Screener, log *zap.Logger, opts ...Opti
 	s.srv.OnUpdate(s.guard(s.onUpdate))
 	s.srv.OnRefer(s.guard(s.onRefer))
 	s.srv.OnPrack(s.guard(s.onPrack))
-	// REGISTER, SUBSCRIBE, NOTIFY, MESSAGE, PUBLISH...: 405 to trunks and
-	// lines (RFC 3261 §8.2.1), 403 to strangers like everything else.
+	s.srv.OnRegister(s.guard(s.onRegister))
+	// SUBSCRIBE, NOTIFY, MESSAGE, PUBLISH...: 405 to trunks and lines
+	// (RFC 3261 §8.2.1), 403 to strangers like everything else.
 	s.srv.OnNoRoute(s.guard(s.onOther))
 	// Last, so that no error return above leaks its goroutines. One shared
 	// pacer: p99 jitter 1.3 ms at 500 prompts against 1.7 ms for a timer
@@ -256,6 +266,7 @@ func (s *Server) Start() error {
 		Client:     s.cli,
 		ContactHDR: sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "cleanline", Host: s.host, Port: port}},
 	}
+	s.natDUA = &sipgo.DialogUA{Client: s.cli, ContactHDR: s.dua.ContactHDR, RewriteContact: true}
 	s.contacts = map[string]sip.ContactHeader{}
 	for _, network := range []string{"tcp", "tls"} {
 		if ap, ok := s.addrs[network]; ok {
@@ -304,7 +315,7 @@ func (s *Server) limitListener(ln net.Listener, network string) (*limit.Listener
 
 // knownSource reports whether ip is a configured trunk's or line's (a
 // source, or the host of a trunk's outbound URI or a line's contact, whose
-// responses we wait for): its TCP and TLS connections are exempt from
+// responses we wait for), or a registered device's: its TCP and TLS connections are exempt from
 // sip.limits' counts and it is never rate limited nor banned, so that a
 // flood from strangers, or forged from its address, cannot lock out the
 // peers we serve.
@@ -327,7 +338,7 @@ func (s *Server) knownSource(ip netip.Addr) bool {
 			}
 		}
 	}
-	return slices.Contains(rt.peerHosts, ip)
+	return slices.Contains(rt.peerHosts, ip) || s.binds.hasIP(ip)
 }
 
 // hostsOf are the IP hosts of the trunks' outbound URIs and the lines'
@@ -457,10 +468,13 @@ func (s *Server) Close() error {
 // stranger's 403 is stateless; what a handler answers is retained for
 // RFC 3261's timers within sip.limits.retained_transactions (flood.go).
 // A live call's peer stays known for its dialog after a reload removed
-// its trunk or line, so that its hang-up is heard.
+// its trunk or line, so that its hang-up is heard. When a line has
+// devices, a REGISTER reaches the registrar from anywhere: it is how a
+// device becomes known, and a request from where a device registered is
+// then the line's.
 func (s *Server) guard(h sipgo.RequestHandler) sipgo.RequestHandler {
 	return func(req *sip.Request, stx sip.ServerTransaction) {
-		if rt := s.routing(); rt.trunkFor(req) == nil && !rt.lineSource(req) && !s.inLiveDialog(req) {
+		if rt := s.routing(); !(req.Method == sip.REGISTER && rt.registrar()) && rt.trunkFor(req) == nil && !rt.lineSource(req) && !s.isDevice(req) && !s.inLiveDialog(req) {
 			src := source(req)
 			if req.IsInvite() {
 				s.log.Warn("INVITE from unknown source refused", zap.Stringer("source", src),

@@ -47,6 +47,8 @@ type Phone struct {
 	requests  []*sip.Request // every in-dialog request received
 	reqNotify chan struct{}
 	closeOnce sync.Once
+	regCallID string // its registrations' Call-ID (register.go)
+	regCSeq   uint32
 }
 
 // NewPhone starts a phone on ip (e.g. "127.0.0.3"); the test's cleanup
@@ -446,6 +448,12 @@ func (c *Incoming) Bye(ctx context.Context) error { return c.D.Bye(ctx) }
 
 // Ended is closed when the dialog ends (BYE either way, or refusal).
 func (c *Incoming) Ended() <-chan struct{} { return c.D.Context().Done() }
+
+// Cancelled reports whether the call ended by the caller's CANCEL (RFC
+// 3261 §9.2: our transaction answered 487).
+func (c *Incoming) Cancelled() bool {
+	return errors.Is(context.Cause(c.D.Context()), sip.ErrTransactionCanceled)
+}
 
 // Request sends an in-dialog request and returns the final response.
 func (c *Incoming) Request(ctx context.Context, method sip.RequestMethod, body []byte, ctype string) (*sip.Response, error) {
