@@ -34,6 +34,9 @@ type DialOptions struct {
 	Headers     []sip.Header // extra headers: P-Asserted-Identity, Privacy, ...
 	NoSDP       bool         // send an INVITE without an offer
 	Body        []byte       // replace our SDP offer with this body
+	// Username and Password answer a 401 or 407 challenge (a registered
+	// device's calls, a line with credentials).
+	Username, Password string
 }
 
 // Dial sends an INVITE with an SDP offer from a fresh RTP socket and returns
@@ -87,7 +90,7 @@ func (p *Phone) Dial(ctx context.Context, uri string, o DialOptions) (*Outgoing,
 	p.clients["pending:"+d.InviteRequest.CallID().Value()] = c
 	p.mu.Unlock()
 	go func() {
-		err := d.WaitAnswer(wctx, sipgo.AnswerOptions{OnResponse: func(res *sip.Response) error {
+		err := d.WaitAnswer(wctx, sipgo.AnswerOptions{Username: o.Username, Password: o.Password, OnResponse: func(res *sip.Response) error {
 			if len(res.Body()) > 0 {
 				if si, err := media.ParseSDP(res.Body()); err == nil {
 					c.Answer = si
