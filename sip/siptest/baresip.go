@@ -49,6 +49,17 @@ type BaresipOptions struct {
 	// Quit is baresip's own -t deadline, a safety net should the test's
 	// cleanup never run (default 60s).
 	Quit time.Duration
+	// Registrar, when set (host:port, cleanline's UDP listener), makes the
+	// account register there as User with Password (RFC 3261 §10.2:
+	// auth_pass, regint=RegInt): a phone that registers, as an ATA does.
+	// Empty: it is reached at its static address (regint=0).
+	Registrar string
+	Password  string
+	// RegInt is the registration interval asked for (default 60 s).
+	RegInt int
+	// AnswerMode is auto (default: answers at once) or manual (rings, and
+	// answers on the "accept" command).
+	AnswerMode string
 }
 
 // Baresip is a Debian baresip 1.0.0 running headless as an auto-answering
@@ -188,8 +199,21 @@ snd_path %[5]s
 		return nil, err
 	}
 	// regint=0: nothing to register with; the line is reached at its
-	// static contact, as cleanline's config says.
-	account := fmt.Sprintf("<sip:%s@%s>;regint=0;answermode=auto;audio_codecs=PCMA,PCMU\n", o.User, b.Addr)
+	// static contact, as cleanline's config says. With a registrar, the
+	// account's address-of-record is at it, and it REGISTERs there.
+	mode := o.AnswerMode
+	if mode == "" {
+		mode = "auto"
+	}
+	account := fmt.Sprintf("<sip:%s@%s>;regint=0;answermode=%s;audio_codecs=PCMA,PCMU\n", o.User, b.Addr, mode)
+	if o.Registrar != "" {
+		regint := o.RegInt
+		if regint == 0 {
+			regint = 60
+		}
+		account = fmt.Sprintf("<sip:%s@%s>;auth_pass=%s;regint=%d;answermode=%s;audio_codecs=PCMA,PCMU\n",
+			o.User, o.Registrar, o.Password, regint, mode)
+	}
 	if err := os.WriteFile(filepath.Join(dir, "accounts"), []byte(account), 0o644); err != nil {
 		return nil, err
 	}
