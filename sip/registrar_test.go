@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -360,4 +361,48 @@ func wantNoRTP(t *testing.T, what string, r *siptest.RTP, before int) {
 	if n := r.Count(); n != before {
 		t.Errorf("%s received %d RTP packets, want %d", what, n, before)
 	}
+}
+
+// FuzzRegistrarContacts: whatever a REGISTER's Contact and Expires say,
+// reading them never panics, a refusal is 400 or 423, and what is
+// granted is within the configured bounds (0 only to remove).
+func FuzzRegistrarContacts(f *testing.F) {
+	for _, s := range []string{"<sip:a@127.0.0.3:5060>", "*", "<sip:a@h>;expires=0, <sip:b@h>;expires=70", "<tel:123>",
+		"garbage", "<sip:a@h>;expires=99999999999", "<sip:a@h>;expires=-1", "\"x\" <sips:a@[::1]:5061;transport=tls>;expires=3"} {
+		f.Add(s, "60")
+	}
+	f.Add("*", "0")
+	f.Add("<sip:a@h>", "banana")
+	rt := &routing{}
+	rt.cfg.Registrar.defaults()
+	rc := rt.cfg.Registrar
+	f.Fuzz(func(t *testing.T, contact, expires string) {
+		msg := "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.3:5060;branch=z9hG4bK1\r\nFrom: <sip:a@h>;tag=1\r\n" +
+			"To: <sip:a@h>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\nContact: " + contact + "\r\nExpires: " + expires + "\r\nContent-Length: 0\r\n\r\n"
+		m, err := sip.ParseMessage([]byte(msg))
+		if err != nil {
+			return
+		}
+		req, ok := m.(*sip.Request)
+		if !ok {
+			return
+		}
+		chs, err := rt.contactChanges(req)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrIntervalTooBrief) {
+				t.Fatalf("contactChanges(%q, %q): %v, want 400 or 423", contact, expires, err)
+			}
+			return
+		}
+		for _, c := range chs {
+			switch {
+			case c.wildcard && len(chs) != 1:
+				t.Fatalf("* with other contacts accepted: %q", contact)
+			case !c.wildcard && c.expires != 0 && (c.expires < rc.MinExpires || c.expires > rc.MaxExpires):
+				t.Fatalf("granted %s outside [%s, %s]: %q %q", c.expires, rc.MinExpires, rc.MaxExpires, contact, expires)
+			case !c.wildcard && c.uri.Host == "":
+				t.Fatalf("a contact without a host: %q", contact)
+			}
+		}
+	})
 }
