@@ -124,13 +124,44 @@ type bindings struct {
 
 	mu sync.Mutex
 	m  map[string]*binding
+	// byIP indexes m by the flow's address: every request from a source
+	// that is not configured asks whether it is a device's (guard, and the
+	// strangers' rate limit per datagram), and a flood must not make that
+	// a scan of every binding.
+	byIP map[netip.Addr]map[string]struct{}
 	// saveMu orders writes of the file: the last snapshot taken is the
 	// last written.
 	saveMu sync.Mutex
 }
 
 func newBindings(path string, log *zap.Logger) *bindings {
-	return &bindings{path: path, log: log, now: time.Now, m: map[string]*binding{}}
+	return &bindings{path: path, log: log, now: time.Now, m: map[string]*binding{}, byIP: map[netip.Addr]map[string]struct{}{}}
+}
+
+// put and del change m and its index; t.mu is held.
+func (t *bindings) put(k string, b *binding) {
+	t.del(k)
+	t.m[k] = b
+	ks := t.byIP[b.Flow.Addr()]
+	if ks == nil {
+		ks = map[string]struct{}{}
+		t.byIP[b.Flow.Addr()] = ks
+	}
+	ks[k] = struct{}{}
+}
+
+func (t *bindings) del(k string) {
+	b, ok := t.m[k]
+	if !ok {
+		return
+	}
+	delete(t.m, k)
+	if ks := t.byIP[b.Flow.Addr()]; ks != nil {
+		delete(ks, k)
+		if len(ks) == 0 {
+			delete(t.byIP, b.Flow.Addr())
+		}
+	}
 }
 
 // apply carries out a REGISTER (RFC 3261 §10.3 steps 6 and 7) all or
@@ -195,13 +226,13 @@ func (t *bindings) apply(r registration) (now []binding, changed bool, err error
 		if t.m[k] != nil {
 			changed = true
 		}
-		delete(t.m, k)
+		t.del(k)
 	}
 	for k, b := range next {
 		if t.m[k] == nil {
 			changed = true
 		}
-		t.m[k] = b
+		t.put(k, b)
 	}
 	return t.lineLocked(r.line, at), changed, nil
 }
@@ -232,8 +263,8 @@ func (t *bindings) fromFlow(src netip.AddrPort, transport string) (binding, bool
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	at := t.now()
-	for _, b := range t.m {
-		if b.Flow == src && b.Transport == tp && at.Before(b.Expires) {
+	for k := range t.byIP[src.Addr()] {
+		if b := t.m[k]; b.Flow == src && b.Transport == tp && at.Before(b.Expires) {
 			return *b, true
 		}
 	}
@@ -246,8 +277,8 @@ func (t *bindings) hasIP(ip netip.Addr) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	at := t.now()
-	for _, b := range t.m {
-		if b.Flow.Addr() == ip && at.Before(b.Expires) {
+	for k := range t.byIP[ip] {
+		if at.Before(t.m[k].Expires) {
 			return true
 		}
 	}
@@ -266,21 +297,22 @@ func (t *bindings) count() int {
 func (t *bindings) purge(at time.Time) {
 	for k, b := range t.m {
 		if !at.Before(b.Expires) {
-			delete(t.m, k)
+			t.del(k)
 		}
 	}
 }
 
 // reconcile drops the bindings of lines and devices rt no longer has
-// (a reload removed them, or a restart found them in the file), and
-// reports how many it dropped.
+// (a reload removed them, or a restart found them in the file), and those
+// whose flow is now a trunk's address (its calls would be taken for the
+// device's), and reports how many it dropped.
 func (t *bindings) reconcile(rt *routing) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n := 0
 	for k, b := range t.m {
-		if l, _ := rt.device(b.Device); l == nil || l.Name != b.Line {
-			delete(t.m, k)
+		if l, _ := rt.device(b.Device); l == nil || l.Name != b.Line || rt.trunkAt(b.Flow.Addr()) {
+			t.del(k)
 			n++
 		}
 	}
@@ -321,7 +353,7 @@ func (t *bindings) load(rt *routing) error {
 			continue
 		}
 		b := b
-		t.m[bindingKey(b.Line, b.Device, contactKey(b.uri))] = &b
+		t.put(bindingKey(b.Line, b.Device, contactKey(b.uri)), &b)
 		kept++
 	}
 	t.mu.Unlock()

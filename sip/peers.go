@@ -24,6 +24,18 @@ func (rt *routing) trunkFor(req *sip.Request) *Trunk {
 	return nil
 }
 
+// trunkAt reports whether ip is among a trunk's sources.
+func (rt *routing) trunkAt(ip netip.Addr) bool {
+	for i := range rt.cfg.Trunks {
+		for _, p := range rt.cfg.Trunks[i].sources {
+			if p.Contains(ip) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // lineSource reports whether req comes from any line.
 func (rt *routing) lineSource(req *sip.Request) bool {
 	src, tp := source(req), req.Transport()

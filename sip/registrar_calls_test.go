@@ -280,4 +280,15 @@ func TestRegistrarBindingsSurviveReloadAndRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitEnded(ctx, t, in.Ended())
+
+	// A reload that makes the device's address a trunk's drops its
+	// binding: the trunk's calls must not be taken for the device's.
+	cfg.Trunks = slices.Clone(cfg.Trunks)
+	cfg.Trunks[0].Sources = []string{ipTrunk, ipLine}
+	if err := s2.Reload(cfg, e.sc); err != nil {
+		t.Fatal(err)
+	}
+	if got := s2.binds.line("home"); len(got) != 0 {
+		t.Fatalf("a binding from a trunk's address survived the reload: %+v", got)
+	}
 }
