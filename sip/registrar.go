@@ -163,14 +163,14 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		s.respondErr(req, tx, err, hdrs...)
 		tx.Terminate()
 	}
-	if req.CallID() == nil || req.From() == nil || req.To() == nil || req.CSeq() == nil || req.CSeq().MethodName != sip.REGISTER {
-		refuse(ErrMalformed)
-		return
-	}
 	if !rt.registrar() || rt.trunkFor(req) != nil {
 		// No device to register, or a trunk (a binding from its address
 		// would make its calls a line's): a method we do not take here.
 		s.onOther(req, tx)
+		return
+	}
+	if req.CallID() == nil || req.From() == nil || req.To() == nil || req.CSeq() == nil || req.CSeq().MethodName != sip.REGISTER {
+		refuse(ErrMalformed)
 		return
 	}
 	if u := unsupported(req); u != "" {

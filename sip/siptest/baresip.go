@@ -221,7 +221,15 @@ snd_path %[5]s
 		_ = os.WriteFile(filepath.Join(dir, f), nil, 0o644)
 	}
 
-	b.cmd = exec.Command(bin, "-f", dir, "-s", "-t", strconv.Itoa(int(o.Quit.Seconds())))
+	args := []string{"-f", dir, "-s", "-t", strconv.Itoa(int(o.Quit.Seconds()))}
+	b.cmd = exec.Command(bin, args...)
+	if sb, err := exec.LookPath("stdbuf"); err == nil {
+		// Its SIP trace goes to a pipe, which stdio buffers in 4 KB blocks:
+		// a test waiting for a trace line (Ping, ReceivedRequests) would
+		// wait for output that sits in baresip's buffer. Line-buffered, each
+		// line is there as soon as it is printed.
+		b.cmd = exec.Command(sb, append([]string{"-oL", "-eL", bin}, args...)...)
+	}
 	b.cmd.Dir = dir
 	pr, pw := io.Pipe()
 	b.cmd.Stdout, b.cmd.Stderr = pw, pw
