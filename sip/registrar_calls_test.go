@@ -24,16 +24,23 @@ import (
 // registering, and bindings outlive reloads and restarts.
 
 // A device behind NAT registers a Contact it cannot be reached at (a
-// private address) from another address, with rport: the 200 tells it
-// where it was seen, the inbound call and cleanline's BYE reach it at
-// that address, and its media, which leaves from yet another port than
-// its SDP says, is taken (the line's nat rule, applied for the device).
+// private address, or its own address with a port its NAT does not
+// forward) from another address, with rport: the 200 tells it where it
+// was seen, the inbound call and cleanline's BYE reach it at that
+// address, and its media, which leaves from yet another port than its SDP
+// says, is taken (the line's nat rule, applied for the device).
 func TestRegistrarNATRoutesThroughTheFlow(t *testing.T) {
+	for name, contact := range map[string]string{"private address": "10.9.9.9:5060", "another port": ipLine + ":5999"} {
+		t.Run(name, func(t *testing.T) { natFlow(t, contact) })
+	}
+}
+
+func natFlow(t *testing.T, contact string) {
 	e := newEnv(t, withDevices)
 	ctx := ctxT(t, 15*time.Second)
 	p := siptest.NewPhone(t, ipLine)
 	res, err := p.Register(ctx, siptest.RegisterOptions{Registrar: e.s.Addr("udp"), User: devA, Password: passA, Expires: 20,
-		Contact: "<sip:landline@10.9.9.9:5060>"})
+		Contact: "<sip:landline@" + contact + ">"})
 	if err != nil || res.StatusCode != 200 {
 		t.Fatalf("REGISTER from behind NAT: %v, %v", res, err)
 	}
@@ -49,8 +56,8 @@ func TestRegistrarNATRoutesThroughTheFlow(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the INVITE never reached the device's flow: %v", err)
 	}
-	if in.Req.Recipient.Host != "10.9.9.9" {
-		t.Errorf("Request-URI %s, want the device's Contact", in.Req.Recipient.String())
+	if want := "sip:landline@" + contact; in.Req.Recipient.String() != want {
+		t.Errorf("Request-URI %s, want the device's Contact %s", in.Req.Recipient.String(), want)
 	}
 	natSrc, err := in.RTP.BehindNAT()
 	if err != nil {
@@ -75,7 +82,7 @@ func TestRegistrarNATRoutesThroughTheFlow(t *testing.T) {
 	if err := out.Bye(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitEnded(ctx, t, in.Ended()) // cleanline's BYE went to the flow, not to 10.9.9.9
+	waitEnded(ctx, t, in.Ended()) // cleanline's BYE went to the flow, not to the Contact
 	e.waitNoCalls()
 }
 
@@ -146,6 +153,15 @@ func TestRegistrarDeviceCallsKnownByRegistration(t *testing.T) {
 	}
 	_ = in.Reject(486, "Busy Here")
 	wantFinal(t, o, 486)
+	e.waitNoCalls()
+
+	// The report code from a device reports the line's last caller.
+	o = dial(a, "*57", devA, passA)
+	wantFinal(t, o, 200)
+	waitEnded(ctx, t, o.Ended())
+	if n, err := e.store.Get(ctx, callerOK, false); err != nil || n.Reports < 1 {
+		t.Fatalf("the device's report: %+v, %v; want %s reported", n, err, callerOK)
+	}
 	e.waitNoCalls()
 }
 
