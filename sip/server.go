@@ -36,27 +36,31 @@ import (
 // Server is the B2BUA: one sipgo UserAgent with its Server and Client, the
 // call registry, and the media port pool.
 type Server struct {
-	cfg    Config                  // as started: what only a restart changes (listeners, media, limits) is read here
-	rt     atomic.Pointer[routing] // trunks, lines, screener, prompts, timers: what Reload replaces (reload.go)
-	log    *zap.Logger
-	ua     *sipgo.UserAgent
-	srv    *sipgo.Server
-	cli    *sipgo.Client
-	dua    *sipgo.DialogUA
-	natDUA *sipgo.DialogUA // dua for devices reached through their flow: in-dialog requests to where they answered from
-	reg    *registry
-	auth   *authenticator // digest challenges of lines with credentials and of devices
-	binds  *bindings      // the devices' registrations (registrar.go); outlive a reload
-	// authLock counts wrong REGISTER answers per source and locks guessers out.
+	cfg     Config                  // as started: what only a restart changes (listeners, media, limits) is read here
+	rt      atomic.Pointer[routing] // trunks, lines, screener, prompts, timers: what Reload replaces (reload.go)
+	log     *zap.Logger
+	ua      *sipgo.UserAgent
+	srv     *sipgo.Server
+	cli     *sipgo.Client
+	dua     *sipgo.DialogUA
+	reg     *registry
+	auth    *authenticator // digest challenges of lines with credentials
+	ports   *media.PortPool
+	prompts *media.Prompts
+	player  *media.Player // paces every prompt from a few goroutines, not one timer each
+	metrics *Metrics
+	promReg prometheus.Registerer // where metrics were registered; nil: nowhere
+	bindIP  netip.Addr
+	advIP   netip.Addr
+	host    string // our host in Via and Contact
+
+	// The registrar (registrar.go, bindings.go): the devices'
+	// registrations, which outlive a reload; the lockout of guessers (wrong
+	// REGISTER answers per source); the dialog UA for devices reached
+	// through their flow (in-dialog requests go where they answered from).
+	binds    *bindings
 	authLock *limit.Rates
-	ports    *media.PortPool
-	prompts  *media.Prompts
-	player   *media.Player // paces every prompt from a few goroutines, not one timer each
-	metrics  *Metrics
-	promReg  prometheus.Registerer // where metrics were registered; nil: nowhere
-	bindIP   netip.Addr
-	advIP    netip.Addr
-	host     string // our host in Via and Contact
+	natDUA   *sipgo.DialogUA
 
 	contacts map[string]sip.ContactHeader // "tcp", "tls" → our Contact there; set by Start
 
@@ -315,10 +319,10 @@ func (s *Server) limitListener(ln net.Listener, network string) (*limit.Listener
 
 // knownSource reports whether ip is a configured trunk's or line's (a
 // source, or the host of a trunk's outbound URI or a line's contact, whose
-// responses we wait for), or a registered device's: its TCP and TLS connections are exempt from
+// responses we wait for): its TCP and TLS connections are exempt from
 // sip.limits' counts and it is never rate limited nor banned, so that a
 // flood from strangers, or forged from its address, cannot lock out the
-// peers we serve.
+// peers we serve. So is the address a registered device's REGISTER came from.
 func (s *Server) knownSource(ip netip.Addr) bool {
 	ip = ip.Unmap()
 	rt := s.routing()
