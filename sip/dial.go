@@ -51,7 +51,7 @@ func (c *call) dial(outReq *sip.Request, inAnswer []byte, warn bool) {
 	far := c.outSide()
 	ringCtx, cancel := context.WithTimeout(c.ctx, s.timers().NoAnswer)
 	defer cancel()
-	out, err := s.dua.WriteInvite(ringCtx, outReq)
+	out, err := s.duaFor(c).WriteInvite(ringCtx, outReq)
 	if err == nil && c.dir == inbound {
 		s.metrics.transit.Observe(time.Since(c.received).Seconds())
 	}
@@ -137,6 +137,10 @@ func (c *call) farFailed(err error, ringCtx context.Context) {
 	switch {
 	case errors.As(err, &dr):
 		what, cerr := farStatus(dr.Res.StatusCode)
+		if c.dir == outbound && challenge(dr.Res.StatusCode) {
+			// The provider's challenge, unanswered or answered in vain.
+			what, cerr = "auth_failed", fmt.Errorf("%w: %d %s", ErrUpstreamAuth, dr.Res.StatusCode, dr.Res.Reason)
+		}
 		c.log.Info("far side refused", zap.Stringer("far", c.outSide()), zap.Int("status", dr.Res.StatusCode))
 		c.fail(c.farOutcome(what), c.outSide(), cerr)
 	case c.in.Context().Err() != nil:

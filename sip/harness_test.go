@@ -134,7 +134,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		e.trunk = siptest.NewPhone(t, ipTrunk)
 		e.line = siptest.NewPhone(t, ipLine)
 	}
-	if cfg.Trunks[0].Outbound == "" {
+	if cfg.Trunks[0].Outbound == "" && cfg.Trunks[0].Register == nil {
 		cfg.Trunks[0].Outbound = e.trunk.URI("")
 	}
 	if cfg.Lines[0].Contact == "" {

@@ -37,6 +37,7 @@ type Metrics struct {
 	// sent that was dropped unread, by transport, and the bans imposed.
 	rateDropped *prometheus.CounterVec
 	bans        prometheus.Counter
+	up          upMetrics // the trunks' registrations at their providers (upstream.go)
 }
 
 // latencyBuckets resolve the 2 ms budget finely and still place a
@@ -105,6 +106,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Sources banned for sip.limits.ban_for because they exceeded sip.limits.rate_per_source (trunks and lines are never banned).",
 		}),
 	}
+	m.up = newUpMetrics(reg)
 	m.foreignBy[media.SideTrunk] = m.foreign.WithLabelValues(media.SideTrunk.String())
 	m.foreignBy[media.SideLine] = m.foreign.WithLabelValues(media.SideLine.String())
 	if reg != nil {

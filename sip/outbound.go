@@ -79,7 +79,7 @@ func (s *Server) outbound(rt *routing, req *sip.Request, tx sip.ServerTransactio
 		}
 		c.log.Info("protected number dialled", zap.Bool("emergency", d.Emergency), zap.Int("calls_ended", len(others)))
 	}
-	trunk := rt.outboundTrunk()
+	trunk := rt.outboundTrunk(line)
 	if trunk == nil {
 		c.log.Warn("no trunk has sip.trunks[].outbound: line's call refused")
 		c.fail(outcomeError, sideNone, ErrNoRoute)
@@ -119,6 +119,9 @@ func (c *call) reportLast(answer []byte) {
 func (s *Server) trunkInvite(c *call, offer []byte) *sip.Request {
 	to := *c.trunk.outURI.Clone()
 	to.User = c.dialled
+	if c.trunk.Register != nil {
+		return s.upstreamInvite(c.trunk, to, offer)
+	}
 	user := c.line.Name
 	if len(c.line.Numbers) > 0 {
 		user = c.line.Numbers[0]

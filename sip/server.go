@@ -43,6 +43,9 @@ type Server struct {
 	srv     *sipgo.Server
 	cli     *sipgo.Client
 	dua     *sipgo.DialogUA
+	upCli   *sipgo.Client   // towards providers we register at: Via with rport (RFC 3581), for the NAT in between
+	upDua   *sipgo.DialogUA // the lines' calls through a registration, on upCli
+	up      *upstreams      // the trunks' registrations at their providers (upstream.go)
 	reg     *registry
 	auth    *authenticator // digest challenges of lines with credentials
 	ports   *media.PortPool
@@ -116,6 +119,7 @@ func NewServer(cfg Config, sc *screening.Screener, log *zap.Logger, opts ...Opti
 		BanFor: cfg.Limits.BanFor, Exempt: s.knownSource, OnBan: s.onBan})
 	s.kept = &retained{max: cfg.Limits.RetainedTransactions}
 	s.life, s.endLife = context.WithCancelCause(context.Background())
+	s.up = newUpstreams(s)
 	for _, o := range opts {
 		o(s)
 	}
@@ -166,6 +170,10 @@ func NewServer(cfg Config, sc *screening.Screener, log *zap.Logger, opts ...Opti
 		s.ua.Close()
 		return nil, err
 	}
+	if s.upCli, err = sipgo.NewClient(s.ua, sipgo.WithClientHostname(s.host), sipgo.WithClientLogger(slogger), sipgo.WithClientNAT()); err != nil {
+		s.ua.Close()
+		return nil, err
+	}
 	s.srv.OnInvite(s.guard(s.onInvite))
 	s.srv.OnAck(s.guard(s.onAck))
 	s.srv.OnBye(s.guard(s.onBye))
@@ -185,9 +193,18 @@ func NewServer(cfg Config, sc *screening.Screener, log *zap.Logger, opts ...Opti
 	return s, nil
 }
 
-// Start binds every listener and serves in the background. It returns once
-// the sockets are bound, so a caller can dial in straight away.
+// Start binds every listener and serves in the background, then begins
+// the trunks' registrations. It returns once the sockets are bound, so a
+// caller can dial in straight away.
 func (s *Server) Start() error {
+	if err := s.listen(); err != nil {
+		return err
+	}
+	s.up.start(s.routing())
+	return nil
+}
+
+func (s *Server) listen() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.started {
@@ -256,6 +273,7 @@ func (s *Server) Start() error {
 		Client:     s.cli,
 		ContactHDR: sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "cleanline", Host: s.host, Port: port}},
 	}
+	s.upDua = &sipgo.DialogUA{Client: s.upCli, ContactHDR: s.dua.ContactHDR}
 	s.contacts = map[string]sip.ContactHeader{}
 	for _, network := range []string{"tcp", "tls"} {
 		if ap, ok := s.addrs[network]; ok {
@@ -327,7 +345,7 @@ func (s *Server) knownSource(ip netip.Addr) bool {
 			}
 		}
 	}
-	return slices.Contains(rt.peerHosts, ip)
+	return slices.Contains(rt.peerHosts, ip) || s.up.known(ip)
 }
 
 // hostsOf are the IP hosts of the trunks' outbound URIs and the lines'
@@ -337,6 +355,9 @@ func hostsOf(cfg *Config) []netip.Addr {
 	var uris []sip.Uri
 	for _, t := range cfg.Trunks {
 		uris = append(uris, t.outURI)
+		if t.Register != nil {
+			uris = append(uris, t.Register.proxy)
+		}
 	}
 	for _, l := range cfg.Lines {
 		uris = append(uris, l.contact)
@@ -409,6 +430,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, c := range s.reg.all() {
 		c.end(outcomeShutdown, sideNone)
 	}
+	// The registrations un-REGISTER meanwhile (RFC 3261 §10.2.2).
+	unregistered := make(chan error, 1)
+	go func() { unregistered <- s.up.shutdown(ctx.Done()) }()
 	done := make(chan struct{})
 	go func() {
 		s.calls.Wait()
@@ -416,10 +440,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}()
 	select {
 	case <-done:
-		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("sip: shutdown: %d calls still finishing: %w", s.reg.count(), ctx.Err())
 	}
+	if err := <-unregistered; err != nil {
+		return fmt.Errorf("sip: shutdown: %w: %w", err, ctx.Err())
+	}
+	return nil
 }
 
 // Close ends every call at once (no waiting for BYE answers), abandons
@@ -429,6 +456,7 @@ func (s *Server) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
 		s.closing.Store(true)
+		s.up.close()
 		for _, c := range s.reg.all() {
 			c.end(outcomeShutdown, sideNone)
 		}
@@ -442,6 +470,9 @@ func (s *Server) Close() error {
 			err = errors.Join(err, f())
 		}
 		err = errors.Join(err, s.ua.Close())
+		wctx, cancel := context.WithTimeout(context.Background(), s.byeTimeout())
+		_ = s.up.wait(wctx.Done()) // their transactions ended with the UserAgent
+		cancel()
 		s.player.Close()
 		err = errors.Join(err, s.ports.Close())
 	})
