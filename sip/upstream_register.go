@@ -354,45 +354,49 @@ func (r *registration) routeSet() []string {
 	return append(out, r.serviceRoute...)
 }
 
-// registered records a binding granted for granted, refreshed in refresh.
+// registered records a binding granted for granted, refreshed in
+// refresh (metrics and log first, as failed does).
 func (r *registration) registered(granted, refresh time.Duration) {
-	now := time.Now()
+	r.s.metrics.up.registered.WithLabelValues(r.trunk).Set(1)
 	r.mu.Lock()
 	was := r.st.State
+	r.mu.Unlock()
 	if was != UpstreamRegistered {
+		r.log.Info("registered at the provider", zap.Duration("expires", granted), zap.Duration("refresh_in", refresh),
+			zap.Stringer("contact", &r.contact.Address))
+	}
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.st.State != UpstreamRegistered {
 		r.st.Since = now
 	}
 	r.st.State, r.st.LastStatus, r.st.LastReason, r.st.Failures = UpstreamRegistered, sip.StatusOK, "OK", 0
 	r.st.Expires, r.st.NextAttempt = now.Add(granted), now.Add(refresh)
-	r.mu.Unlock()
-	r.s.metrics.up.registered.WithLabelValues(r.trunk).Set(1)
-	if was != UpstreamRegistered {
-		r.log.Info("registered at the provider", zap.Duration("expires", granted), zap.Duration("refresh_in", refresh),
-			zap.String("contact", r.st.Contact))
-	}
 }
 
-// failed records a failed attempt, the failures-th in a row, retried in wait.
+// failed records a failed attempt, the failures-th in a row, retried in
+// wait: logged first, so that a state saying failing has been said.
 func (r *registration) failed(err error, failures int, wait time.Duration) {
-	now := time.Now()
 	re := asRegError(err)
+	fields := []zap.Field{zap.Int("status", re.status), zap.String("reason", re.reason), zap.Int("failures", failures), zap.Duration("retry_in", wait)}
+	if re.credentials {
+		// Never the password: which user, which keys to check.
+		r.log.Warn("provider refused the subscriber's credentials: check this trunk's register.username, auth_username and password",
+			append(fields, zap.String("username", r.cfg.Username), zap.String("auth_username", r.cfg.AuthUsername))...)
+	} else {
+		r.log.Warn("registration at the provider failed", fields...)
+	}
+	r.s.metrics.up.registered.WithLabelValues(r.trunk).Set(0)
+	r.s.metrics.up.failures.WithLabelValues(r.trunk, re.label()).Inc()
+	now := time.Now()
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.st.State != UpstreamFailing {
 		r.st.Since = now
 	}
 	r.st.State, r.st.LastStatus, r.st.LastReason, r.st.Failures = UpstreamFailing, re.status, re.reason, failures
 	r.st.Expires, r.st.NextAttempt = time.Time{}, now.Add(wait)
-	r.mu.Unlock()
-	r.s.metrics.up.registered.WithLabelValues(r.trunk).Set(0)
-	r.s.metrics.up.failures.WithLabelValues(r.trunk, re.label()).Inc()
-	fields := []zap.Field{zap.Int("status", re.status), zap.String("reason", re.reason), zap.Int("failures", failures), zap.Duration("retry_in", wait)}
-	if re.credentials {
-		// Never the password: which user, which key to check.
-		r.log.Warn("provider refused the subscriber's credentials: check this trunk's register.username, auth_username and password",
-			append(fields, zap.String("username", r.cfg.Username), zap.String("auth_username", r.cfg.AuthUsername))...)
-		return
-	}
-	r.log.Warn("registration at the provider failed", fields...)
 }
 
 // keepAliveFailed records a failed keep-alive: the binding is presumed lost.

@@ -2,7 +2,10 @@ package sip
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/cleanline/cleanline/blocklist"
+	"github.com/cleanline/cleanline/screening"
 	"github.com/cleanline/cleanline/sip/siptest"
 )
 
@@ -274,5 +279,78 @@ func TestUpstreamBackoffDoubles(t *testing.T) {
 		if gap := got[i].At.Sub(got[i-1].At); gap < floor {
 			t.Errorf("attempt %d came %s after the one before; want at least %s", i+1, gap, floor)
 		}
+	}
+}
+
+// Every mistake in a trunk's register: is refused at start, naming its key.
+func TestUpstreamConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	empty, withLF := filepath.Join(dir, "empty"), filepath.Join(dir, "pw")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(withLF, []byte(upPass+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := func(f func(*Register)) Config {
+		r := &Register{Registrar: "sip:provider.example", Username: upUser, Password: upPass, ContactUser: lineNumber}
+		f(r)
+		cfg := Config{Advertise: ipCleanline, Listen: []Listener{{Network: "udp", Addr: ipCleanline + ":5060"}},
+			Trunks: []Trunk{{Name: "provider", Register: r}},
+			Lines:  []Line{{Name: "home", Numbers: []string{lineNumber}, Contact: "sip:home@127.0.0.3"}}}
+		cfg.Defaults()
+		return cfg
+	}
+	for _, c := range []struct {
+		f    func(*Register)
+		want string
+	}{
+		{func(r *Register) { r.Registrar = "" }, `sip.trunks[0].register.registrar: "": want a SIP URI`},
+		{func(r *Register) { r.Registrar = "http://provider.example" }, "sip.trunks[0].register.registrar"},
+		{func(r *Register) { r.Registrar = "sip:someone@provider.example" }, "register.registrar: \"sip:someone@provider.example\": the registrar's URI has no user"},
+		{func(r *Register) { r.Registrar = "sip:provider.example;transport=tls" }, "register.registrar: \"sip:provider.example;transport=tls\": transport tls: want udp or tcp"},
+		{func(r *Register) { r.Registrar = "sip:provider.example;transport=tcp" }, "sip.trunks[0].register: registering over tcp needs a tcp listener in sip.listen"},
+		{func(r *Register) { r.OutboundProxy = "proxy.example" }, "sip.trunks[0].register.outbound_proxy"},
+		{func(r *Register) { r.Username = "" }, "sip.trunks[0].register.username"},
+		{func(r *Register) { r.Username = "sub scriber" }, "sip.trunks[0].register.username: \"sub scriber\""},
+		{func(r *Register) { r.ContactUser = "home;x=1" }, "sip.trunks[0].register.contact_user"},
+		{func(r *Register) { r.AuthUsername = "a\"b" }, "sip.trunks[0].register.auth_username"},
+		{func(r *Register) { r.Password = "" }, "sip.trunks[0].register.password: empty"},
+		{func(r *Register) { r.PasswordFile = withLF }, "sip.trunks[0].register: password and password_file are both set"},
+		{func(r *Register) { r.Password, r.PasswordFile = "", filepath.Join(dir, "absent") }, "sip.trunks[0].register.password_file: open"},
+		{func(r *Register) { r.Password, r.PasswordFile = "", empty }, "sip.trunks[0].register.password_file: " + empty + " is empty"},
+		{func(r *Register) { r.Expires = 500 * time.Millisecond }, "sip.trunks[0].register.expires: 500ms: want from 1s"},
+		{func(r *Register) { r.RetryMin = -time.Second }, "sip.trunks[0].register.retry_min"},
+		{func(r *Register) { r.RetryMin, r.RetryMax = time.Minute, time.Second }, "sip.trunks[0].register.retry_max: 1s is below retry_min 1m0s"},
+	} {
+		cfg := base(c.f)
+		err := cfg.Validate()
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v; want an ErrConfig saying %q", err, c.want)
+		}
+	}
+	// A password file's trailing newline is no part of the password; a
+	// registration needs no sources, a plain trunk does.
+	cfg := base(func(r *Register) { r.Password, r.PasswordFile = "", withLF })
+	if err := cfg.Validate(); err != nil || cfg.Trunks[0].Register.password != upPass {
+		t.Fatalf("password_file: %v, password %q", err, cfg.Trunks[0].Register.password)
+	}
+	cfg.Trunks[0].Register = nil
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "sip.trunks[0].sources: empty") {
+		t.Fatalf("a trunk with neither sources nor register: %v", err)
+	}
+	// The contact must ring a line: checked with the screener's lines.
+	cfg = base(func(r *Register) { r.ContactUser = "nobody" })
+	st, err := blocklist.OpenFile(filepath.Join(dir, "cl.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	sc, err := screening.New(st, screening.Config{Region: "GB", Lines: cfg.ScreeningLines()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewServer(cfg, sc, nil); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), `sip.trunks[0].register.contact_user: "nobody" rings no line`) {
+		t.Fatalf("contact_user ringing no line: %v", err)
 	}
 }
