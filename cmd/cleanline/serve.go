@@ -135,7 +135,7 @@ func (e *env) startAdmin(ctx context.Context, sc *screening.Screener, srv *sip.S
 	if err != nil {
 		return nil, err
 	}
-	if rl.svc, err = admin.New(admin.Deps{Store: e.store, Screener: sc, Lines: rl.adminLines(), Calls: srv, Reloader: rl}); err != nil {
+	if rl.svc, err = admin.New(admin.Deps{Store: e.store, Screener: sc, Lines: rl.adminLines(), Calls: srv, Reloader: rl, Upstream: srv}); err != nil {
 		return nil, err
 	}
 	return listenAdmin(adminSetup{addr: e.cfg.Admin.Listen, tls: tlsCfg, api: rl.svc, tokens: tokens, keys: rl.keys, reg: reg,
