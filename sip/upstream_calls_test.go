@@ -24,7 +24,7 @@ import (
 func TestUpstreamCallsToTheContactAreScreened(t *testing.T) {
 	reg := siptest.NewRegistrar(t, ipTrunk)
 	reg.SetAnswer(digestGrant(time.Hour))
-	e := upEnv(t, reg, nil)
+	e := upEnv(t, reg.URI(), nil)
 	ctx := ctxT(t, 15*time.Second)
 	st := e.waitUpstream(ctx, "registered", registered)
 	contact := st.Contact // what the provider's INVITEs carry as Request-URI
@@ -76,7 +76,7 @@ func TestUpstreamLineCallAnswersTheChallengeOnce(t *testing.T) {
 	proxy := siptest.NewPhone(t, ipTrunk) // the provider's proxy, named by its Service-Route
 	reg := siptest.NewRegistrar(t, ipTrunk)
 	reg.SetAnswer(digestGrant(time.Hour, sip.NewHeader("Service-Route", fmt.Sprintf("<sip:%s;lr>", proxy.Addr))))
-	e := upEnv(t, reg, nil)
+	e := upEnv(t, reg.URI(), nil)
 	ctx := ctxT(t, 20*time.Second)
 	e.waitUpstream(ctx, "registered", registered)
 	for _, tc := range []struct {
@@ -155,7 +155,7 @@ func TestUpstreamLineCallAnswersTheChallengeOnce(t *testing.T) {
 func TestUpstreamKeepAliveOptionsOverUDP(t *testing.T) {
 	reg := siptest.NewRegistrar(t, ipTrunk)
 	reg.SetAnswer(digestGrant(time.Hour))
-	e := upEnv(t, reg, func(r *Register) { r.KeepAlive = 200 * time.Millisecond },
+	e := upEnv(t, reg.URI(), func(r *Register) { r.KeepAlive = 200 * time.Millisecond },
 		withServerOpts(WithMetrics(prometheus.NewRegistry())))
 	ctx := ctxT(t, 15*time.Second)
 	e.waitUpstream(ctx, "registered", registered)
@@ -190,7 +190,7 @@ func TestUpstreamKeepAliveOptionsOverUDP(t *testing.T) {
 func TestUpstreamKeepAliveCRLFOverTCP(t *testing.T) {
 	reg := siptest.NewRegistrarTCP(t, ipTrunk)
 	reg.SetAnswer(digestGrant(time.Hour))
-	e := upEnv(t, reg, func(r *Register) { r.KeepAlive = 200 * time.Millisecond }, overTCP)
+	e := upEnv(t, reg.URI(), func(r *Register) { r.KeepAlive = 200 * time.Millisecond }, overTCP)
 	ctx := ctxT(t, 15*time.Second)
 	st := e.waitUpstream(ctx, "registered", registered)
 	if !strings.HasSuffix(st.Contact, ";transport=tcp") || !strings.Contains(st.Contact, e.s.Addr("tcp").String()) {
@@ -219,7 +219,7 @@ func TestUpstreamKeepAliveCRLFOverTCP(t *testing.T) {
 func TestUpstreamReloadReconciles(t *testing.T) {
 	reg := siptest.NewRegistrar(t, ipTrunk)
 	reg.SetAnswer(digestGrant(time.Hour))
-	e := upEnv(t, reg, nil)
+	e := upEnv(t, reg.URI(), nil)
 	ctx := ctxT(t, 15*time.Second)
 	e.waitUpstream(ctx, "registered", registered)
 	setRegister := func(f func(*Trunk)) error {

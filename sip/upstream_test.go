@@ -27,11 +27,11 @@ const (
 	upPass = "correct horse battery staple"
 )
 
-// upEnv is cleanline with its trunk registering at reg as upUser, its
+// upEnv is cleanline with its trunk registering at registrar as upUser, its
 // contact ringing the line; f changes the registration's configuration.
-func upEnv(t *testing.T, reg *siptest.Registrar, f func(*Register), opts ...envOption) *env {
+func upEnv(t *testing.T, registrar string, f func(*Register), opts ...envOption) *env {
 	t.Helper()
-	r := &Register{Registrar: reg.URI(), Username: upUser, Password: upPass, ContactUser: lineNumber,
+	r := &Register{Registrar: registrar, Username: upUser, Password: upPass, ContactUser: lineNumber,
 		KeepAlive: -1, RetryMin: 100 * time.Millisecond, RetryMax: 2 * time.Second}
 	if f != nil {
 		f(r)
@@ -87,7 +87,7 @@ func TestUpstreamRegistersWithDigestAndRefreshesBeforeExpiry(t *testing.T) {
 	reg := siptest.NewRegistrar(t, ipTrunk)
 	reg.SetAnswer(digestGrant(2*time.Second, sip.NewHeader("Service-Route", "<sip:orig@127.0.0.2:5099;lr>"),
 		sip.NewHeader("Path", "<sip:edge.provider.example;lr>, <sip:core.provider.example;lr>")))
-	e := upEnv(t, reg, nil, withServerOpts(WithMetrics(prometheus.NewRegistry())))
+	e := upEnv(t, reg.URI(), nil, withServerOpts(WithMetrics(prometheus.NewRegistry())))
 	ctx := ctxT(t, 10*time.Second)
 	got, err := reg.Wait(ctx, sip.REGISTER, 4)
 	if err != nil {
@@ -157,7 +157,7 @@ func TestUpstream423AsksForMinExpires(t *testing.T) {
 		}
 		return grant(req)
 	})
-	e := upEnv(t, reg, func(r *Register) { r.Expires = 60 * time.Second })
+	e := upEnv(t, reg.URI(), func(r *Register) { r.Expires = 60 * time.Second })
 	ctx := ctxT(t, 10*time.Second)
 	st := e.waitUpstream(ctx, "registered", registered)
 	got := reg.Received(sip.REGISTER)
@@ -179,7 +179,7 @@ func TestUpstream423AsksForMinExpires(t *testing.T) {
 func TestUpstreamUnregistersAtShutdown(t *testing.T) {
 	reg := siptest.NewRegistrar(t, ipTrunk)
 	reg.SetAnswer(digestGrant(time.Hour))
-	e := upEnv(t, reg, nil)
+	e := upEnv(t, reg.URI(), nil)
 	ctx := ctxT(t, 10*time.Second)
 	e.waitUpstream(ctx, "registered", registered)
 	if err := e.s.Shutdown(ctx); err != nil {
@@ -217,7 +217,7 @@ func TestUpstreamWrongCredentialsBackOffLong(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			reg := siptest.NewRegistrar(t, ipTrunk)
 			reg.SetAnswer(tc.answer)
-			e := upEnv(t, reg, func(r *Register) { r.RetryMin, r.RetryMax = 50*time.Millisecond, 2*time.Second },
+			e := upEnv(t, reg.URI(), func(r *Register) { r.RetryMin, r.RetryMax = 50*time.Millisecond, 2*time.Second },
 				withServerOpts(WithMetrics(prometheus.NewRegistry())))
 			ctx := ctxT(t, 10*time.Second)
 			st := e.waitUpstream(ctx, "failing", func(st UpstreamState) bool { return st.State == UpstreamFailing })
@@ -269,7 +269,7 @@ func TestUpstreamBackoffDoubles(t *testing.T) {
 	reg.SetAnswer(func(req *sip.Request) *sip.Response {
 		return sip.NewResponseFromRequest(req, 503, "Service Unavailable", nil)
 	})
-	upEnv(t, reg, func(r *Register) { r.RetryMin, r.RetryMax = 200*time.Millisecond, time.Minute })
+	upEnv(t, reg.URI(), func(r *Register) { r.RetryMin, r.RetryMax = 200*time.Millisecond, time.Minute })
 	got, err := reg.Wait(ctxT(t, 10*time.Second), sip.REGISTER, 4)
 	if err != nil {
 		t.Fatal(err)
