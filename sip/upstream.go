@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -263,6 +264,7 @@ func (s *Server) Upstream() []UpstreamState {
 // un-REGISTERing included.
 type upstreams struct {
 	s       *Server
+	running atomic.Pointer[[]*registration] // regs' values, for readers on every request
 	mu      sync.Mutex
 	regs    map[string]*registration
 	started bool // Start has run: listeners and Contacts are known
@@ -315,23 +317,33 @@ func (u *upstreams) reconcile(rt *routing) {
 		u.wg.Add(1)
 		go r.run(after[name])
 	}
+	u.publish()
 }
 
-// list is the running registrations.
-func (u *upstreams) list() []*registration {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	out := make([]*registration, 0, len(u.regs))
+// publish makes regs what readers see; u.mu is held.
+func (u *upstreams) publish() {
+	list := make([]*registration, 0, len(u.regs))
 	for _, r := range u.regs {
-		out = append(out, r)
+		list = append(list, r)
 	}
-	return out
+	u.running.Store(&list)
+}
+
+// list is the running registrations (not to be changed).
+func (u *upstreams) list() []*registration {
+	if p := u.running.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 func (u *upstreams) get(trunk string) *registration {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return u.regs[trunk]
+	for _, r := range u.list() {
+		if r.trunk == trunk {
+			return r
+		}
+	}
+	return nil
 }
 
 // from reports whether a request from a comes from trunk's registrar or
@@ -371,6 +383,7 @@ func (u *upstreams) shutdown(done <-chan struct{}) error {
 		r.stop(true)
 		delete(u.regs, name)
 	}
+	u.publish()
 	u.mu.Unlock()
 	return u.wait(done)
 }
@@ -383,6 +396,7 @@ func (u *upstreams) close() {
 		r.stop(false)
 		delete(u.regs, name)
 	}
+	u.publish()
 	u.mu.Unlock()
 }
 

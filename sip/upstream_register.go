@@ -42,9 +42,13 @@ type registration struct {
 	contact sip.ContactHeader
 	pongs   chan struct{} // TCP keep-alive answers (upstream_keepalive.go)
 
+	// addrs are the registrar's and proxy's, as resolved and heard from:
+	// an immutable slice, replaced whole, read without a lock on every
+	// request a stranger sends (knownSource).
+	addrs atomic.Pointer[[]netip.Addr]
+
 	mu           sync.Mutex
 	st           UpstreamState
-	addrs        []netip.Addr // the registrar's and proxy's, as resolved and heard from
 	serviceRoute []string
 	bound        bool   // the registrar may hold our binding: un-REGISTER it at the end
 	flow         string // TCP: the remote address of the registration's connection
@@ -318,12 +322,20 @@ func (r *registration) resolve(ctx context.Context) {
 }
 
 func (r *registration) addAddrs(as ...netip.Addr) {
-	r.mu.Lock()
+	r.mu.Lock() // one writer at a time
 	defer r.mu.Unlock()
+	var cur []netip.Addr
+	if p := r.addrs.Load(); p != nil {
+		cur = *p
+	}
+	next := cur
 	for _, a := range as {
-		if a.IsValid() && !contains(r.addrs, a) {
-			r.addrs = append(r.addrs, a)
+		if a.IsValid() && !contains(next, a) {
+			next = append(next[:len(next):len(next)], a)
 		}
+	}
+	if len(next) != len(cur) {
+		r.addrs.Store(&next)
 	}
 }
 
@@ -337,9 +349,8 @@ func contains(as []netip.Addr, a netip.Addr) bool {
 }
 
 func (r *registration) from(a netip.Addr) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return contains(r.addrs, a.Unmap())
+	p := r.addrs.Load()
+	return p != nil && contains(*p, a.Unmap())
 }
 
 // routeSet is the route a line's call through the trunk takes: the
