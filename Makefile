@@ -60,6 +60,7 @@ fuzz:
 	  blocklist:FuzzParseImportLine \
 	  sip/media:FuzzParseSDP \
 	  sip/media:FuzzDecodeTelephoneEvent \
+	  sip:FuzzHeaderList \
 	  cmd/cleanline:FuzzLoadConfig \
 	  cmd/cleanline:FuzzDecodeStrict \
 	  cmd/internal/admin/api:FuzzRequest ; do \

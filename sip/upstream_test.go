@@ -354,3 +354,35 @@ func TestUpstreamConfigErrors(t *testing.T) {
 		t.Fatalf("contact_user ringing no line: %v", err)
 	}
 }
+
+// headerList reads a registrar's Service-Route and Path, whatever they
+// hold: never a panic, never an empty or untrimmed element, and a list of
+// plain name-addrs comes back as written.
+func FuzzHeaderList(f *testing.F) {
+	for _, s := range []string{"<sip:a;lr>, <sip:b;lr>", `"x, y" <sip:c>`, "<sip:d,e>", ",,", `"`, "<<>>,>"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		res := sip.NewResponseFromRequest(sip.NewRequest(sip.REGISTER, sip.Uri{Scheme: "sip", Host: "h"}), 200, "OK", nil)
+		res.AppendHeader(sip.NewHeader("Path", v))
+		got := headerList(res, "Path")
+		for _, g := range got {
+			if g == "" || g != strings.TrimSpace(g) {
+				t.Fatalf("element %q of %q", g, v)
+			}
+		}
+		if len(got) > strings.Count(v, ",")+1 {
+			t.Fatalf("%d elements from %q", len(got), v)
+		}
+	})
+}
+
+func TestHeaderListSplitsNameAddrs(t *testing.T) {
+	res := sip.NewResponseFromRequest(sip.NewRequest(sip.REGISTER, sip.Uri{Scheme: "sip", Host: "h"}), 200, "OK", nil)
+	res.AppendHeader(sip.NewHeader("Service-Route", `<sip:p1.example;lr>, "Core, B" <sip:p2.example;lr>`))
+	res.AppendHeader(sip.NewHeader("Service-Route", "<sip:p3.example;lr;x=a,b>"))
+	want := []string{"<sip:p1.example;lr>", `"Core, B" <sip:p2.example;lr>`, "<sip:p3.example;lr;x=a,b>"}
+	if got := headerList(res, "Service-Route"); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("headerList = %q; want %q", got, want)
+	}
+}
