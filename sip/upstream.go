@@ -329,8 +329,12 @@ func (u *upstreams) publish() {
 	u.running.Store(&list)
 }
 
-// list is the running registrations (not to be changed).
+// list is the running registrations (not to be changed); none of a
+// Server not made by NewServer.
 func (u *upstreams) list() []*registration {
+	if u == nil {
+		return nil
+	}
 	if p := u.running.Load(); p != nil {
 		return *p
 	}
