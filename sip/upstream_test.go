@@ -386,3 +386,16 @@ func TestHeaderListSplitsNameAddrs(t *testing.T) {
 		t.Fatalf("headerList = %q; want %q", got, want)
 	}
 }
+
+// A binding is refreshed at half its life, never later than its end less
+// a REGISTER's longest transaction (32 s), and a short one at a quarter.
+func TestUpstreamRefreshAfter(t *testing.T) {
+	for g, want := range map[time.Duration]time.Duration{
+		2 * time.Second: 500 * time.Millisecond, 60 * time.Second: 28 * time.Second,
+		100 * time.Second: 50 * time.Second, time.Hour: 30 * time.Minute,
+	} {
+		if got := refreshAfter(g); got != want {
+			t.Errorf("refreshAfter(%s) = %s, want %s", g, got, want)
+		}
+	}
+}
