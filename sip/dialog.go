@@ -76,8 +76,10 @@ func (e regEntry) peer() side {
 
 func (s *Server) onAck(req *sip.Request, tx sip.ServerTransaction) {
 	if id, err := sip.DialogIDFromRequestUAS(req); err == nil {
-		if d := s.reg.ackFor(id); d != nil {
-			_ = d.ReadAck(req, tx)
+		if c := s.reg.ackFor(id); c != nil {
+			if c.in.ReadAck(req, tx) == nil {
+				c.ackArrived()
+			}
 			return
 		}
 	}
