@@ -73,7 +73,12 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("%w: %w", errConfig, err)
 	}
 	reg := newRegistry()
-	srv, err := sip.NewServer(sipCfg, sc, e.log, sip.WithMetrics(reg))
+	sinks, stopSinks, err := e.eventSinks(reg)
+	defer stopSinks() // after srv.Close, which hands them the last records
+	if err != nil {
+		return err
+	}
+	srv, err := sip.NewServer(sipCfg, sc, e.log, append([]sip.Option{sip.WithMetrics(reg)}, sinks...)...)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cleanline/cleanline/blocklist"
+	"github.com/cleanline/cleanline/cmd/internal/admin/webhook"
+	"github.com/cleanline/cleanline/sip"
+)
+
+// Call events: serve hands them (package sip) to the store's event log
+// (package blocklist) and to the webhooks (package webhook). This file is
+// the wiring between them.
+
+// EventsConfig is the `events:` section: keeping call events in the store.
+type EventsConfig struct {
+	// Store keeps every call event and record in the store (default true):
+	// a Redis Stream on Redis, JSON-lines files in a directory beside the
+	// embedded store's file (cleanline.db → cleanline.events/).
+	Store bool `yaml:"store"`
+	// Max is about how many events the Redis Stream keeps (XADD MAXLEN ~;
+	// default 100000, about 1 KB of Redis memory each).
+	Max int `yaml:"max"`
+	// FileMB is the size in MiB of one events file of the embedded store
+	// (default 16), Files how many are kept (default 16): the oldest go.
+	FileMB int `yaml:"file_mb"`
+	Files  int `yaml:"files"`
+	// Queue is how many events may wait for the store (default 8192);
+	// when it is full new ones are dropped and counted, never waited for.
+	Queue int `yaml:"queue"`
+}
+
+func (c EventsConfig) validate() error {
+	for _, n := range []struct {
+		key string
+		v   int
+	}{{"max", c.Max}, {"file_mb", c.FileMB}, {"files", c.Files}, {"queue", c.Queue}} {
+		if n.v < 0 {
+			return fmt.Errorf("events.%s: %d is negative", n.key, n.v)
+		}
+	}
+	return nil
+}
+
+func (c EventsConfig) logOptions(readOnly bool) blocklist.EventLogOptions {
+	return blocklist.EventLogOptions{Max: c.Max, FileBytes: int64(c.FileMB) << 20, Files: c.Files, ReadOnly: readOnly}
+}
+
+// eventSinks are serve's sinks of call events, as options of sip.NewServer,
+// and what stops them; call stop once the server is closed (its Close
+// hands them the last records).
+func (e *env) eventSinks(reg prometheus.Registerer) (opts []sip.Option, stop func(), err error) {
+	var stops []func()
+	stop = func() {
+		for _, f := range stops {
+			f()
+		}
+	}
+	if e.cfg.Events.Store {
+		log, err := openEventLog(e.store, e.cfg.Events.logOptions(false))
+		if err != nil {
+			return nil, stop, err
+		}
+		stops = append(stops, func() { _ = log.Close() })
+		opts = append(opts, sip.WithEvents("store", eventStore{log}, e.cfg.Events.Queue))
+	}
+	if len(e.cfg.Webhooks) > 0 {
+		d, err := webhook.New(e.cfg.Webhooks, webhook.Options{Lines: e.cfg.lineNames(), Registerer: reg,
+			Logger: e.log.Named("webhook"), UserAgent: "cleanline-webhook/1 (" + version() + ")"})
+		if err != nil {
+			return nil, stop, fmt.Errorf("%w: %w", errConfig, err)
+		}
+		stops = append([]func(){func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			d.Close(ctx)
+		}}, stops...)
+		opts = append(opts, sip.WithEvents("webhooks", d, 0))
+	}
+	return opts, stop, nil
+}
+
+// openEventLog is the event log of the store serve opened.
+func openEventLog(st blocklist.Admin, opts blocklist.EventLogOptions) (blocklist.EventLog, error) {
+	switch st := st.(type) {
+	case *blocklist.FileStore:
+		return st.EventLog(opts)
+	case *blocklist.RedisStore:
+		return st.EventLog(opts), nil
+	}
+	return nil, fmt.Errorf("store %T keeps no call events", st)
+}
+
+// openEventReader reads the call events a store URL's service keeps,
+// without opening the store itself: the embedded store's file is the
+// running service's alone, its events files are not. Close it after use.
+func openEventReader(ctx context.Context, url string, cfg EventsConfig) (blocklist.EventLog, func(), error) {
+	if path, ok := strings.CutPrefix(url, "file:"); ok && path != "" {
+		l, err := blocklist.OpenEventFile(blocklist.EventDir(path), cfg.logOptions(true))
+		if err != nil {
+			return nil, nil, err
+		}
+		return l, func() { _ = l.Close() }, nil
+	}
+	st, err := openStore(ctx, url)
+	if err != nil {
+		return nil, nil, err
+	}
+	l, err := openEventLog(st, cfg.logOptions(true))
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return l, func() { _ = l.Close(); _ = st.Close() }, nil
+}
+
+// eventStore is the event log as a sink of sip's events: each event's JSON
+// is the record's data, found by its time, type, line, call and the other
+// party's number (the caller, or what the line dialled).
+type eventStore struct{ log blocklist.EventLog }
+
+func (s eventStore) WriteEvents(ctx context.Context, evs []sip.Event) error {
+	recs := make([]blocklist.EventRecord, len(evs))
+	for i := range evs {
+		ev := &evs[i]
+		data, err := json.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("event %s: %w", ev.ID(), err)
+		}
+		other := ev.Caller
+		if ev.Direction == "outbound" {
+			other = ev.Number
+		}
+		recs[i] = blocklist.EventRecord{Time: ev.Time, Type: string(ev.Type), Line: ev.Line, Caller: other, Call: ev.Call, Data: data}
+	}
+	return s.log.AppendEvents(ctx, recs)
+}
+
+// lineNames are the configured lines' names.
+func (c Config) lineNames() []string {
+	names := make([]string, len(c.SIP.Lines))
+	for i, l := range c.SIP.Lines {
+		names[i] = l.Name
+	}
+	return names
+}
