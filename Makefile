@@ -60,7 +60,9 @@ fuzz:
 	  sip/media:FuzzParseSDP \
 	  sip/media:FuzzDecodeTelephoneEvent \
 	  cmd/cleanline:FuzzLoadConfig \
-	  cmd/cleanline:FuzzDecodeStrict ; do \
+	  cmd/cleanline:FuzzDecodeStrict \
+	  blocklist:FuzzReadEventFile \
+	  cmd/internal/admin/webhook:FuzzVerify ; do \
 	  pkg=$${spec%%:*}; fn=$${spec##*:}; \
 	  echo "== $$pkg $$fn"; \
 	  $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) ./$$pkg; \
