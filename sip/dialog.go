@@ -101,6 +101,12 @@ func (s *Server) onBye(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	c := e.c
+	if e.role == roleIn && s.reg.ackFor(c.in.ID) == c {
+		// Our 2xx waits for its ACK, and the caller hangs up: it had our
+		// answer (it ACKs a 2xx before anything else, RFC 3261 §13.2.2.4),
+		// and its ACK is on another goroutine, which this one overtook.
+		c.ackArrived()
+	}
 	c.end(outcomeCompleted, e.peer())
 	if e.role == roleIn {
 		err = c.in.ReadBye(req, tx)

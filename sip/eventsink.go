@@ -11,9 +11,9 @@ import (
 
 // EventSink takes call events away from the call path: the store's event
 // log, webhooks. WriteEvents is called from one goroutine per sink, with
-// events in the order they happened (a call's in Seq order), in batches;
-// it may block (a store round trip) but should return within ctx. It must
-// not keep evs after returning.
+// events in the order they happened (a call's in Seq order), in batches
+// gathered for up to 100 ms; it may block (a store round trip) but should
+// return within ctx. It must not keep evs after returning.
 type EventSink interface {
 	WriteEvents(ctx context.Context, evs []Event) error
 }
@@ -23,16 +23,21 @@ type EventSink interface {
 const DefaultEventQueue = 8192
 
 const (
-	eventBatch        = 256              // events per WriteEvents at most
+	eventBatch = 256 // events per WriteEvents at most
+	// eventLinger is how long a batch waits for more events after its
+	// first: at 1,000 calls/s, one store round trip for 100 calls instead
+	// of one for each event (which cost 8% of cleanline's CPU per call).
+	eventLinger       = 100 * time.Millisecond
 	eventWriteTimeout = 10 * time.Second // one WriteEvents
 	eventDrainTimeout = 5 * time.Second  // what Close waits for a sink to catch up
 )
 
 // WithEvents hands every call event to sink, named name in metrics and
 // logs ("store", "webhooks"), through a queue of queue events (<= 0:
-// DefaultEventQueue). The call path never waits for it: when the queue is
-// full, the event is dropped and counted (cleanline_events_dropped_total
-// {sink, reason="queue_full"}). May be given once per sink.
+// DefaultEventQueue), and a batch of at most 256 being gathered or
+// written. The call path never waits for it: when the queue is full, the
+// event is dropped and counted (cleanline_events_dropped_total{sink,
+// reason="queue_full"}). May be given once per sink.
 func WithEvents(name string, sink EventSink, queue int) Option {
 	return func(s *Server) {
 		if queue <= 0 {
@@ -122,16 +127,20 @@ func (q *eventQueue) run() {
 			}
 			return
 		}
-		// Take what else is queued, up to a batch, without waiting.
+		// Take what else comes, up to a batch, for eventLinger at most.
+		linger := time.NewTimer(eventLinger)
 	fill:
 		for len(batch) < eventBatch {
 			select {
 			case ev := <-q.ch:
 				batch = append(batch, ev)
-			default:
+			case <-linger.C:
 				break fill
+			case <-q.quit:
+				break fill // written now; what is left, next round
 			}
 		}
+		linger.Stop()
 		q.write(batch, &lastLog)
 		clear(batch) // drop references to the events' slices
 		batch = batch[:0]
