@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -126,18 +127,29 @@ func openEventReader(ctx context.Context, url string, cfg EventsConfig) (blockli
 type eventStore struct{ log blocklist.EventLog }
 
 func (s eventStore) WriteEvents(ctx context.Context, evs []sip.Event) error {
+	// One buffer for the batch's JSON, each record's data a slice of it.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	ends := make([]int, len(evs))
+	for i := range evs {
+		if err := enc.Encode(&evs[i]); err != nil {
+			return fmt.Errorf("event %s: %w", evs[i].ID(), err)
+		}
+		ends[i] = buf.Len()
+	}
+	all := buf.Bytes()
 	recs := make([]blocklist.EventRecord, len(evs))
+	start := 0
 	for i := range evs {
 		ev := &evs[i]
-		data, err := json.Marshal(ev)
-		if err != nil {
-			return fmt.Errorf("event %s: %w", ev.ID(), err)
-		}
 		other := ev.Caller
 		if ev.Direction == "outbound" {
 			other = ev.Number
 		}
-		recs[i] = blocklist.EventRecord{Time: ev.Time, Type: string(ev.Type), Line: ev.Line, Caller: other, Call: ev.Call, Data: data}
+		recs[i] = blocklist.EventRecord{Time: ev.Time, Type: string(ev.Type), Line: ev.Line, Caller: other, Call: ev.Call,
+			Data: all[start : ends[i]-1 : ends[i]-1]} // without Encode's newline
+		start = ends[i]
 	}
 	return s.log.AppendEvents(ctx, recs)
 }
