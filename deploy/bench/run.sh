@@ -29,9 +29,10 @@
 #                          perf record: where its CPU goes
 #   run.sh events          cleanline at one rate (STEPS, e.g. 400) with call
 #                          events kept in the store and POSTed to a webhook
-#                          (every call's record and the default events),
-#                          against neither, interleaved ROUNDS times: CPU per
-#                          call of cleanline and of Redis (issue 13's 5%)
+#                          (its default events; CL_WEBHOOK_EVENTS="warned,
+#                          blocked, call" to choose), against neither,
+#                          interleaved ROUNDS times: CPU per call of
+#                          cleanline and of Redis (issue 13's 5%)
 #   run.sh all             compare, transit at half cleanline's clean rate, rtp,
 #                          disconnect and store, then issue 5's targets table
 #                          (what make bench-e2e runs)
@@ -428,7 +429,7 @@ events)
 		[ $((r % 2)) = 0 ] && modes=(on off)
 		for m in "${modes[@]}"; do
 			if [ "$m" = on ]; then
-				CL_EVENTS=1 CL_WEBHOOK=$HOOK_URL CL_WEBHOOK_EVENTS=${CL_WEBHOOK_EVENTS:-"warned, blocked, reported, line_check, call"} run_cleanline "events-$m-$r"
+				CL_EVENTS=1 CL_WEBHOOK=$HOOK_URL run_cleanline "events-$m-$r"
 			else
 				CL_EVENTS=0 CL_WEBHOOK= run_cleanline "events-$m-$r"
 			fi
