@@ -1,6 +1,7 @@
 package blocklist
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -20,7 +21,7 @@ type EventRecord struct {
 	Type   string          `json:"type"`             // its kind: 1 to 32 of [a-z0-9_]
 	Line   string          `json:"line"`             // the line it concerns, as in Trust
 	Caller string          `json:"caller,omitempty"` // the other party's E.164 number, or ""
-	Call   string          `json:"call"`             // the call's id: 1 to 64 printable bytes, no spaces
+	Call   string          `json:"call"`             // the call's id: 1 to 64 of A-Z, a-z, 0-9, . _ : -
 	Data   json.RawMessage `json:"data"`             // the event: a JSON object of at most MaxEventData bytes
 }
 
@@ -118,10 +119,10 @@ func ValidateEventRecord(r EventRecord) error {
 		}
 	}
 	if !callID(r.Call) {
-		return fmt.Errorf("%w: event call id %q must be 1 to 64 printable bytes without spaces", ErrInvalid, r.Call)
+		return fmt.Errorf("%w: event call id %q must be 1 to 64 of A-Z, a-z, 0-9, . _ : -", ErrInvalid, r.Call)
 	}
-	if len(r.Data) == 0 || len(r.Data) > MaxEventData || r.Data[0] != '{' || !json.Valid(r.Data) {
-		return fmt.Errorf("%w: event data must be a JSON object of at most %d bytes", ErrInvalid, MaxEventData)
+	if len(r.Data) == 0 || len(r.Data) > MaxEventData || r.Data[0] != '{' || bytes.IndexByte(r.Data, '\n') >= 0 || !json.Valid(r.Data) {
+		return fmt.Errorf("%w: event data must be a JSON object on one line, of at most %d bytes", ErrInvalid, MaxEventData)
 	}
 	return nil
 }
@@ -143,7 +144,7 @@ func callID(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		if s[i] <= ' ' || s[i] >= 0x7f {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') {
 			return false
 		}
 	}

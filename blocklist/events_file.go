@@ -163,13 +163,7 @@ func (l *EventFile) AppendEvents(ctx context.Context, recs []EventRecord) error 
 	}
 	var buf []byte
 	for i := range recs {
-		r := recs[i]
-		r.Time = fromMilli(toMilli(r.Time))
-		b, err := json.Marshal(&r)
-		if err != nil {
-			return fmt.Errorf("%w: event %d: %w", ErrInvalid, i, err)
-		}
-		buf = append(append(buf, b...), '\n')
+		buf = appendRecordLine(buf, &recs[i])
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -200,6 +194,36 @@ func (l *EventFile) AppendEvents(ctx context.Context, recs []EventRecord) error 
 		l.syncer = time.AfterFunc(eventSyncEvery, l.syncNow)
 	}
 	return nil
+}
+
+// appendRecordLine appends r as one line of JSON, as EventRecord's tags
+// spell it, with the data as it is: built by hand, for encoding/json would
+// scan and copy the data again (RawMessage), a third of what an event cost.
+// Every field was checked (ValidateEventRecord): only the line's name may
+// need escaping, and it holds no control character.
+func appendRecordLine(b []byte, r *EventRecord) []byte {
+	b = append(b, `{"time":"`...)
+	b = fromMilli(toMilli(r.Time)).AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","type":"`...)
+	b = append(b, r.Type...)
+	b = append(b, `","line":"`...)
+	for i := 0; i < len(r.Line); i++ {
+		if c := r.Line[i]; c == '"' || c == '\\' {
+			b = append(b, '\\')
+		}
+		b = append(b, r.Line[i])
+	}
+	b = append(b, '"')
+	if r.Caller != "" {
+		b = append(b, `,"caller":"`...)
+		b = append(b, r.Caller...)
+		b = append(b, '"')
+	}
+	b = append(b, `,"call":"`...)
+	b = append(b, r.Call...)
+	b = append(b, `","data":`...)
+	b = append(b, r.Data...)
+	return append(b, "}\n"...)
 }
 
 // syncNow fsyncs what was written since the last fsync.

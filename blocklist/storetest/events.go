@@ -27,6 +27,7 @@ func RunEvents(t *testing.T, open OpenEvents) {
 		{"Paging", testEventsPaging},
 		{"Invalid", testEventsInvalid},
 		{"Closed", testEventsClosed},
+		{"LineNames", testEventsLineNames},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -201,6 +202,8 @@ func testEventsInvalid(t *testing.T, l blocklist.EventLog, _ func() error) {
 		{"call with a space", func(r *blocklist.EventRecord) { r.Call = "a b" }},
 		{"data not JSON", func(r *blocklist.EventRecord) { r.Data = []byte(`{"v":1`) }},
 		{"data not an object", func(r *blocklist.EventRecord) { r.Data = []byte(`[1]`) }},
+		{"data on two lines", func(r *blocklist.EventRecord) { r.Data = []byte("{\"v\":\n1}") }},
+		{"call id with a quote", func(r *blocklist.EventRecord) { r.Call = `a"b` }},
 		{"data too big", func(r *blocklist.EventRecord) {
 			r.Data = []byte(`{"x":"` + strings.Repeat("x", blocklist.MaxEventData) + `"}`)
 		}},
@@ -240,5 +243,20 @@ func testEventsClosed(t *testing.T, l blocklist.EventLog, closeStore func() erro
 	}
 	if !errors.Is(l.AppendEvents(bg, nil), blocklist.ErrClosed) {
 		t.Fatal("an empty append after Close is not refused")
+	}
+}
+
+// Any line name a line may have (quotes, backslashes, letters beyond
+// ASCII) is kept as it was and found by.
+func testEventsLineNames(t *testing.T, l blocklist.EventLog, _ func() error) {
+	var recs []blocklist.EventRecord
+	for i, line := range []string{`room "7"`, `a\b`, "Zoë's room", "home"} {
+		data, _ := json.Marshal(map[string]any{"v": 1, "line": line})
+		recs = append(recs, blocklist.EventRecord{Time: t0.Add(time.Duration(i) * time.Second), Type: "call", Line: line,
+			Call: fmt.Sprintf("c.%d", i), Data: data})
+	}
+	appendEvents(t, l, recs)
+	for _, r := range recs {
+		sameRecords(t, r.Line, readEvents(t, l, blocklist.EventQuery{Line: r.Line}).Records, []blocklist.EventRecord{r})
 	}
 }
