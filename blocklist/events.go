@@ -65,7 +65,8 @@ const (
 type EventLog interface {
 	// AppendEvents stores records, in order, in one write where the
 	// store can (one pipeline, one file write). Every record is checked
-	// first: one bad record refuses the batch (ErrInvalid).
+	// first: one bad record refuses the batch (ErrInvalid). Nothing of
+	// recs is kept once it returns.
 	AppendEvents(ctx context.Context, recs []EventRecord) error
 	// Events returns a page of the records q selects, newest first.
 	Events(ctx context.Context, q EventQuery) (EventPage, error)

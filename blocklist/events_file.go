@@ -53,6 +53,7 @@ type EventFile struct {
 	dirty  bool // written since the last fsync
 	syncer *time.Timer
 	werr   error // the last fsync's failure, returned by the next append
+	buf    []byte // the lines of a batch, reused
 }
 
 var _ EventLog = (*EventFile)(nil)
@@ -161,15 +162,16 @@ func (l *EventFile) AppendEvents(ctx context.Context, recs []EventRecord) error 
 	if l.opts.ReadOnly {
 		return fmt.Errorf("%w: event log %s opened read-only", ErrInvalid, l.dir)
 	}
-	var buf []byte
-	for i := range recs {
-		buf = appendRecordLine(buf, &recs[i])
-	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.f == nil {
 		return fmt.Errorf("%w: %s", ErrClosed, l.dir)
 	}
+	buf := l.buf[:0]
+	for i := range recs {
+		buf = appendRecordLine(buf, &recs[i])
+	}
+	l.buf = buf
 	if err := l.werr; err != nil {
 		l.werr = nil
 		return fmt.Errorf("%w: event log %s: fsync: %w", ErrUnavailable, l.dir, err)

@@ -69,7 +69,7 @@ func (e *env) eventSinks(reg prometheus.Registerer) (opts []sip.Option, stop fun
 			return nil, stop, err
 		}
 		stops = append(stops, func() { _ = log.Close() })
-		opts = append(opts, sip.WithEvents("store", eventStore{log}, e.cfg.Events.Queue))
+		opts = append(opts, sip.WithEvents("store", newEventStore(log), e.cfg.Events.Queue))
 	}
 	if len(e.cfg.Webhooks) > 0 {
 		d, err := webhook.New(e.cfg.Webhooks, webhook.Options{Lines: e.cfg.lineNames(), Registerer: reg,
@@ -123,23 +123,34 @@ func openEventReader(ctx context.Context, url string, cfg EventsConfig) (blockli
 
 // eventStore is the event log as a sink of sip's events: each event's JSON
 // is the record's data, found by its time, type, line, call and the other
-// party's number (the caller, or what the line dialled).
-type eventStore struct{ log blocklist.EventLog }
+// party's number (the caller, or what the line dialled). Its buffers are
+// reused from batch to batch (one goroutine calls it, and the log keeps
+// nothing of a batch once AppendEvents returns).
+type eventStore struct {
+	log  blocklist.EventLog
+	buf  *bytes.Buffer
+	ends []int
+	recs []blocklist.EventRecord
+}
 
-func (s eventStore) WriteEvents(ctx context.Context, evs []sip.Event) error {
+func newEventStore(log blocklist.EventLog) *eventStore {
+	return &eventStore{log: log, buf: &bytes.Buffer{}}
+}
+
+func (s *eventStore) WriteEvents(ctx context.Context, evs []sip.Event) error {
 	// One buffer for the batch's JSON, each record's data a slice of it.
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
+	s.buf.Reset()
+	enc := json.NewEncoder(s.buf)
 	enc.SetEscapeHTML(false)
-	ends := make([]int, len(evs))
+	s.ends = s.ends[:0]
 	for i := range evs {
 		if err := enc.Encode(&evs[i]); err != nil {
 			return fmt.Errorf("event %s: %w", evs[i].ID(), err)
 		}
-		ends[i] = buf.Len()
+		s.ends = append(s.ends, s.buf.Len())
 	}
-	all := buf.Bytes()
-	recs := make([]blocklist.EventRecord, len(evs))
+	all := s.buf.Bytes()
+	s.recs = s.recs[:0]
 	start := 0
 	for i := range evs {
 		ev := &evs[i]
@@ -147,11 +158,14 @@ func (s eventStore) WriteEvents(ctx context.Context, evs []sip.Event) error {
 		if ev.Direction == "outbound" {
 			other = ev.Number
 		}
-		recs[i] = blocklist.EventRecord{Time: ev.Time, Type: string(ev.Type), Line: ev.Line, Caller: other, Call: ev.Call,
-			Data: all[start : ends[i]-1 : ends[i]-1]} // without Encode's newline
-		start = ends[i]
+		end := s.ends[i] - 1 // without Encode's newline
+		s.recs = append(s.recs, blocklist.EventRecord{Time: ev.Time, Type: string(ev.Type), Line: ev.Line, Caller: other,
+			Call: ev.Call, Data: all[start:end:end]})
+		start = s.ends[i]
 	}
-	return s.log.AppendEvents(ctx, recs)
+	err := s.log.AppendEvents(ctx, s.recs)
+	clear(s.recs) // the data is the buffer's, rewritten next time
+	return err
 }
 
 // lineNames are the configured lines' names.
