@@ -52,7 +52,7 @@ type EventFile struct {
 	size   int64
 	dirty  bool // written since the last fsync
 	syncer *time.Timer
-	werr   error // the last fsync's failure, returned by the next append
+	werr   error  // the last fsync's failure, returned by the next append
 	buf    []byte // the lines of a batch, reused
 }
 
