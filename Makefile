@@ -62,7 +62,8 @@ fuzz:
 	  cmd/cleanline:FuzzLoadConfig \
 	  cmd/cleanline:FuzzDecodeStrict \
 	  blocklist:FuzzReadEventFile \
-	  cmd/internal/admin/webhook:FuzzVerify ; do \
+	  cmd/internal/admin/webhook:FuzzVerify \
+	  cmd/internal/admin/api:FuzzRequest ; do \
 	  pkg=$${spec%%:*}; fn=$${spec##*:}; \
 	  echo "== $$pkg $$fn"; \
 	  $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) ./$$pkg; \
@@ -80,9 +81,10 @@ $(STATICCHECK):
 
 # Debian packages the suite uses: real Redis, the TTS voice the prompts were
 # made with (flite, sox), the speech recogniser that checks them, a real SIP
-# phone (baresip), SIPp (sip-tester) and the SIPVicious scanners. This is the
-# one list: .ci/run installs them through `make deps` too.
-DEB_PACKAGES := redis-server flite sox pocketsphinx pocketsphinx-en-us baresip sip-tester sipvicious
+# phone (baresip), SIPp (sip-tester), the SIPVicious scanners and the browser
+# the carer's page is tested in (chromium). This is the one list: .ci/run
+# installs them through `make deps` too.
+DEB_PACKAGES := redis-server flite sox pocketsphinx pocketsphinx-en-us baresip sip-tester sipvicious chromium
 
 # make deps installs whichever of DEB_PACKAGES is missing, and does nothing
 # (no network) when all are there.

@@ -19,6 +19,7 @@ import (
 //	'r' prefix               -> record; sorted, so ranges are found by seeking
 //	'p' number               -> empty (protected)
 //	't' line NUL number      -> empty (trusted)
+//	'b' line NUL number      -> empty (blocked for that line only)
 var (
 	bucketData = []byte("blocklist")
 	bucketMeta = []byte("meta") // "schema" -> version
@@ -29,6 +30,7 @@ const (
 	kindRange     = 'r'
 	kindProtected = 'p'
 	kindTrusted   = 't'
+	kindLineBlock = 'b'
 )
 
 func kindOf(isRange bool) byte {

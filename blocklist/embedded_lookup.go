@@ -24,6 +24,8 @@ func (s *FileStore) Lookup(ctx context.Context, q Query) (Facts, error) {
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketData).Cursor()
 		f.Trusted = q.Line != "" && get(c, k) != nil
+		k[0] = kindLineBlock // same line NUL caller
+		f.LineBlocked = q.Line != "" && get(c, k) != nil
 		k = append(append(k[:0], kindProtected), q.Caller...)
 		f.Protected = get(c, k) != nil
 		k[0] = kindEntry

@@ -107,3 +107,10 @@ func (s *FileStore) Trusted(ctx context.Context, line string) ([]string, error) 
 	}
 	return s.keys("trusted", append(key(kindTrusted, line), 0))
 }
+
+func (s *FileStore) BlockedForLine(ctx context.Context, line string) ([]string, error) {
+	if err := s.enter(notDone(ctx, "blocked for line"), isLine(line)); err != nil {
+		return nil, err
+	}
+	return s.keys("blocked for line", append(key(kindLineBlock, line), 0))
+}

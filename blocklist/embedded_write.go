@@ -161,3 +161,17 @@ func (s *FileStore) Untrust(ctx context.Context, line, number string) error {
 	}
 	return s.deleteKey("untrust", key(kindTrusted, line, number), number+" trusted by "+line)
 }
+
+func (s *FileStore) BlockForLine(ctx context.Context, line, number string) error {
+	if err := s.enter(notDone(ctx, "block for line"), isLine(line), isNumber("number", number)); err != nil {
+		return err
+	}
+	return s.putKey("block for line", key(kindLineBlock, line, number))
+}
+
+func (s *FileStore) UnblockForLine(ctx context.Context, line, number string) error {
+	if err := s.enter(notDone(ctx, "unblock for line"), isLine(line), isNumber("number", number)); err != nil {
+		return err
+	}
+	return s.deleteKey("unblock for line", key(kindLineBlock, line, number), number+" blocked for line "+line)
+}

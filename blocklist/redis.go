@@ -19,6 +19,7 @@ import (
 //	P:{N}:e          string  exact entry, redisCodec
 //	P:{N}:p          string  "1" when N is protected
 //	P:{N}:t          set     lines that trust N
+//	P:{N}:b          set     lines that block N for themselves alone
 //	P:{N}:c:<line>   string  cooldown deadline (Unix ms), PX ttl
 //	P:{N}:v          zset    lines N reached, scored by Unix ms
 //	P:{ranges}       hash    prefix -> redisCodec
@@ -26,6 +27,7 @@ import (
 //	P:idx:b:DDDD     set     exact numbers ending in DDDD, digits only (listing)
 //	P:idx:protected  zset    protected numbers (listing)
 //	P:line:{L}:t     zset    numbers line L trusts (listing)
+//	P:line:{L}:b     zset    numbers line L blocks (listing)
 //
 // The small listing sets are zsets with score 0 so that ZRANGE BYLEX pages
 // through them without the duplicates SCAN may return. The exact-number
@@ -215,6 +217,10 @@ func (s *RedisStore) rangesKey() string          { return s.ranges }
 func (s *RedisStore) rangesIdx() string          { return s.p + ":{ranges}:i" }
 func (s *RedisStore) protectedIdx() string       { return s.p + ":idx:protected" }
 func (s *RedisStore) lineIdx(line string) string { return s.p + ":line:{" + line + "}:t" }
+func (s *RedisStore) lineBlockKey(n string) string {
+	return s.tag(n) + ":b"
+}
+func (s *RedisStore) lineBlockedIdx(line string) string { return s.p + ":line:{" + line + "}:b" }
 func (s *RedisStore) coolKey(caller, line string) string {
 	return s.tag(caller) + ":c:" + line
 }

@@ -46,12 +46,13 @@ func (s *RedisStore) Lookup(ctx context.Context, q Query) (Facts, error) {
 	// MGET, not GETs: a missing key is a nil element, not a redis.Nil
 	// error, which go-redis classifies at a cost of a dozen allocations.
 	// The protected mark is only ever the string "1".
-	var cmds [7]redis.Cmder // one BatchProcess: no append growth in the pipeline
+	var cmds [8]redis.Cmder // one BatchProcess: no append growth in the pipeline
 	strs := redis.NewSliceCmd(ctx, "mget", k.entry, k.prot, k.cool)
 	line := any(q.Line) // boxed once for the commands that share it
 	trust := redis.NewBoolCmd(ctx, "sismember", k.trust, line)
+	lineBlocked := redis.NewBoolCmd(ctx, "sismember", k.lineBlock, line)
 	ranges := redis.NewSliceCmd(ctx, hmArgs...)
-	batch := append(cmds[:0], strs, trust, ranges)
+	batch := append(cmds[:0], strs, trust, lineBlocked, ranges)
 	var lines *redis.IntCmd
 	if w := q.VelocityWindow.Milliseconds(); w > 0 {
 		vel := any(k.vel)
@@ -80,6 +81,7 @@ func (s *RedisStore) Lookup(ctx context.Context, q Query) (Facts, error) {
 	}
 	f.Protected = v[1] != nil
 	f.Trusted = trust.Val()
+	f.LineBlocked = lineBlocked.Val()
 	if str, ok := v[2].(string); ok {
 		d, err := strconv.ParseInt(str, 10, 64)
 		if err != nil {
@@ -104,29 +106,29 @@ func (s *RedisStore) Lookup(ctx context.Context, q Query) (Facts, error) {
 }
 
 // callerKeys are the keys one Lookup reads for a caller on a line.
-type callerKeys struct{ entry, prot, trust, cool, vel string }
+type callerKeys struct{ entry, prot, trust, lineBlock, cool, vel string }
 
-// lookupKeys builds entryKey, protKey, trustKey, coolKey and the velocity key
-// in one allocation: Lookup runs on every call.
+// lookupKeys builds entryKey, protKey, trustKey, lineBlockKey, coolKey and
+// the velocity key in one allocation: Lookup runs on every call.
 func (s *RedisStore) lookupKeys(caller, line string) callerKeys {
 	tagLen := len(s.p) + len(caller) + 3 // P:{N}
 	var b strings.Builder
-	b.Grow(5*tagLen + 11 + len(line))
-	var end [5]int
-	for i, suffix := range [5]string{":e", ":p", ":t", ":v", ":c:"} {
+	b.Grow(6*tagLen + 13 + len(line))
+	var end [6]int
+	for i, suffix := range [6]string{":e", ":p", ":t", ":b", ":v", ":c:"} {
 		b.WriteString(s.p)
 		b.WriteString(":{")
 		b.WriteString(caller)
 		b.WriteString("}")
 		b.WriteString(suffix)
-		if i == 4 {
+		if i == 5 {
 			b.WriteString(line)
 		}
 		end[i] = b.Len()
 	}
 	all := b.String()
 	return callerKeys{entry: all[:end[0]], prot: all[end[0]:end[1]], trust: all[end[1]:end[2]],
-		vel: all[end[2]:end[3]], cool: all[end[3]:end[4]]}
+		lineBlock: all[end[2]:end[3]], vel: all[end[3]:end[4]], cool: all[end[4]:end[5]]}
 }
 
 // MarkCooldown stores the deadline as well as a TTL, so Lookup can compare it

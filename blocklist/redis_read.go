@@ -169,3 +169,10 @@ func (s *RedisStore) Trusted(ctx context.Context, line string) ([]string, error)
 	}
 	return s.members(ctx, "trusted", s.lineIdx(line))
 }
+
+func (s *RedisStore) BlockedForLine(ctx context.Context, line string) ([]string, error) {
+	if err := s.enter(isLine(line)); err != nil {
+		return nil, err
+	}
+	return s.members(ctx, "blocked for line", s.lineBlockedIdx(line))
+}

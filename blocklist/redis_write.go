@@ -475,3 +475,37 @@ func (s *RedisStore) Untrust(ctx context.Context, line, number string) error {
 	}
 	return nil
 }
+
+func (s *RedisStore) BlockForLine(ctx context.Context, line, number string) error {
+	if err := s.enter(isLine(line), isNumber("number", number)); err != nil {
+		return err
+	}
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.ZAdd(ctx, s.lineBlockedIdx(line), redis.Z{Member: number})
+		p.SAdd(ctx, s.lineBlockKey(number), line)
+		return nil
+	})
+	if err != nil {
+		return s.fail("block for line", err)
+	}
+	return nil
+}
+
+func (s *RedisStore) UnblockForLine(ctx context.Context, line, number string) error {
+	if err := s.enter(isLine(line), isNumber("number", number)); err != nil {
+		return err
+	}
+	var rem *redis.IntCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		rem = p.SRem(ctx, s.lineBlockKey(number), line)
+		p.ZRem(ctx, s.lineBlockedIdx(line), number)
+		return nil
+	})
+	if err != nil {
+		return s.fail("unblock for line", err)
+	}
+	if rem.Val() == 0 {
+		return fmt.Errorf("%w: %s blocked for line %s", ErrNotFound, number, line)
+	}
+	return nil
+}

@@ -1,6 +1,6 @@
 // Package blocklist owns CleanLine's data: scam numbers and ranges, protected
-// (never-originate) numbers, trusted contacts, cooldown marks and velocity
-// counters. Two implementations share one interface and one test suite: Redis
+// (never-originate) numbers, trusted contacts and numbers blocked for one
+// line, cooldown marks and velocity counters. Two implementations share one interface and one test suite: Redis
 // (shared, production) and an embedded single-file store (one box).
 //
 // Every number this package sees is already normalised to E.164 by the caller
@@ -64,6 +64,7 @@ type Query struct {
 // Facts is what the store knows about one (caller, line) pair.
 type Facts struct {
 	Trusted       bool   // Caller is a trusted contact of Line
+	LineBlocked   bool   // Caller is blocked for Line only (BlockForLine)
 	Protected     bool   // Caller is a protected, never-originate number
 	Entry         *Entry // exact blocklist entry for Caller, nil when none
 	Range         *Entry // longest blocked range containing Caller, nil when none
@@ -119,6 +120,12 @@ type Admin interface {
 	Trust(ctx context.Context, line, number string) error
 	Untrust(ctx context.Context, line, number string) error     // ErrNotFound when absent
 	Trusted(ctx context.Context, line string) ([]string, error) // sorted
+
+	// BlockForLine blocks number on line alone: the line's carer's choice,
+	// which no other line's screening sees (the shared blocklist is Put's).
+	BlockForLine(ctx context.Context, line, number string) error
+	UnblockForLine(ctx context.Context, line, number string) error     // ErrNotFound when absent
+	BlockedForLine(ctx context.Context, line string) ([]string, error) // sorted
 
 	Close() error
 }

@@ -34,6 +34,7 @@ var rules = []rule{
 	{"invalid", ruleInvalid},
 	{"protected", ruleProtected},
 	{"uk_from_international", ruleUKFromInternational},
+	{"line_blocklist", ruleLineBlocked},
 	{"blocklist", ruleBlocklist},
 	{"cooldown", ruleCooldown},
 	{"velocity", ruleVelocity},
@@ -89,6 +90,15 @@ func ruleInvalid(s *state) bool {
 func ruleUKFromInternational(s *state) bool {
 	if s.call.International && s.num.CountryCode == ukCountryCode {
 		return decide(s, Block, ReasonUKFromInternational)
+	}
+	return false
+}
+
+// ruleLineBlocked: the line's own block list (its carer's choice) blocks,
+// before the shared list could only warn of the same number.
+func ruleLineBlocked(s *state) bool {
+	if s.storeOK() && s.facts.LineBlocked {
+		return decide(s, Block, ReasonBlocklistLine)
 	}
 	return false
 }

@@ -72,6 +72,12 @@ func TestRules(t *testing.T) {
 	if err := st.Trust(ctx, "home", "+442079460111"); err != nil {
 		t.Fatal(err)
 	}
+	put(t, st, blocklist.Entry{Number: "+442079460203", Status: blocklist.StatusReported, Reports: 1})
+	for _, n := range []string{"+442079460112", "+442079460203"} {
+		if err := st.BlockForLine(ctx, "home", n); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	cases := []struct {
 		name    string
@@ -94,6 +100,9 @@ func TestRules(t *testing.T) {
 		{"reported once", Call{Line: "home", From: "+442079460201"}, Warn, []Reason{ReasonBlocklistReported}},
 		{"reported to threshold", Call{Line: "home", From: "+442079460202"}, Block, []Reason{ReasonBlocklistReported, ReasonBlocklistThreshold}},
 		{"range", Call{Line: "home", From: "+442079460345"}, Block, []Reason{ReasonBlocklistConfirmed, ReasonBlocklistRange}},
+		{"blocked for this line", Call{Line: "home", From: "020 7946 0112"}, Block, []Reason{ReasonBlocklistLine}},
+		{"blocked for another line only", Call{Line: "other", From: "020 7946 0112"}, Allow, nil},
+		{"blocked for this line, reported for all", Call{Line: "home", From: "+442079460203"}, Block, []Reason{ReasonBlocklistLine}},
 		{"withheld by Privacy: id", Call{Line: "home", From: caller, Privacy: true}, Warn, []Reason{ReasonWithheld}},
 		{"anonymous", Call{Line: "home", From: "sip:anonymous@anonymous.invalid"}, Warn, []Reason{ReasonWithheld}},
 		{"asserted differs from From", Call{Line: "home", From: caller2, Asserted: caller}, Allow, []Reason{ReasonAssertedMismatch}},
@@ -142,6 +151,15 @@ func TestRuleOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	want(t, sc.Screen(ctx, Call{Line: "home", From: caller, DryRun: true}), Allow, ReasonTrusted)
+	// trusted before the line's own block list, which comes before the shared one
+	if err := st.BlockForLine(ctx, "home", caller); err != nil {
+		t.Fatal(err)
+	}
+	want(t, sc.Screen(ctx, Call{Line: "home", From: caller, DryRun: true}), Allow, ReasonTrusted)
+	if err := st.BlockForLine(ctx, "x", caller); err != nil {
+		t.Fatal(err)
+	}
+	want(t, sc.Screen(ctx, Call{Line: "x", From: caller, DryRun: true}), Block, ReasonBlocklistLine)
 	// invalid before protected, protected before blocklist
 	if err := st.Protect(ctx, caller2); err != nil {
 		t.Fatal(err)
@@ -153,7 +171,7 @@ func TestRuleOrder(t *testing.T) {
 	for _, r := range rules {
 		names = append(names, r.name)
 	}
-	wantOrder := []string{"trusted", "invalid", "protected", "uk_from_international", "blocklist", "cooldown", "velocity", "withheld", "store_failure", "strict"}
+	wantOrder := []string{"trusted", "invalid", "protected", "uk_from_international", "line_blocklist", "blocklist", "cooldown", "velocity", "withheld", "store_failure", "strict"}
 	if !reflect.DeepEqual(names, wantOrder) {
 		t.Fatalf("rule order %v, want %v", names, wantOrder)
 	}

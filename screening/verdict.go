@@ -74,6 +74,7 @@ const (
 	ReasonBlocklistReported   Reason = "blocklist.reported"        // reported, not (yet) confirmed
 	ReasonBlocklistThreshold  Reason = "blocklist.threshold"       // reports reached the line's threshold
 	ReasonBlocklistRange      Reason = "blocklist.range"           // the hit was a range, not the exact number
+	ReasonBlocklistLine       Reason = "blocklist.line"            // blocked for this line only, by its carer or operator
 	ReasonCooldown            Reason = "cooldown"                  // warned or refused on this line recently (D3)
 	ReasonVelocity            Reason = "velocity"                  // rang many distinct lines in a short window
 	ReasonStrict              Reason = "policy.strict"             // strict line: only trusted contacts ring through

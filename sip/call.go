@@ -62,6 +62,7 @@ func (d direction) String() string {
 // teardown that runs exactly once.
 type call struct {
 	s     *Server
+	rt    *routing // the configuration the call started with; line and trunk are its
 	id    string
 	dir   direction
 	line  *Line
@@ -75,12 +76,13 @@ type call struct {
 	ctx    context.Context // ends at teardown
 	cancel context.CancelFunc
 
-	// screening (inbound only)
+	// screening (inbound only); verdict and screened are written under mu
+	// (LiveCalls reads them), and read freely by the call's own goroutine.
 	scall    screening.Call
 	verdict  screening.Verdict
 	screened bool
-	dialled  string // outbound: what the line dialled
-	number   string // outbound: that, in E.164, when it is a number
+	dialled  string // outbound: what the line dialled; written under mu
+	number   string // outbound: that, in E.164, when it is a number; written under mu
 	// outbound: the classes of what it dialled, and the one its policy
 	// bars ("" when allowed); guarded by mu.
 	dialClasses []screening.DialClass
@@ -131,7 +133,8 @@ const (
 	outcomeReplaced        = "replaced_by_protected_call" // D4
 	outcomeNoAck           = "no_ack"
 	outcomeFeature         = "feature"
-	outcomeDeferred        = "deferred" // no verdict in time: 503 Retry-After
+	outcomeEnded           = "ended_by_operator" // EndCall: an operator or the line's carer
+	outcomeDeferred        = "deferred"          // no verdict in time: 503 Retry-After
 	outcomeError           = "error"
 	// The far side's busy, declined and failed are named after it
 	// (farOutcome): "line_busy" on an inbound call, "trunk_busy" on a line's own.
@@ -154,8 +157,8 @@ func newCallID() string {
 
 // newCall registers a call without media: the received dialog stays
 // unbound, so no in-dialog request can reach it, until attachMedia.
-func (s *Server) newCall(dir direction, line *Line, trunk *Trunk, in *sipgo.DialogServerSession, tx sip.ServerTransaction) *call {
-	c := &call{s: s, id: newCallID(), dir: dir, line: line, trunk: trunk, in: in, inTx: tx, start: time.Now()}
+func (s *Server) newCall(rt *routing, dir direction, line *Line, trunk *Trunk, in *sipgo.DialogServerSession, tx sip.ServerTransaction) *call {
+	c := &call{s: s, rt: rt, id: newCallID(), dir: dir, line: line, trunk: trunk, in: in, inTx: tx, start: time.Now()}
 	c.refresh = [2]chan *sessionTimer{make(chan *sessionTimer, 1), make(chan *sessionTimer, 1)}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	fields := []zap.Field{zap.String("call", c.id), zap.String("dir", dir.String()), zap.String("line", line.Name)}
@@ -296,7 +299,7 @@ func (c *call) end(outcome string, by side) {
 	c.outcome, c.endedBy, c.stopped = outcome, by, time.Now()
 	byeIn := c.inUp && by != c.inSide()
 	byeOut := c.outUp && by != c.outSide()
-	out, m := c.out, c.m
+	out, m, screened := c.out, c.m, c.screened
 	c.mu.Unlock()
 
 	c.cancel()
@@ -311,14 +314,14 @@ func (c *call) end(outcome string, by side) {
 		c.s.goCall(func() { c.byeOut(out) })
 	}
 	c.settle(false)
-	if c.screened {
+	if screened {
 		c.mu.Lock()
 		accepted := c.choice == ChoiceConnect // warned, and the person pressed 1
 		c.mu.Unlock()
 		c.s.goCall(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
-			if err := c.s.sc.Conclude(ctx, c.scall, c.verdict, accepted); err != nil {
+			if err := c.rt.sc.Conclude(ctx, c.scall, c.verdict, accepted); err != nil {
 				c.log.Warn("cooldown not recorded", zap.Error(err))
 			}
 		})

@@ -38,7 +38,7 @@ func (s *Server) newCallMedia(c *call) (*callMedia, error) {
 		Pool:        s.ports,
 		BindIP:      s.bindIP,
 		AdvertiseIP: s.advIP,
-		Inactivity:  max(s.cfg.Timers.MediaInactivity, 0),
+		Inactivity:  max(s.timers().MediaInactivity, 0),
 		OnInactive:  func(media.Side) { c.end(outcomeMediaInactive, sideNone) },
 		OnForeign:   s.metrics.foreignMedia, // per packet of a flood: an atomic add
 		Logger:      c.log.Named("media"),
@@ -184,7 +184,7 @@ func (m *callMedia) play(ctx context.Context, sd side, p *media.Prompt) error {
 
 // playNamed plays a named prompt; a missing prompt is logged, not fatal.
 func (c *call) playNamed(ctx context.Context, sd side, name string) {
-	p, err := c.s.prompts.Get(name)
+	p, err := c.rt.prompts.Get(name)
 	if err != nil {
 		c.log.Error("prompt missing", zap.String("prompt", name), zap.Error(err))
 		return

@@ -36,7 +36,8 @@ type Config struct {
 	// Prompts overrides built-in prompts: name (warning, blocked, line_clear,
 	// line_busy, reported, barred) → path of an 8 kHz mono 16-bit WAV file.
 	Prompts map[string]string `yaml:"prompts"`
-	// Limits bound what peers may hold open on the TCP and TLS listeners.
+	// Limits bound what peers may hold of cleanline: connections, request
+	// rates, the state kept for answered requests.
 	Limits Limits `yaml:"limits"`
 
 	// minSEFloor replaces RFC 4028's 90 s floor of MinSE, so that tests
@@ -160,8 +161,8 @@ type Timers struct {
 	Bye time.Duration `yaml:"bye"`
 }
 
-// Limits bound what peers may hold of cleanline over TCP and TLS (package
-// sip/limit). A zero value takes the default.
+// Limits bound what peers may hold of cleanline (package sip/limit, and
+// the transactions sipgo keeps). A zero value takes the default.
 type Limits struct {
 	// TCPReadTimeout: a message begun on a TCP or TLS connection (or a TLS
 	// handshake) must be complete within it, however slowly it trickles
@@ -180,6 +181,27 @@ type Limits struct {
 	// descriptor limit (ulimit -n), which RTP ports share. Default 4096;
 	// -1: no limit.
 	TCPMax int `yaml:"tcp_max"`
+	// RatePerSource: requests per second a source that is no trunk's and no
+	// line's may keep up (each gets only a 403); faster, beyond
+	// BurstPerSource, and it is banned for BanFor: everything it sends is
+	// dropped unread. Trunks and lines are never counted nor banned: their
+	// address can be forged, and a ban would hand the forger their calls.
+	// Default 20; -1: no limit, no bans.
+	RatePerSource float64 `yaml:"rate_per_source"`
+	// BurstPerSource: requests a source may send at once above
+	// RatePerSource before it is banned. Default 40.
+	BurstPerSource int `yaml:"burst_per_source"`
+	// BanFor: how long a source over its rate is banned. Default 60s.
+	BanFor time.Duration `yaml:"ban_for"`
+	// RetainedTransactions: most server transactions kept over UDP after
+	// their final response (RFC 3261 §17.2.1 Timer H, §17.2.2 Timer J, 32 s
+	// each) to retransmit it and absorb retransmitted requests; beyond it
+	// the oldest is ended early. A 2xx to an INVITE is not counted (its
+	// dialog retransmits it). About 7 KB each. Default 4096 (~30 MB): at
+	// 900 answers a second, about this box's ceiling, each is still kept
+	// 4.5 s, through its first three retransmissions (BENCHMARKS.md "Issue
+	// 12: floods"); -1: no cap.
+	RetainedTransactions int `yaml:"retained_transactions"`
 }
 
 // Defaults fills every unset key with its default.
@@ -222,6 +244,16 @@ func (c *Config) Defaults() {
 	}
 	if lim.TCPMax == 0 {
 		lim.TCPMax = 4096
+	}
+	if lim.RatePerSource == 0 {
+		lim.RatePerSource = 20
+	}
+	if lim.BurstPerSource == 0 {
+		lim.BurstPerSource = 40
+	}
+	def(&lim.BanFor, time.Minute)
+	if lim.RetainedTransactions == 0 {
+		lim.RetainedTransactions = 4096
 	}
 }
 
@@ -363,6 +395,18 @@ func (c *Config) Validate() error {
 	}
 	if lim.TCPMax > 0 && lim.TCPPerSource > lim.TCPMax {
 		return cfgErr("sip.limits.tcp_per_source", "%d is above tcp_max %d", lim.TCPPerSource, lim.TCPMax)
+	}
+	if lim.RatePerSource < 0 && lim.RatePerSource != -1 {
+		return cfgErr("sip.limits.rate_per_source", "%g: want requests per second, or -1 for no limit", lim.RatePerSource)
+	}
+	if lim.BurstPerSource < 1 {
+		return cfgErr("sip.limits.burst_per_source", "%d: want a count of requests >= 1", lim.BurstPerSource)
+	}
+	if lim.BanFor < 0 {
+		return cfgErr("sip.limits.ban_for", "%s: want a duration > 0", lim.BanFor)
+	}
+	if lim.RetainedTransactions < -1 {
+		return cfgErr("sip.limits.retained_transactions", "%d: want a count of transactions, or -1 for no cap", lim.RetainedTransactions)
 	}
 	for name := range c.Prompts {
 		switch name {

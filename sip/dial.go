@@ -49,7 +49,7 @@ func (s *Server) newInvite(target sip.Uri, display, user string, offer []byte) *
 func (c *call) dial(outReq *sip.Request, inAnswer []byte, warn bool) {
 	s := c.s
 	far := c.outSide()
-	ringCtx, cancel := context.WithTimeout(c.ctx, s.cfg.Timers.NoAnswer)
+	ringCtx, cancel := context.WithTimeout(c.ctx, s.timers().NoAnswer)
 	defer cancel()
 	out, err := s.dua.WriteInvite(ringCtx, outReq)
 	if err == nil && c.dir == inbound {
@@ -116,7 +116,7 @@ func (c *call) dial(outReq *sip.Request, inAnswer []byte, warn bool) {
 	s.reg.bind(out.ID, c, roleOut, peers)
 	context.AfterFunc(out.Context(), func() { c.end(outcomeCompleted, far) })
 	c.mu.Lock()
-	if s.cfg.Timers.SessionExpires > 0 {
+	if s.timers().SessionExpires > 0 {
 		c.outTimer = outTimer(out.InviteResponse)
 	}
 	c.mu.Unlock()

@@ -28,27 +28,36 @@ func cutDialogID(id string) (callID, rest string, ok bool) {
 // INFO from another line or trunk must not end, or press keys in, someone
 // else's call.
 func (s *Server) match(req *sip.Request) (regEntry, error) {
-	e, ok := regEntry{}, false
-	if id, err := sip.DialogIDFromRequestUAS(req); err == nil {
-		e, ok = s.reg.lookup(id)
-		ok = ok && e.role == roleIn
-	}
-	if !ok {
-		if id, err := sip.DialogIDFromRequestUAC(req); err == nil {
-			e, ok = s.reg.lookup(id)
-			ok = ok && e.role == roleOut
-		}
-	}
+	e, ok := s.lookupDialog(req)
 	if !ok {
 		return regEntry{}, ErrNoDialog
 	}
-	if src := source(req).Addr(); !slices.Contains(e.peers, src) {
+	if src := source(req).Addr(); !e.from(src) {
 		e.c.log.Warn("in-dialog request from outside the dialog refused", zap.String("method", req.Method.String()),
 			zap.Stringer("source", src), zap.Stringer("leg", e.peer()))
 		return regEntry{}, ErrNotPeer
 	}
 	return e, nil
 }
+
+// lookupDialog finds the call and leg of an in-dialog request, by its
+// dialog ID as we are UAS (the dialog we received), then as UAC.
+func (s *Server) lookupDialog(req *sip.Request) (regEntry, bool) {
+	if id, err := sip.DialogIDFromRequestUAS(req); err == nil {
+		if e, ok := s.reg.lookup(id); ok && e.role == roleIn {
+			return e, true
+		}
+	}
+	if id, err := sip.DialogIDFromRequestUAC(req); err == nil {
+		if e, ok := s.reg.lookup(id); ok && e.role == roleOut {
+			return e, true
+		}
+	}
+	return regEntry{}, false
+}
+
+// from reports whether src is where the leg's peer sends from.
+func (e regEntry) from(src netip.Addr) bool { return slices.Contains(e.peers, src) }
 
 // dialogPeers are the addresses a dialog's peer may send from: the address
 // its messages came from and its Contact's host (RFC 3261 §12.2: in-dialog
@@ -201,7 +210,7 @@ func (s *Server) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
 	sd := e.peer()
 	t, err := s.refreshTimer(req)
 	if err != nil {
-		s.respondErr(req, tx, err, sip.NewHeader("Min-SE", itoa(int(s.cfg.Timers.MinSE/time.Second))))
+		s.respondErr(req, tx, err, sip.NewHeader("Min-SE", itoa(int(s.timers().MinSE/time.Second))))
 		return
 	}
 	var body []byte
@@ -240,7 +249,7 @@ func (s *Server) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
 	sd := e.peer()
 	t, err := s.refreshTimer(req)
 	if err != nil {
-		s.respondErr(req, tx, err, sip.NewHeader("Min-SE", itoa(int(s.cfg.Timers.MinSE/time.Second))))
+		s.respondErr(req, tx, err, sip.NewHeader("Min-SE", itoa(int(s.timers().MinSE/time.Second))))
 		return
 	}
 	var body []byte
@@ -275,11 +284,11 @@ func (s *Server) readInDialog(e regEntry, req *sip.Request, tx sip.ServerTransac
 // timer. RFC 4028 §9: an interval below our Min-SE is refused with 422.
 func (s *Server) refreshTimer(req *sip.Request) (*sessionTimer, error) {
 	se, ok := sessionExpires(req)
-	if !ok || !supports(req, "timer") || s.cfg.Timers.SessionExpires <= 0 {
+	if !ok || !supports(req, "timer") || s.timers().SessionExpires <= 0 {
 		return nil, nil
 	}
-	if se < s.cfg.Timers.MinSE {
-		return nil, fmt.Errorf("%w: %s below Min-SE %s", ErrTooSmall, se, s.cfg.Timers.MinSE)
+	if se < s.timers().MinSE {
+		return nil, fmt.Errorf("%w: %s below Min-SE %s", ErrTooSmall, se, s.timers().MinSE)
 	}
 	return &sessionTimer{interval: se}, nil
 }

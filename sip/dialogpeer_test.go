@@ -55,11 +55,10 @@ func TestInDialogRequestsOnlyFromTheDialogsPeer(t *testing.T) {
 // forged from another port of the same host is a stranger's (403).
 func TestLineSourceWithPort(t *testing.T) {
 	e := newEnv(t)
-	srcs, err := parseSources("sip.lines[0].sources", []string{e.line.Addr.String()})
-	if err != nil {
+	// The line's address with its port (known only once its phone listens).
+	if err := e.reload(func(c *Config) { c.Lines[0].Sources = []string{e.line.Addr.String()} }); err != nil {
 		t.Fatal(err)
 	}
-	e.s.cfg.Lines[0].sources = srcs // before any request: nothing reads it yet
 	ctx := ctxT(t, 10*time.Second)
 	call, err := e.line.Dial(ctx, "sip:02079460018@"+e.s.Addr("udp").String(), siptestOpts("landline"))
 	if err != nil {

@@ -246,6 +246,21 @@ func (e *env) waitNoCalls() {
 	}
 }
 
+// waitIdle waits until no call handler or BYE of the server is running.
+// It polls a counter: waiting on the WaitGroup itself from a test would
+// race (for the race detector) with the Add of the next call's INVITE,
+// which the detector cannot see was sent after the wait.
+func (e *env) waitIdle(ctx context.Context) error {
+	for e.s.busy.Load() != 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d call goroutines still running: %w", e.s.busy.Load(), ctx.Err())
+		case <-time.After(5 * time.Millisecond): // poll pace, nothing orders on it
+		}
+	}
+	return nil
+}
+
 func siptestOpts(caller string, hdrs ...sip.Header) siptest.DialOptions {
 	return siptest.DialOptions{FromUser: caller, Headers: hdrs}
 }

@@ -17,13 +17,13 @@ import (
 // decides, and the call acts on the verdict.
 
 // inbound carries a trunk's call to a line.
-func (s *Server) inbound(req *sip.Request, tx sip.ServerTransaction, trunk *Trunk, received time.Time) {
-	line := s.lineCalled(req)
+func (s *Server) inbound(rt *routing, req *sip.Request, tx sip.ServerTransaction, trunk *Trunk, received time.Time) {
+	line := rt.lineCalled(req)
 	if line == nil {
 		s.respondErr(req, tx, ErrUnknownLine)
 		return
 	}
-	c := s.acceptInvite(req, tx, inbound, line, trunk)
+	c := s.acceptInvite(rt, req, tx, inbound, line, trunk)
 	if c == nil {
 		return
 	}
@@ -46,7 +46,7 @@ func (s *Server) inbound(req *sip.Request, tx sip.ServerTransaction, trunk *Trun
 	c.screen()
 
 	if c.verdict.Action == screening.Defer {
-		c.log.Warn("store did not answer: call deferred", zap.Duration("deadline", s.sc.Policy(line.Name).StoreDeadline),
+		c.log.Warn("store did not answer: call deferred", zap.Duration("deadline", rt.sc.Policy(line.Name).StoreDeadline),
 			zap.String("store_error", c.verdict.StoreError))
 		c.fail(outcomeDeferred, sideNone, ErrDeferred)
 		return
@@ -80,16 +80,16 @@ func (c *call) screen() {
 	s := c.s
 	sctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
 	t0 := time.Now()
-	c.verdict = s.sc.Screen(sctx, c.scall)
+	v := c.rt.sc.Screen(sctx, c.scall)
 	cancel()
+	c.mu.Lock()
+	c.verdict, c.screened = v, true
+	c.mu.Unlock()
 	s.metrics.screened(c.verdict, time.Since(t0))
 	if c.verdict.Has(screening.ReasonStoreUnavailable) && c.verdict.Action != screening.Defer {
 		c.log.Warn("store did not answer: screened by store_failure", zap.Stringer("verdict", c.verdict.Action),
 			zap.String("store_error", c.verdict.StoreError))
 	}
-	c.mu.Lock()
-	c.screened = true
-	c.mu.Unlock()
 	c.emit(EventScreened, func(ev *Event) { ev.Entry = c.verdict.Entry })
 	if c.verdict.Number != "" {
 		s.reg.setLastCaller(c.line.Name, c.verdict.Number)
@@ -118,7 +118,7 @@ func (c *call) ring(req *sip.Request, trunkAnswer []byte, warn bool) {
 // nothing refuses. The caller, who has heard only ringing, gets 603 unless
 // connected: a warned and refused caller was never connected at all.
 func (c *call) warn() bool {
-	p, err := c.s.prompts.Get(media.PromptWarning)
+	p, err := c.rt.prompts.Get(media.PromptWarning)
 	if err != nil {
 		c.log.Error("no warning prompt", zap.Error(err))
 		return true // fail open: the line has answered and hears the caller
@@ -134,7 +134,7 @@ func (c *call) warn() bool {
 		defer close(played)
 		c.playNamed(playCtx, sideLine, media.PromptWarning)
 	}()
-	wctx, cancel := context.WithTimeout(c.ctx, p.Duration()+c.s.cfg.Timers.WarningChoice)
+	wctx, cancel := context.WithTimeout(c.ctx, p.Duration()+c.s.timers().WarningChoice)
 	defer cancel()
 	var digit rune
 	for digit != '1' && digit != '3' {
@@ -171,7 +171,7 @@ func (c *call) warn() bool {
 	case ChoiceReport:
 		if n := c.verdict.Number; n != "" {
 			rctx, rcancel := context.WithTimeout(c.ctx, 2*time.Second)
-			if _, err := c.s.sc.Report(rctx, c.line.Name, n); err != nil {
+			if _, err := c.rt.sc.Report(rctx, c.line.Name, n); err != nil {
 				c.log.Warn("report not recorded", zap.Error(err))
 			} else {
 				c.reportedEvent(n)

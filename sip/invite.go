@@ -33,8 +33,9 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	src := source(req)
-	line := s.lineFrom(req)
-	trunk := s.trunkFor(req)
+	rt := s.routing() // one configuration for the whole call (reload.go)
+	line := rt.lineFrom(req)
+	trunk := rt.trunkFor(req)
 	if line == nil && trunk == nil {
 		// A line's address, but not one line's From: not ours to place.
 		s.respondErr(req, tx, ErrNotTrunk)
@@ -56,24 +57,23 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 			hdrs = append(hdrs, sip.NewHeader("Unsupported", unsupported(req)))
 		}
 		if errors.Is(err, ErrTooSmall) {
-			hdrs = append(hdrs, sip.NewHeader("Min-SE", itoa(int(s.cfg.Timers.MinSE/time.Second))))
+			hdrs = append(hdrs, sip.NewHeader("Min-SE", itoa(int(s.timers().MinSE/time.Second))))
 		}
 		s.respondErr(req, tx, err, hdrs...)
 		return
 	}
-	if s.closing.Load() {
+	if !s.beginCall() {
 		s.respondErr(req, tx, ErrShuttingDown)
 		return
 	}
-	s.calls.Add(1)
-	defer s.calls.Done()
+	defer s.doneWork()
 	// RFC 3261 §17.2.1: answer an INVITE with 100 within 200 ms; we do it now.
 	s.respond(req, tx, sip.StatusTrying, "Trying", nil)
 	if line != nil {
-		s.outbound(req, tx, line)
+		s.outbound(rt, req, tx, line)
 		return
 	}
-	s.inbound(req, tx, trunk, received)
+	s.inbound(rt, req, tx, trunk, received)
 }
 
 // refuseLateOffer answers an INVITE without an SDP offer. RFC 3261 §13.2.1
@@ -139,7 +139,7 @@ func (s *Server) checkInvite(req *sip.Request) error {
 	if unsupported(req) != "" {
 		return ErrBadExtension
 	}
-	if se, ok := sessionExpires(req); ok && s.cfg.Timers.SessionExpires > 0 && se < s.cfg.Timers.MinSE {
+	if se, ok := sessionExpires(req); ok && s.timers().SessionExpires > 0 && se < s.timers().MinSE {
 		// RFC 4028 §8.1: "If the Session-Expires is smaller than the minimum
 		// ... the proxy/UAS MUST reject the request with a 422".
 		return ErrTooSmall
@@ -165,7 +165,7 @@ func unsupported(req *sip.Request) string {
 // acceptInvite opens the call for a new INVITE in either direction, or
 // answers it and returns nil when there is no call to open: no offer (late
 // offer is refused) or a dialog sipgo cannot read.
-func (s *Server) acceptInvite(req *sip.Request, tx sip.ServerTransaction, dir direction, line *Line, trunk *Trunk) *call {
+func (s *Server) acceptInvite(rt *routing, req *sip.Request, tx sip.ServerTransaction, dir direction, line *Line, trunk *Trunk) *call {
 	if len(req.Body()) == 0 {
 		s.refuseLateOffer(req, tx)
 		return nil
@@ -175,5 +175,5 @@ func (s *Server) acceptInvite(req *sip.Request, tx sip.ServerTransaction, dir di
 		s.respondErr(req, tx, fmt.Errorf("%w: %w", ErrMalformed, err))
 		return nil
 	}
-	return s.newCall(dir, line, trunk, in, tx)
+	return s.newCall(rt, dir, line, trunk, in, tx)
 }

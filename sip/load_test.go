@@ -150,12 +150,8 @@ func TestD1D3ManyConcurrentCallsLeaveNothingBehind(t *testing.T) {
 	}
 	// Every per-call goroutine is gone while the server still runs (the
 	// phones keep their RTP sockets for inspection until they close)...
-	settled := make(chan struct{})
-	go func() { e.s.calls.Wait(); close(settled) }()
-	select {
-	case <-settled:
-	case <-ctx.Done():
-		t.Fatal("call handlers still running")
+	if err := e.waitIdle(ctx); err != nil {
+		t.Fatalf("call handlers still running: %v", err)
 	}
 	// Warm port pairs keep their receive goroutines until the server closes.
 	if err := noLeaks(ctx, idle, goleak.IgnoreAnyFunction("github.com/cleanline/cleanline/sip/siptest.(*RTP).read"),

@@ -42,6 +42,10 @@ type Metrics struct {
 	eventsTotal   *prometheus.CounterVec
 	events        map[EventType]prometheus.Counter
 	eventsDropped *prometheus.CounterVec
+	// Floods (flood.go): what strangers over sip.limits.rate_per_source
+	// sent that was dropped unread, by transport, and the bans imposed.
+	rateDropped *prometheus.CounterVec
+	bans        prometheus.Counter
 }
 
 // latencyBuckets resolve the 2 ms budget finely and still place a
@@ -101,6 +105,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "cleanline_rtp_foreign_dropped_total",
 			Help: "RTP and RTCP packets dropped because they came from a source the call's leg does not accept (not its peer's SDP address, nor for a peer behind NAT its latched source), by side (trunk, line): spoofed or stale media.",
 		}, []string{"side"}),
+		rateDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cleanline_requests_rate_limited_total",
+			Help: "Datagrams (UDP) and stream reads (TCP, TLS) dropped unread because their source was banned for exceeding sip.limits.rate_per_source, by transport.",
+		}, []string{"transport"}),
+		bans: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cleanline_source_bans_total",
+			Help: "Sources banned for sip.limits.ban_for because they exceeded sip.limits.rate_per_source (trunks and lines are never banned).",
+		}),
 	}
 	m.choices = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "cleanline_warned_choices_total",
@@ -127,6 +139,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, c := range choices {
 		m.choices.WithLabelValues(c)
 	}
+	for _, tp := range []string{"udp", "tcp", "tls"} {
+		m.rateDropped.WithLabelValues(tp)
+	}
 	for _, a := range []screening.Action{screening.Allow, screening.Warn, screening.Block, screening.Defer} {
 		m.verdicts.WithLabelValues(a.String())
 		m.unscreened.WithLabelValues(a.String())
@@ -135,7 +150,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.foreignBy[media.SideLine] = m.foreign.WithLabelValues(media.SideLine.String())
 	if reg != nil {
 		reg.MustRegister(m.calls, m.verdicts, m.unscreened, m.refused, m.barred, m.transit, m.screen)
-		reg.MustRegister(m.tcpRefused, m.tcpTimeouts, m.tcpAcceptErrors, m.foreign)
+		reg.MustRegister(m.tcpRefused, m.tcpTimeouts, m.tcpAcceptErrors, m.foreign, m.rateDropped, m.bans)
 		reg.MustRegister(m.choices, m.prompts, m.eventsTotal, m.eventsDropped)
 	}
 	return m
@@ -197,6 +212,18 @@ func (m *Metrics) registerServer(reg prometheus.Registerer, s *Server) {
 		Name: "cleanline_rtp_port_binds_total",
 		Help: "RTP port pairs bound; a call that took a warm pair bound none.",
 	}, func() float64 { return float64(s.ports.Binds()) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "cleanline_sources_banned",
+		Help: "Sources banned now for exceeding sip.limits.rate_per_source.",
+	}, func() float64 { return float64(s.rates.BannedNow()) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "cleanline_sip_transactions_retained",
+		Help: "Answered SIP server transactions kept over UDP for RFC 3261's timers (an INVITE's non-2xx waiting for its ACK, others absorbing retransmissions); at most sip.limits.retained_transactions.",
+	}, func() float64 { return float64(s.kept.len()) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "cleanline_sip_transactions_shed_total",
+		Help: "Answered SIP server transactions ended before their timers because sip.limits.retained_transactions were kept: their final response is no longer retransmitted.",
+	}, func() float64 { return float64(s.kept.shed.Load()) }))
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "cleanline_rtp_stray_closes_total",
 		Help: "Resting port pairs closed because a packet reached them after their call ended.",

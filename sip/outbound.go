@@ -20,15 +20,15 @@ import (
 // number is, and whether the line may dial it, screening decides.
 
 // outbound carries a call the line places.
-func (s *Server) outbound(req *sip.Request, tx sip.ServerTransaction, line *Line) {
+func (s *Server) outbound(rt *routing, req *sip.Request, tx sip.ServerTransaction, line *Line) {
 	dctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	d := s.sc.Dialled(dctx, line.Name, req.Recipient.String())
+	d := rt.sc.Dialled(dctx, line.Name, req.Recipient.String())
 	cancel()
 	if d.Feature == screening.NoFeature && d.Number == "" && len(d.Classes) == 0 {
 		s.respondErr(req, tx, fmt.Errorf("%w: %q is no number", ErrUnknownLine, req.Recipient.User))
 		return
 	}
-	c := s.acceptInvite(req, tx, outbound, line, nil)
+	c := s.acceptInvite(rt, req, tx, outbound, line, nil)
 	if c == nil {
 		return
 	}
@@ -84,7 +84,7 @@ func (s *Server) outbound(req *sip.Request, tx sip.ServerTransaction, line *Line
 		}
 		c.log.Info("protected number dialled", zap.Bool("emergency", d.Emergency), zap.Int("calls_ended", len(others)))
 	}
-	trunk := s.outboundTrunk()
+	trunk := rt.outboundTrunk()
 	if trunk == nil {
 		c.log.Warn("no trunk has sip.trunks[].outbound: line's call refused")
 		c.fail(outcomeError, sideNone, ErrNoRoute)
@@ -108,7 +108,7 @@ func (c *call) reportLast(answer []byte) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
-	_, err := c.s.sc.Report(ctx, c.line.Name, last)
+	_, err := c.rt.sc.Report(ctx, c.line.Name, last)
 	cancel()
 	if err != nil {
 		c.log.Warn("report not recorded", zap.Error(err))
@@ -118,15 +118,6 @@ func (c *call) reportLast(answer []byte) {
 	c.log.Info("line reported its last caller", zap.String("reported", last))
 	c.reportedEvent(last)
 	c.feature(answer, media.PromptReported, nil)
-}
-
-func (s *Server) outboundTrunk() *Trunk {
-	for i := range s.cfg.Trunks {
-		if s.cfg.Trunks[i].Outbound != "" {
-			return &s.cfg.Trunks[i]
-		}
-	}
-	return nil
 }
 
 // trunkInvite builds the INVITE to the trunk for a line's call: a new

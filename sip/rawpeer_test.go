@@ -38,6 +38,8 @@ func newRawPeer(t *testing.T, ip string) *rawPeer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Room for a flood's answers while the reader parses (TestFlood*).
+	_ = pc.(*net.UDPConn).SetReadBuffer(4 << 20)
 	p := &rawPeer{t: t, pc: pc, addr: pc.LocalAddr().(*net.UDPAddr).AddrPort(), notify: make(chan struct{})}
 	done := make(chan struct{})
 	go func() {

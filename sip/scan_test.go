@@ -239,12 +239,22 @@ func TestInviteFloodFromStranger(t *testing.T) {
 	}
 }
 
+// countInvites counts INVITE transactions: a retransmission (RFC 3261
+// §17.1.1.2, Timer A: the line was slow to answer) is the same one.
 func countInvites(reqs []*sip.Request) int {
-	k := 0
+	seen := map[string]bool{}
 	for _, r := range reqs {
-		if r.Method == sip.INVITE {
-			k++
+		if r.Method != sip.INVITE {
+			continue
 		}
+		key := ""
+		if v := r.Via(); v != nil {
+			key, _ = v.Params.Get("branch")
+		}
+		if key == "" && r.CallID() != nil {
+			key = r.CallID().Value()
+		}
+		seen[key] = true
 	}
-	return k
+	return len(seen)
 }

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,8 +36,8 @@ import (
 // Server is the B2BUA: one sipgo UserAgent with its Server and Client, the
 // call registry, and the media port pool.
 type Server struct {
-	cfg     Config
-	sc      *screening.Screener
+	cfg     Config                  // as started: what only a restart changes (listeners, media, limits) is read here
+	rt      atomic.Pointer[routing] // trunks, lines, screener, prompts, timers: what Reload replaces (reload.go)
 	log     *zap.Logger
 	ua      *sipgo.UserAgent
 	srv     *sipgo.Server
@@ -57,15 +58,22 @@ type Server struct {
 	contacts map[string]sip.ContactHeader // "tcp", "tls" → our Contact there; set by Start
 
 	conns     *limit.Conns               // TCP and TLS connections, against sip.limits
+	rates     *limit.Rates               // strangers' requests per second, and their bans
+	kept      *retained                  // answered transactions sipgo keeps for its timers, capped
 	listeners map[string]*limit.Listener // "tcp", "tls" → its accept loop; set by Start
 
-	mu        sync.Mutex
-	closers   []func() error
-	addrs     map[string]netip.AddrPort // network → bound address
-	laddr     sip.Addr                  // the UDP listener: requests we originate leave from it
-	started   bool
-	closing   atomic.Bool
-	calls     sync.WaitGroup // running call goroutines (handlers, BYEs)
+	mu      sync.Mutex
+	closers []func() error
+	addrs   map[string]netip.AddrPort // network → bound address
+	laddr   sip.Addr                  // the UDP listener: requests we originate leave from it
+	started bool
+	closing atomic.Bool
+	calls   sync.WaitGroup // running call goroutines (handlers, BYEs)
+	busy    atomic.Int64   // the same count, readable: tests wait for 0
+	// workMu orders a handler's "not closing, so count me" against
+	// Shutdown's "closing, so wait": a WaitGroup must not be added to from
+	// zero while it is waited on.
+	workMu    sync.Mutex
 	closeOnce sync.Once
 
 	// life ends at Close; abandoned INVITEs (pendingInvite) live within it,
@@ -87,7 +95,8 @@ type Option func(*Server)
 func WithMetrics(reg prometheus.Registerer) Option { return func(s *Server) { s.promReg = reg } }
 
 // WithPrompts replaces the prompt set (default: media.DefaultPrompts with
-// the configured overrides).
+// the configured overrides, read again at each reload); p is kept across
+// reloads.
 func WithPrompts(p *media.Prompts) Option { return func(s *Server) { s.prompts = p } }
 
 // NewServer builds the B2BUA. cfg must have been through Defaults and
@@ -103,25 +112,22 @@ func NewServer(cfg Config, sc *screening.Screener, log *zap.Logger, opts ...Opti
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, sc: sc, log: log, reg: newRegistry(), addrs: map[string]netip.AddrPort{}, auth: newAuthenticator(),
+	s := &Server{cfg: cfg, log: log, reg: newRegistry(), addrs: map[string]netip.AddrPort{}, auth: newAuthenticator(),
 		listeners: map[string]*limit.Listener{}}
 	s.conns = limit.NewConns(cfg.Limits.TCPPerSource, cfg.Limits.TCPMax, s.knownSource)
+	s.rates = limit.NewRates(limit.RatesConfig{Rate: cfg.Limits.RatePerSource, Burst: cfg.Limits.BurstPerSource,
+		BanFor: cfg.Limits.BanFor, Exempt: s.knownSource, OnBan: s.onBan})
+	s.kept = &retained{max: cfg.Limits.RetainedTransactions}
 	s.life, s.endLife = context.WithCancelCause(context.Background())
 	for _, o := range opts {
 		o(s)
 	}
 	s.metrics = NewMetrics(s.promReg)
-	var err error
-	if s.prompts == nil {
-		if s.prompts, err = media.DefaultPrompts(); err != nil {
-			return nil, err
-		}
-		for name, path := range cfg.Prompts {
-			if err := s.prompts.Override(name, path); err != nil {
-				return nil, cfgErr("sip.prompts."+name, "%v", err)
-			}
-		}
+	rt, err := s.newRouting(cfg, sc)
+	if err != nil {
+		return nil, err
 	}
+	s.rt.Store(rt)
 	if s.ports, err = media.NewPortPool(cfg.Media.PortMin, cfg.Media.PortMax); err != nil {
 		return nil, cfgErr("sip.media", "%v", err)
 	}
@@ -143,16 +149,14 @@ func NewServer(cfg Config, sc *screening.Screener, log *zap.Logger, opts ...Opti
 		}
 		s.advIP = a
 	}
-	if err := s.checkLines(); err != nil {
-		return nil, err
-	}
 
 	slogger := newSlogLogger(log)
 	s.ua, err = sipgo.NewUA(
 		sipgo.WithUserAgent(cfg.UserAgent),
 		sipgo.WithUserAgentHostname(s.host),
 		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(slogger)),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(slogger)),
+		// Strangers over their rate are banned and dropped before parsing (flood.go).
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(slogger), sip.WithTransportLayerReadFilter(s.readFilter)),
 	)
 	if err != nil {
 		return nil, err
@@ -268,7 +272,7 @@ func (s *Server) Start() error {
 		f()
 	}
 	s.log.Info("sip listening", zap.Any("listeners", s.addrs), zap.String("advertise", s.host),
-		zap.Stringer("media", s.advIP), zap.Int("trunks", len(s.cfg.Trunks)), zap.Int("lines", len(s.cfg.Lines)))
+		zap.Stringer("media", s.advIP), zap.Int("trunks", len(s.routing().cfg.Trunks)), zap.Int("lines", len(s.routing().cfg.Lines)))
 	return nil
 }
 
@@ -302,25 +306,52 @@ func (s *Server) limitListener(ln net.Listener, network string) (*limit.Listener
 	return limit.Listen(ln, cfg), timeouts
 }
 
-// knownSource reports whether ip is a configured trunk's or line's: its
-// TCP and TLS connections are exempt from sip.limits' counts, so that a
-// flood from strangers cannot lock out the peers we serve.
+// knownSource reports whether ip is a configured trunk's or line's (a
+// source, or the host of a trunk's outbound URI or a line's contact, whose
+// responses we wait for): its TCP and TLS connections are exempt from
+// sip.limits' counts and it is never rate limited nor banned, so that a
+// flood from strangers, or forged from its address, cannot lock out the
+// peers we serve.
 func (s *Server) knownSource(ip netip.Addr) bool {
-	for i := range s.cfg.Trunks {
-		for _, p := range s.cfg.Trunks[i].sources {
+	ip = ip.Unmap()
+	rt := s.routing()
+	for i := range rt.cfg.Trunks {
+		t := &rt.cfg.Trunks[i]
+		for _, p := range t.sources {
 			if p.Contains(ip) {
 				return true
 			}
 		}
 	}
-	for i := range s.cfg.Lines {
-		for _, p := range s.cfg.Lines[i].sources {
+	for i := range rt.cfg.Lines {
+		l := &rt.cfg.Lines[i]
+		for _, p := range l.sources {
 			if p.Contains(ip) {
 				return true
 			}
 		}
 	}
-	return false
+	return slices.Contains(rt.peerHosts, ip)
+}
+
+// hostsOf are the IP hosts of the trunks' outbound URIs and the lines'
+// contacts (a host name is not known until it is resolved, and is not
+// among them: list its address in sources).
+func hostsOf(cfg *Config) []netip.Addr {
+	var uris []sip.Uri
+	for _, t := range cfg.Trunks {
+		uris = append(uris, t.outURI)
+	}
+	for _, l := range cfg.Lines {
+		uris = append(uris, l.contact)
+	}
+	var out []netip.Addr
+	for _, u := range uris {
+		if a, err := netip.ParseAddr(u.Host); err == nil {
+			out = append(out, a.Unmap())
+		}
+	}
+	return out
 }
 
 // Healthy is nil while every TCP and TLS listener accepts connections;
@@ -376,7 +407,9 @@ func (s *Server) ActiveCalls() int { return s.reg.count() }
 // (pendingInvite); Shutdown does not wait for it, Close ends it. Close
 // releases the sockets.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.workMu.Lock()
 	s.closing.Store(true)
+	s.workMu.Unlock()
 	for _, c := range s.reg.all() {
 		c.end(outcomeShutdown, sideNone)
 	}
@@ -425,20 +458,24 @@ func (s *Server) Close() error {
 // peer's, and one call must not end every call). Before any handler, a
 // stranger (no trunk's, no line's address) gets 403 for every method, in
 // dialog or not, so that it learns neither which methods we take (405),
-// which dialogs exist (481) nor how we parse (400): design flow 1.
+// which dialogs exist (481) nor how we parse (400): design flow 1. The
+// stranger's 403 is stateless; what a handler answers is retained for
+// RFC 3261's timers within sip.limits.retained_transactions (flood.go).
+// A live call's peer stays known for its dialog after a reload removed
+// its trunk or line, so that its hang-up is heard.
 func (s *Server) guard(h sipgo.RequestHandler) sipgo.RequestHandler {
-	return func(req *sip.Request, tx sip.ServerTransaction) {
-		if s.trunkFor(req) == nil && !s.lineSource(req) {
+	return func(req *sip.Request, stx sip.ServerTransaction) {
+		if rt := s.routing(); rt.trunkFor(req) == nil && !rt.lineSource(req) && !s.inLiveDialog(req) {
 			src := source(req)
 			if req.IsInvite() {
 				s.log.Warn("INVITE from unknown source refused", zap.Stringer("source", src),
 					zap.String("to", req.Recipient.User))
 			}
-			if !req.IsAck() {
-				s.respondErr(req, tx, ErrNotTrunk)
-			}
+			s.answerStateless(req, stx, ErrNotTrunk)
 			return
 		}
+		tx := &answered{ServerTransaction: stx}
+		defer s.retain(req, tx)
 		defer func() {
 			if r := recover(); r != nil {
 				s.log.Error("handler panic", zap.Any("panic", r), zap.String("method", req.Method.String()), zap.Stack("stack"))
@@ -494,14 +531,37 @@ func (s *Server) contact(transport string) sip.ContactHeader {
 
 func itoa(i int) string { return strconv.Itoa(i) }
 
-// goCall runs fn as part of the server's call work (Shutdown waits for it).
+// goCall runs fn as part of the server's call work (Shutdown waits for
+// it). It is called from call work already counted.
 func (s *Server) goCall(fn func()) {
-	s.calls.Add(1)
+	s.addWork()
 	go func() {
-		defer s.calls.Done()
+		defer s.doneWork()
 		fn()
 	}()
 }
 
+// beginCall counts a new call's handler, unless the server is shutting
+// down; the caller then runs doneWork when it returns.
+func (s *Server) beginCall() bool {
+	s.workMu.Lock()
+	defer s.workMu.Unlock()
+	if s.closing.Load() {
+		return false
+	}
+	s.addWork()
+	return true
+}
+
+func (s *Server) addWork() {
+	s.calls.Add(1)
+	s.busy.Add(1)
+}
+
+func (s *Server) doneWork() {
+	s.busy.Add(-1)
+	s.calls.Done()
+}
+
 // byeTimeout bounds one BYE to a peer.
-func (s *Server) byeTimeout() time.Duration { return s.cfg.Timers.Bye }
+func (s *Server) byeTimeout() time.Duration { return s.timers().Bye }

@@ -84,10 +84,10 @@ func supports(m headerReader, opt string) bool {
 // refreshes; one that does not cannot, so we do ("refresher=uas"), and a
 // refresh that fails tells us the caller is gone.
 func (s *Server) sessionTimerFor(req *sip.Request) *sessionTimer {
-	if s.cfg.Timers.SessionExpires <= 0 {
+	if s.timers().SessionExpires <= 0 {
 		return nil
 	}
-	interval := s.cfg.Timers.SessionExpires
+	interval := s.timers().SessionExpires
 	if se, ok := sessionExpires(req); ok && se < interval {
 		interval = se
 	}
@@ -128,12 +128,12 @@ func (t *sessionTimer) addHeaders(res *sip.Response) {
 
 // timerOffer asks for a session timer on an INVITE we send (RFC 4028 §7.1).
 func (s *Server) timerOffer(req *sip.Request) {
-	if s.cfg.Timers.SessionExpires <= 0 {
+	if s.timers().SessionExpires <= 0 {
 		return
 	}
 	req.AppendHeader(sip.NewHeader("Supported", "timer"))
-	req.AppendHeader(sip.NewHeader("Session-Expires", itoa(int(s.cfg.Timers.SessionExpires/time.Second))))
-	req.AppendHeader(sip.NewHeader("Min-SE", itoa(int(s.cfg.Timers.MinSE/time.Second))))
+	req.AppendHeader(sip.NewHeader("Session-Expires", itoa(int(s.timers().SessionExpires/time.Second))))
+	req.AppendHeader(sip.NewHeader("Min-SE", itoa(int(s.timers().MinSE/time.Second))))
 }
 
 // outTimer reads the timer the dialled peer chose in its 2xx.

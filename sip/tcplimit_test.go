@@ -20,10 +20,12 @@ import (
 // may hold open is bounded, and whatever they did, a normal call over TCP
 // works again within seconds of them stopping.
 
-// tcpLimits sets sip.limits for a test.
+// tcpLimits sets sip.limits' TCP bounds for a test, with no request rate
+// limit: these tests prove the connection bounds alone (a trickling
+// stranger would otherwise be banned first; go test -run Flood).
 func tcpLimits(read, idle time.Duration, perSource, max int) envOption {
 	return withCfg(func(c *Config) {
-		c.Limits = Limits{TCPReadTimeout: read, TCPIdleTimeout: idle, TCPPerSource: perSource, TCPMax: max}
+		c.Limits = Limits{TCPReadTimeout: read, TCPIdleTimeout: idle, TCPPerSource: perSource, TCPMax: max, RatePerSource: -1}
 	})
 }
 
@@ -140,6 +142,7 @@ func TestTCPSlowlorisClosedAtReadTimeout(t *testing.T) {
 func TestTCPIdleTimeoutAndKeepAlive(t *testing.T) {
 	const idle = 1500 * time.Millisecond
 	e := newEnv(t, overTCP, tcpLimits(time.Second, idle, 0, 0))
+	start := time.Now() // before the dial: cleanline's clock starts at accept
 	silent, err := dialFrom(t, e, ipStranger)
 	if err != nil {
 		t.Fatal(err)
@@ -150,7 +153,6 @@ func TestTCPIdleTimeoutAndKeepAlive(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer alive.Close()
-	start := time.Now()
 	ctx := ctxT(t, 10*time.Second)
 	go func() {
 		for ctx.Err() == nil {
@@ -300,12 +302,12 @@ func TestTLSHandshakeAndPartialMessageBounded(t *testing.T) {
 	}))
 	addr := e.s.Addr("tls").String()
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ipStranger)}, Timeout: 2 * time.Second}
+	start := time.Now() // before the dial: the handshake's bound starts at accept
 	raw, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer raw.Close()
-	start := time.Now()
 	if _, err := raw.Write([]byte{0x16, 0x03, 0x01}); err != nil { // a record header, then nothing
 		t.Fatal(err)
 	}

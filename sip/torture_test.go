@@ -222,10 +222,13 @@ func (tp *lineTap) requests(t *testing.T) []*sip.Request {
 }
 
 // tortureEnv is newEnv with a TCP listener too and the line behind a tap.
-// The tap learns the phone's address once newEnv has made the phone.
+// The tap learns the phone's address once newEnv has made the phone. The
+// stranger is not rate limited here: these tests look at what each of its
+// messages gets (the bans are TestFlood*'s).
 func tortureEnv(t *testing.T) (*env, *lineTap) {
 	tap := newLineTap(t, ipLine)
 	e := newEnv(t, withCfg(func(c *Config) {
+		c.Limits.RatePerSource = -1
 		c.Listen = append(c.Listen, Listener{Network: "tcp", Addr: ipCleanline + ":0"})
 		c.Lines[0].Contact = tap.URI()
 	}))

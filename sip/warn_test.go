@@ -148,7 +148,9 @@ func TestD3AcceptedCallerIsWarnedAgainRefusedOneIsNot(t *testing.T) {
 			waitEnded(ctx, t, in.Ended())
 		}
 		e.waitNoCalls()
-		e.s.calls.Wait() // the call's cooldown decision (Conclude) is made
+		if err := e.waitIdle(ctx); err != nil { // the call's cooldown decision (Conclude) is made
+			t.Fatal(err)
+		}
 	}
 	answerWarning('1')
 	answerWarning('1') // warned again, rung again, accepted again

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -75,6 +76,52 @@ func testTrusted(t *testing.T, st blocklist.Admin) {
 	}
 	wantErr(t, "Untrust absent", st.Untrust(bg, line1, caller), blocklist.ErrNotFound)
 	wantErr(t, "Untrust other line", st.Untrust(bg, line2, "+447700900001"), blocklist.ErrNotFound)
+}
+
+// testBlockedForLine: a number blocked for one line is blocked there and
+// nowhere else, and never touches the shared blocklist.
+func testBlockedForLine(t *testing.T, st blocklist.Admin) {
+	if got, err := st.BlockedForLine(bg, line1); err != nil || len(got) != 0 || got == nil {
+		t.Fatalf("BlockedForLine on empty store = %#v, %v; want an empty, non-nil list", got, err)
+	}
+	for _, n := range []string{"+447700900002", caller, "+447700900001"} {
+		if err := st.BlockForLine(bg, line1, n); err != nil {
+			t.Fatalf("BlockForLine: %v", err)
+		}
+	}
+	if err := st.BlockForLine(bg, line1, caller); err != nil { // idempotent
+		t.Fatalf("BlockForLine again: %v", err)
+	}
+	if err := st.BlockForLine(bg, line2, "+447700900009"); err != nil {
+		t.Fatal(err)
+	}
+	if f := lookup(t, st, blocklist.Query{Caller: caller, Line: line1}); !f.LineBlocked || f.Entry != nil || f.Trusted {
+		t.Fatalf("blocked for its line: %+v; want LineBlocked only", f)
+	}
+	if f := lookup(t, st, blocklist.Query{Caller: caller, Line: line2}); f.LineBlocked {
+		t.Fatal("a line's block leaked to another line")
+	}
+	if f := lookup(t, st, blocklist.Query{Caller: caller}); f.LineBlocked {
+		t.Fatal("a line's block applies with no line")
+	}
+	if _, err := st.Get(bg, caller, false); !errors.Is(err, blocklist.ErrNotFound) {
+		t.Fatalf("a line's block wrote the shared blocklist: %v", err)
+	}
+	got, err := st.BlockedForLine(bg, line1)
+	if want := []string{caller, "+447700900001", "+447700900002"}; err != nil || !slices.Equal(got, want) {
+		t.Fatalf("BlockedForLine(%s) = %v, %v; want %v", line1, got, err, want)
+	}
+	if got, err := st.Trusted(bg, line1); err != nil || len(got) != 0 {
+		t.Fatalf("Trusted(%s) = %v, %v after blocking: the lists are separate", line1, got, err)
+	}
+	if err := st.UnblockForLine(bg, line1, caller); err != nil {
+		t.Fatal(err)
+	}
+	if f := lookup(t, st, blocklist.Query{Caller: caller, Line: line1}); f.LineBlocked {
+		t.Fatal("still blocked after UnblockForLine")
+	}
+	wantErr(t, "UnblockForLine absent", st.UnblockForLine(bg, line1, caller), blocklist.ErrNotFound)
+	wantErr(t, "UnblockForLine other line", st.UnblockForLine(bg, line2, "+447700900001"), blocklist.ErrNotFound)
 }
 
 func testCooldown(t *testing.T, st blocklist.Admin) {

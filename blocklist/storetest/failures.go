@@ -18,6 +18,7 @@ func testNotFound(t *testing.T, st blocklist.Admin) {
 	}
 	wantErr(t, "Unprotect absent", st.Unprotect(bg, caller), blocklist.ErrNotFound)
 	wantErr(t, "Untrust absent", st.Untrust(bg, line1, caller), blocklist.ErrNotFound)
+	wantErr(t, "UnblockForLine absent", st.UnblockForLine(bg, line1, caller), blocklist.ErrNotFound)
 	f := lookup(t, st, blocklist.Query{Caller: caller, Line: line1})
 	if f != (blocklist.Facts{}) {
 		t.Fatalf("Lookup on empty store = %+v", f)
@@ -37,6 +38,7 @@ func testInvalid(t *testing.T, st blocklist.Admin) {
 		wantErr(t, fmt.Sprintf("Report(%q)", n), err, blocklist.ErrInvalid)
 		wantErr(t, fmt.Sprintf("Protect(%q)", n), st.Protect(bg, n), blocklist.ErrInvalid)
 		wantErr(t, fmt.Sprintf("Trust(%q)", n), st.Trust(bg, line1, n), blocklist.ErrInvalid)
+		wantErr(t, fmt.Sprintf("BlockForLine(%q)", n), st.BlockForLine(bg, line1, n), blocklist.ErrInvalid)
 		wantErr(t, fmt.Sprintf("MarkCooldown(%q)", n), st.MarkCooldown(bg, line1, n, time.Minute), blocklist.ErrInvalid)
 	}
 	for _, p := range []string{"", "+", "+0", "44", "+44*", "+1234567890123456"} {
@@ -60,6 +62,9 @@ func testInvalid(t *testing.T, st blocklist.Admin) {
 	wantErr(t, "Trust control line", st.Trust(bg, "a\x00b", caller), blocklist.ErrInvalid)
 	_, err := st.Trusted(bg, "")
 	wantErr(t, "Trusted empty line", err, blocklist.ErrInvalid)
+	wantErr(t, "BlockForLine empty line", st.BlockForLine(bg, "", caller), blocklist.ErrInvalid)
+	_, err = st.BlockedForLine(bg, "a\x00b")
+	wantErr(t, "BlockedForLine control line", err, blocklist.ErrInvalid)
 	_, err = st.Lookup(bg, blocklist.Query{Caller: caller, Line: "bad\nline"})
 	wantErr(t, "Lookup bad line", err, blocklist.ErrInvalid)
 }
@@ -79,6 +84,7 @@ func testClosed(t *testing.T, st blocklist.Admin) {
 	_, err = st.Lookup(bg, blocklist.Query{Caller: "anonymous", Line: line1})
 	wantErr(t, "Lookup(anonymous) after Close", err, blocklist.ErrClosed)
 	wantErr(t, "Trust(\"\") after Close", st.Trust(bg, "", "x"), blocklist.ErrClosed)
+	wantErr(t, "BlockForLine after Close", st.BlockForLine(bg, line1, caller), blocklist.ErrClosed)
 }
 
 // testCanceled: an admin call whose ctx has already ended fails with
@@ -103,6 +109,9 @@ func testCanceled(t *testing.T, st blocklist.Admin) {
 	want("Trust", st.Trust(ctx, line1, caller))
 	_, err = st.Trusted(ctx, line1)
 	want("Trusted", err)
+	want("BlockForLine", st.BlockForLine(ctx, line1, caller))
+	_, err = st.BlockedForLine(ctx, line1)
+	want("BlockedForLine", err)
 	if _, err := st.Get(bg, caller, false); !errors.Is(err, blocklist.ErrNotFound) {
 		t.Fatalf("a write with a canceled ctx was stored: %v", err)
 	}

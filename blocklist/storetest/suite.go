@@ -36,6 +36,7 @@ func Run(t *testing.T, open Open) {
 		{"Report", testReport},
 		{"Protected", testProtected},
 		{"TrustedPerLine", testTrusted},
+		{"BlockedForOneLine", testBlockedForLine},
 		{"Cooldown", testCooldown},
 		{"Velocity", testVelocity},
 		{"Walk", testWalk},

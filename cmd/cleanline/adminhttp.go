@@ -2,20 +2,26 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
+
+	"github.com/cleanline/cleanline/cmd/internal/admin"
+	"github.com/cleanline/cleanline/cmd/internal/admin/api"
+	"github.com/cleanline/cleanline/cmd/internal/admin/web"
 )
 
-// adminHTTP is serve's operators' listener: metrics, health, profiles.
+// adminHTTP is serve's admin listener: one listener, one mux (package api)
+// for the API, its document, metrics, health, profiles and the carer's
+// page (package web).
 type adminHTTP struct {
 	srv *http.Server
 	ln  net.Listener
@@ -29,23 +35,36 @@ func newRegistry() *prometheus.Registry {
 	return reg
 }
 
-// startAdminHTTP listens on addr now, so a port in use fails serve at
-// start rather than in a log line later. /healthz answers 503 while
-// healthy is false (shutting down) or a check fails (sip.Server.Healthy:
-// a SIP listener no longer accepts), with the check's error as the body.
+// adminSetup is what the admin listener serves.
+type adminSetup struct {
+	addr    string
+	tls     *tls.Config // nil: plain HTTP
+	api     admin.API   // nil: the API's routes answer "unavailable", and there is no carer's page
+	tokens  []api.Token
+	keys    *api.Keyring // when set, instead of tokens: the tokens a reload replaces
+	reg     *prometheus.Registry
+	healthy func() bool
+	checks  []func() error
+	log     *zap.Logger
+}
+
+// startAdminHTTP listens on addr with metrics, health and profiles, and no
+// tokens (a loopback listener); serve uses listenAdmin.
 func startAdminHTTP(addr string, reg *prometheus.Registry, healthy func() bool, log *zap.Logger, checks ...func() error) (*adminHTTP, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("%w: admin.listen: %w", errConfig, err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if !healthy() {
+	return listenAdmin(adminSetup{addr: addr, reg: reg, healthy: healthy, checks: checks, log: log})
+}
+
+// listenAdmin listens now, so a port in use fails serve at start rather
+// than in a log line later. /healthz answers 503 while healthy is false
+// (shutting down) or a check fails (sip.Server.Healthy: a SIP listener no
+// longer accepts), with the check's error as the body.
+func listenAdmin(s adminSetup) (*adminHTTP, error) {
+	health := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if !s.healthy() {
 			http.Error(w, "shutting down", http.StatusServiceUnavailable)
 			return
 		}
-		for _, check := range checks {
+		for _, check := range s.checks {
 			if err := check(); err != nil {
 				http.Error(w, err.Error(), http.StatusServiceUnavailable)
 				return
@@ -53,24 +72,41 @@ func startAdminHTTP(addr string, reg *prometheus.Registry, healthy func() bool, 
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	// Registered by hand: importing net/http/pprof for its side effect
-	// would put it on http.DefaultServeMux, package-level state.
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-	a := &adminHTTP{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
+	cfg := api.Config{API: s.api, Tokens: s.tokens, Keyring: s.keys, Log: s.log.Named("admin"), Handlers: api.Handlers{
+		Health:  health,
+		Metrics: promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}),
+	}}
+	if s.api != nil {
+		// The carer's page, on the same listener, signing in with the
+		// API's own token check.
+		cfg.Pages = func(tokens api.Tokens) (http.Handler, error) {
+			return web.New(web.Config{API: s.api, Tokens: tokens, Secure: s.tls != nil, Log: s.log.Named("carer")})
+		}
+	}
+	h, err := api.NewHandler(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: admin.tokens: %w", errConfig, err)
+	}
+	ln, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: admin.listen: %w", errConfig, err)
+	}
+	scheme := "http"
+	if s.tls != nil {
+		ln, scheme = tls.NewListener(ln, s.tls), "https"
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
+		ErrorLog: zap.NewStdLog(s.log.Named("admin"))}
 	go func() {
-		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("admin listener stopped", zap.Error(err))
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("admin listener stopped", zap.Error(err))
 		}
 	}()
-	log.Info("admin listening", zap.String("addr", ln.Addr().String()))
-	return a, nil
+	s.log.Info("admin listening", zap.String("url", scheme+"://"+ln.Addr().String()), zap.Int("tokens", len(s.tokens)))
+	return &adminHTTP{ln: ln, srv: srv}, nil
 }
 
-// close stops the listener, letting a scrape in flight finish briefly.
+// close stops the listener, letting a request in flight finish briefly.
 func (a *adminHTTP) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()

@@ -3,9 +3,9 @@ package main
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 
+	"github.com/cleanline/cleanline/cmd/internal/admin"
 	"github.com/cleanline/cleanline/cmd/internal/admin/webhook"
 	"github.com/cleanline/cleanline/screening"
 	"github.com/cleanline/cleanline/sip"
@@ -35,12 +35,43 @@ type Config struct {
 	Webhooks []webhook.Config `yaml:"webhooks"`
 }
 
-// AdminConfig configures the operators' HTTP listener of serve.
+// AdminConfig configures serve's admin listener: the HTTP API under /v1/,
+// its OpenAPI document, /metrics, /healthz and /debug/pprof/ (README,
+// "Admin API"), and how the CLI reaches it.
 type AdminConfig struct {
-	// Listen is host:port for /metrics (Prometheus), /healthz and
-	// /debug/pprof/; empty (the default) opens nothing. It has no
-	// authentication: bind it to loopback or a management network.
+	// Listen is host:port of the admin listener; empty (the default) opens
+	// nothing, and the CLI then always opens the store itself. Anywhere
+	// but loopback it needs Tokens.
 	Listen string `yaml:"listen"`
+	// TLSCert and TLSKey are PEM files: with both, the listener speaks
+	// HTTPS only. The CLI trusts exactly this certificate (it reads the
+	// same file), so a self-signed one does.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// Tokens are the bearer tokens the API accepts. With none, every
+	// route is open to whoever reaches the listener: loopback only.
+	Tokens []AdminToken `yaml:"tokens"`
+	// CLITokenFile holds the token the CLI sends to the running service
+	// when $CLEANLINE_TOKEN is not set.
+	CLITokenFile string `yaml:"cli_token_file"`
+}
+
+// AdminToken is one bearer token of the admin API.
+type AdminToken struct {
+	// Name says who, in logs and as the source of what the token writes
+	// ("api:NAME"); never the secret. Required, unique.
+	Name string `yaml:"name"`
+	// Token is the secret itself (16 characters or more); TokenFile a file
+	// holding it instead, read when serve starts and at each reload
+	// (keep the config readable, the file not). Exactly one of the two.
+	Token     string `yaml:"token"`
+	TokenFile string `yaml:"token_file"`
+	// Scope is admin (everything), read (every GET and /metrics) or carer
+	// (the routes of its Lines: their calls, trusted contacts, blocked
+	// numbers and reports; nothing of any other line).
+	Scope string `yaml:"scope"`
+	// Lines are a carer's lines (sip.lines names); only a carer has them.
+	Lines []string `yaml:"lines"`
 }
 
 // ScreeningConfig configures the screener for every line.
@@ -127,10 +158,8 @@ func parseConfig(name string, data []byte) (Config, error) {
 }
 
 func (c Config) validate() error {
-	if c.Admin.Listen != "" {
-		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
-			return fmt.Errorf("admin.listen %q: want host:port: %w", c.Admin.Listen, err)
-		}
+	if err := c.Admin.validate(c.SIP.Lines); err != nil {
+		return err
 	}
 	if c.Store == "" {
 		return errors.New("store: empty; want file:PATH or redis://host:port")
@@ -165,4 +194,13 @@ func (c Config) screeningConfig() screening.Config {
 		Default:   c.Screening.DefaultPolicy,
 		Lines:     c.SIP.ScreeningLines(),
 	}
+}
+
+// adminLines are the configured lines as the admin service sees them.
+func (c Config) adminLines() admin.Lines {
+	lines := make([]admin.Line, len(c.SIP.Lines))
+	for i, l := range c.SIP.Lines {
+		lines[i] = admin.Line{Name: l.Name, Numbers: append([]string{}, l.Numbers...)}
+	}
+	return admin.LinesFunc(func() []admin.Line { return lines })
 }

@@ -264,13 +264,11 @@ func TestDecodeStrictBillionLaughs(t *testing.T) {
 		B [][]string
 		I deep
 	}
-	start := time.Now()
+	// A decoder that expanded the 10^9 nodes would not come back within
+	// the test's timeout: the refusal is the proof, no clock needed.
 	err := decodeStrict([]byte(doc), &v, nil)
 	if err == nil || !strings.Contains(err.Error(), "aliases expand the document past") {
 		t.Fatalf("got %v", err)
-	}
-	if time.Since(start) > 5*time.Second {
-		t.Fatalf("took %s", time.Since(start))
 	}
 }
 

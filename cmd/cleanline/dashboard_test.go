@@ -99,7 +99,7 @@ var fromBranchFlood = []string{"cleanline_requests_rate_limited_total", "cleanli
 func TestDashboardMetricsExist(t *testing.T) {
 	exprs := dashboardExprs(t)
 	trunk, line, stranger := siptest.NewPhone(t, "127.0.0.2"), siptest.NewPhone(t, "127.0.0.3"), siptest.NewPhone(t, "127.0.0.4")
-	s := startServe(t, fmt.Sprintf(`store: file:%s
+	s := serveConfig(t, fmt.Sprintf(`store: file:%s
 webhooks: [{name: carer, url: "http://127.0.0.1:9/", secret: s}]
 `, filepath.Join(t.TempDir(), "cl.db")), line)
 	ctx := ctxT(t, 20*time.Second)

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/cleanline/cleanline/blocklist"
+	"github.com/cleanline/cleanline/cmd/internal/admin"
 	"github.com/cleanline/cleanline/screening"
 )
 
@@ -65,24 +66,6 @@ func flagGiven(fs *flag.FlagSet, name string) bool {
 	return given
 }
 
-// knownLine refuses a line name the configuration does not have, when it
-// names its lines (sip.lines); without any, every name goes, as the store
-// keeps whatever lines it is told.
-func (e *env) knownLine(line string) error {
-	lines := e.cfg.SIP.Lines
-	if len(lines) == 0 {
-		return nil
-	}
-	names := make([]string, len(lines))
-	for i, l := range lines {
-		if l.Name == line {
-			return nil
-		}
-		names[i] = l.Name
-	}
-	return fmt.Errorf("line %q is not in the config (lines: %s)", line, strings.Join(names, ", "))
-}
-
 // parse accepts flags before, between and after positional arguments, as
 // people type them ("cleanline check 020 7946 0123 --json"); "--" ends flags.
 func parse(fs *flag.FlagSet, args []string) ([]string, error) {
@@ -116,6 +99,17 @@ func number(words []string) string { return strings.Join(words, " ") }
 
 // setup loads the configuration and opens the store.
 func (e *env) setup(ctx context.Context) error {
+	if err := e.loadConfig(); err != nil {
+		return err
+	}
+	var err error
+	e.store, err = openStore(ctx, e.cfg.Store)
+	return err
+}
+
+// loadConfig loads the configuration (--store replacing its store) and
+// makes the logger.
+func (e *env) loadConfig() error {
 	cfg, err := loadConfig(e.configPath)
 	if err != nil {
 		return err
@@ -128,15 +122,48 @@ func (e *env) setup(ctx context.Context) error {
 	if level == "" {
 		level = "warn"
 	}
-	if e.log, err = newLogger(level, cfg.Log.Format, e.stderr); err != nil {
-		return err
-	}
-	e.store, err = openStore(ctx, cfg.Store)
+	e.log, err = newLogger(level, cfg.Log.Format, e.stderr)
 	return err
 }
 
-func (e *env) screener() (*screening.Screener, error) {
-	return screening.New(e.store, e.cfg.screeningConfig())
+// api is what an operator's command asks: the running service's HTTP API
+// when one answers at admin.listen (so the command works while serve holds
+// the store), else a Service over the store, opened here. --store always
+// opens that store itself.
+func (e *env) api(ctx context.Context) (admin.API, error) {
+	if err := e.loadConfig(); err != nil {
+		return nil, err
+	}
+	if e.storeURL == "" {
+		c, err := e.runningService(ctx)
+		if c != nil || err != nil {
+			return c, err
+		}
+	}
+	var err error
+	if e.store, err = openStore(ctx, e.cfg.Store); err != nil {
+		return nil, e.lockedHint(err)
+	}
+	sc, err := screening.New(e.store, e.cfg.screeningConfig())
+	if err != nil {
+		return nil, err
+	}
+	return admin.New(admin.Deps{Store: e.store, Screener: sc, Lines: e.cfg.adminLines()})
+}
+
+// lockedHint says how to reach an embedded store another process holds:
+// through that cleanline serve's admin listener.
+func (e *env) lockedHint(err error) error {
+	if !errors.Is(err, blocklist.ErrUnavailable) || !strings.HasPrefix(e.cfg.Store, "file:") || !strings.Contains(err.Error(), "locked") {
+		return err
+	}
+	switch {
+	case e.cfg.Admin.Listen == "":
+		return fmt.Errorf("%w; if cleanline serve holds it, set admin.listen in the config (its and this command's) so that commands go through it", err)
+	case e.storeURL != "":
+		return fmt.Errorf("%w; leave out --store so that the command goes through the service at admin.listen", err)
+	}
+	return err
 }
 
 func (e *env) close() {
@@ -163,6 +190,9 @@ func (e *env) exit(err error) int {
 	default:
 		// One line, even for errors that arrive in several (YAML's).
 		msg := strings.Join(strings.Fields(err.Error()), " ")
+		if errors.Is(err, admin.ErrUnauthenticated) {
+			msg += fmt.Sprintf(" (the running service wants a token: set $%s, or admin.cli_token_file)", tokenEnv)
+		}
 		fmt.Fprintf(e.stderr, "cleanline %s: %s\n", e.name, msg)
 		return exitError
 	}

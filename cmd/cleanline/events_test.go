@@ -45,9 +45,9 @@ type served struct {
 	stop  func() // stops it, and checks it exited 0
 }
 
-// startServe runs serve with the config (its sip: and admin: keys are
+// serveConfig runs serve with the config (its sip: and admin: keys are
 // added) until the test ends, and returns once /healthz answers.
-func startServe(t *testing.T, config string, line *siptest.Phone) *served {
+func serveConfig(t *testing.T, config string, line *siptest.Phone) *served {
 	t.Helper()
 	s := &served{admin: freeTCPPort(t), sip: freeUDPPort(t)}
 	cfg := filepath.Join(t.TempDir(), "cleanline.yaml")
@@ -203,7 +203,7 @@ func TestServeKeepsAndSendsCallEvents(t *testing.T) {
 			cli(t, "block", "add", evSuspect, "--reported", "--store", store.url).expect(t, exitOK)
 			hook := newHookReceiver(t, "carer's secret")
 			trunk, line := siptest.NewPhone(t, "127.0.0.2"), siptest.NewPhone(t, "127.0.0.3")
-			s := startServe(t, fmt.Sprintf(`store: %s
+			s := serveConfig(t, fmt.Sprintf(`store: %s
 events: {file_mb: 1, files: 2, max: 1000}
 webhooks: [{name: carer, url: %q, secret: "carer's secret", lines: [home]}]
 `, store.url, hook.srv.URL), line)

@@ -38,12 +38,18 @@ Usage:
   cleanline block   add NUMBER|RANGE* [--reason R] [--source S] [--reported [--force]]
   cleanline block   remove NUMBER|RANGE*
   cleanline block   list [--json]
+  cleanline block   add|remove NUMBER --line L
+  cleanline block   list --line L [--json]
   cleanline report  NUMBER [--line L] [--reason R]
   cleanline import  FILE [--reported] [--force] [--source S]
   cleanline trust   add|remove LINE NUMBER
   cleanline trust   list LINE
   cleanline protect add|remove NUMBER
   cleanline protect list
+  cleanline lines   [--json]
+  cleanline calls   live [--line L] [--json]
+  cleanline calls   end ID [--line L]
+  cleanline reload                (the running serve re-reads its configuration file)
   cleanline version               (or cleanline --version)
   cleanline help                  (or -h, --help, also after a command)
 
@@ -65,11 +71,20 @@ Flags of one command:
           --reported         only reported (warn), not confirmed (block)
           --force            with --reported, downgrade a number already confirmed
           --json             list as JSON lines
+          --line L           block for line L alone (its own list), not for every line
   report  --line L           the line that reports it, recorded as source line:L
           --reason R         what happened (default reported)
   import  --reported         import as reported (warn) instead of confirmed (block)
           --force            let reported lines downgrade numbers already confirmed
           --source S         source for lines that name none (default import:FILE)
+  lines   --json             print each line as JSON
+  calls   --line L           only line L's calls (and end: only if the call is L's)
+          --json             print each call as JSON
+
+When the config names admin.listen and cleanline serve answers there, every
+command goes through its API (token: $CLEANLINE_TOKEN, or admin.cli_token_file);
+otherwise it opens the store itself (--store always does). calls needs the
+running service, and so does reload (or send serve SIGHUP).
 
 When the config lists sip.lines, trust's LINE and check's --line must be one
 of them.
@@ -137,6 +152,9 @@ func commands() map[string]func(context.Context, *env, []string) error {
 		"import":  cmdImport,
 		"trust":   cmdTrust,
 		"protect": cmdProtect,
+		"lines":   cmdLines,
+		"calls":   cmdCalls,
+		"reload":  cmdReload,
 	}
 	if serve, ok := serveCommand(); ok {
 		cmds["serve"] = serve

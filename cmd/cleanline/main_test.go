@@ -17,6 +17,9 @@ func TestMain(m *testing.M) {
 	if cfg := os.Getenv(serveChild); cfg != "" {
 		os.Exit(runServeChild(cfg))
 	}
+	if cfg := os.Getenv(reloadChild); cfg != "" {
+		os.Exit(runReloadChild(cfg))
+	}
 	quietRedis()
 	os.Exit(m.Run())
 }

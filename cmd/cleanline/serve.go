@@ -10,9 +10,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/cleanline/cleanline/cmd/internal/admin"
+	"github.com/cleanline/cleanline/cmd/internal/admin/api"
 	"github.com/cleanline/cleanline/screening"
 	"github.com/cleanline/cleanline/sip"
 )
@@ -22,7 +25,8 @@ func serveCommand() (func(context.Context, *env, []string) error, bool) { return
 
 // cmdServe runs the B2BUA until ctx ends (SIGINT/SIGTERM), then stops taking
 // calls and ends every call with BYE on both legs; a second signal, or the
-// --grace deadline, abandons what is left.
+// --grace deadline, abandons what is left. SIGHUP reloads the configuration
+// (reload.go).
 func cmdServe(ctx context.Context, e *env, args []string) error {
 	fs := e.flags()
 	grace := fs.Duration("grace", 10*time.Second, "how long shutdown waits for calls to end")
@@ -35,6 +39,9 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	if len(pos) != 0 {
 		return usagef("serve takes no arguments")
 	}
+	hup := make(chan os.Signal, 1) // from now on SIGHUP reloads, never kills
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	if err := e.setup(ctx); err != nil {
 		return err
 	}
@@ -83,8 +90,9 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer srv.Close()
+	rl := e.newReloader(srv, reg)
 	if e.cfg.Admin.Listen != "" {
-		adm, err := startAdminHTTP(e.cfg.Admin.Listen, reg, func() bool { return ctx.Err() == nil }, e.log, srv.Healthy)
+		adm, err := e.startAdmin(ctx, sc, srv, reg, rl)
 		if err != nil {
 			return err
 		}
@@ -93,7 +101,9 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	if err := srv.Start(); err != nil {
 		return err
 	}
-	<-ctx.Done()
+	notify(e.log, "READY=1\nSTATUS=serving") // SIP and admin listeners are up
+	rl.watch(ctx, hup)
+	notify(e.log, "STOPPING=1\nSTATUS=ending calls")
 
 	e.log.Info("shutting down", zap.Int("calls", srv.ActiveCalls()), zap.Duration("grace", *grace))
 	sctx, cancel := context.WithTimeout(context.Background(), *grace)
@@ -113,4 +123,26 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		e.log.Warn("shutdown incomplete", zap.Error(err))
 	}
 	return nil
+}
+
+// startAdmin opens the admin listener: the admin service over serve's own
+// store, screener and B2BUA, behind the configured tokens, so that every
+// command works while serve holds the store (issue 13).
+func (e *env) startAdmin(ctx context.Context, sc *screening.Screener, srv *sip.Server, reg *prometheus.Registry, rl *reloader) (*adminHTTP, error) {
+	tokens, err := e.cfg.Admin.apiTokens()
+	if err != nil {
+		return nil, err
+	}
+	if rl.keys, err = api.NewKeyring(tokens); err != nil {
+		return nil, fmt.Errorf("%w: admin.tokens: %w", errConfig, err)
+	}
+	tlsCfg, err := e.cfg.Admin.serverTLS()
+	if err != nil {
+		return nil, err
+	}
+	if rl.svc, err = admin.New(admin.Deps{Store: e.store, Screener: sc, Lines: rl.adminLines(), Calls: srv, Reloader: rl}); err != nil {
+		return nil, err
+	}
+	return listenAdmin(adminSetup{addr: e.cfg.Admin.Listen, tls: tlsCfg, api: rl.svc, tokens: tokens, keys: rl.keys, reg: reg,
+		healthy: func() bool { return ctx.Err() == nil }, checks: []func() error{srv.Healthy}, log: e.log})
 }

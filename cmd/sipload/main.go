@@ -42,8 +42,9 @@ const usage = `sipload: SIP load generator and answering endpoint
 Usage:
   sipload call   --target HOST:PORT [--rate N --duration D | --steps N,N,... --step-duration D] [flags]
   sipload answer --listen IP:PORT [flags]
+  sipload flood  --target IP:PORT --rate N --duration D [--bind IP:PORT] [flags]
 
-Run "sipload call -h" or "sipload answer -h" for the flags.
+Run "sipload call -h", "sipload answer -h" or "sipload flood -h" for the flags.
 `
 
 func main() {
@@ -64,11 +65,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runCall(ctx, args[1:], stdout, stderr)
 	case "answer":
 		return runAnswer(ctx, args[1:], stdout, stderr)
+	case "flood":
+		return runFlood(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "sipload: unknown command %q (want call or answer)\n", args[0])
+	fmt.Fprintf(stderr, "sipload: unknown command %q (want call, answer or flood)\n", args[0])
 	return exitUsage
 }
 
@@ -297,4 +300,39 @@ func writeFile(path string, fn func(io.Writer) error) error {
 		return err
 	}
 	return f.Close()
+}
+
+// runFlood sends requests that are never ACKed nor retransmitted (issue 12
+// §4) and reports what came back.
+func runFlood(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("flood", flag.ContinueOnError)
+	var cfg load.FloodConfig
+	asJSON := fs.Bool("json", false, "print the report as JSON on stdout instead of a line")
+	quiet := fs.Bool("quiet", false, "no live progress line")
+	fs.StringVar(&cfg.Target, "target", "", "SIP peer IP:PORT (required)")
+	fs.StringVar(&cfg.Bind, "bind", "", "local IP:PORT to send from, e.g. 127.0.0.4:0 (default: any)")
+	fs.Float64Var(&cfg.Rate, "rate", 1000, "requests per second")
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long to send")
+	fs.DurationVar(&cfg.Linger, "linger", 2*time.Second, "keep counting answers this long after the last request")
+	fs.StringVar(&cfg.Method, "method", "INVITE", "request method")
+	fs.StringVar(&cfg.To, "to", "flood", "user part of the Request-URI")
+	if code, ok := parseFlags(fs, args, stdout, stderr); !ok {
+		return code
+	}
+	if !*quiet {
+		cfg.Progress = stderr
+	}
+	rep, err := load.Flood(ctx, cfg)
+	if err != nil {
+		return fail(stderr, "flood", err)
+	}
+	if *asJSON {
+		err = rep.WriteJSON(stdout)
+	} else {
+		err = rep.WriteTable(stdout)
+	}
+	if err != nil {
+		return fail(stderr, "flood", err)
+	}
+	return exitOK
 }

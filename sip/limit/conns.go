@@ -1,7 +1,9 @@
 // Package limit bounds what peers on the network may hold of the process:
 // connections per source address and in all, how long a connection may
-// keep a message unfinished or send nothing, and an accept loop that a
-// descriptor shortage (EMFILE, ENFILE) pauses but never ends.
+// keep a message unfinished or send nothing, an accept loop that a
+// descriptor shortage (EMFILE, ENFILE) pauses but never ends, and the rate
+// of requests per source with an expiring ban list (Rates, as Kamailio's
+// pike).
 //
 // It knows addresses, counters, deadlines and net.Listener, nothing of SIP:
 // where a message ends is told to it by a Framer (HeaderFramer reads the

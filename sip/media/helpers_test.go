@@ -31,19 +31,40 @@ func newTestPool(t testing.TB, pairs int) *PortPool {
 	return p
 }
 
-// newColdPool is a pool that closes every pair at hang-up.
+// newColdPool is a pool that closes every pair at hang-up. Its ports lie
+// in 10000-19999: below the ephemeral range (32768-60999), where peers'
+// sockets land, and below the sip package's test pools (30000-54000),
+// whose tests run at the same time. The range is one found free (every
+// port bound on 0.0.0.0 and let go), so that another process's tests on
+// the same box, on any address, rarely hold one of them.
 func newColdPool(t testing.TB, pairs int) *PortPool {
 	t.Helper()
-	// 10000-19999: below the ephemeral range (32768-60999), where peers'
-	// sockets land, and below the sip package's test pools (30000-54000),
-	// whose tests run at the same time; TestRelayConfigAndPool binds
-	// 0.0.0.0, which any 127.x socket on the same port would refuse.
-	base := 10000 + rand.IntN(10000-2*pairs)&^1
-	p, err := NewPortPool(base, base+2*pairs-1)
-	if err != nil {
-		t.Fatal(err)
+	for range 50 {
+		base := 10000 + rand.IntN(10000-2*pairs)&^1
+		if !portsFree(base, base+2*pairs-1) {
+			continue
+		}
+		p, err := NewPortPool(base, base+2*pairs-1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
 	}
-	return p
+	t.Fatal("no free range of ports for a test pool")
+	return nil
+}
+
+// portsFree reports whether every UDP port in [lo, hi] can be bound on
+// all addresses now.
+func portsFree(lo, hi int) bool {
+	for port := lo; port <= hi; port++ {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{Port: port})
+		if err != nil {
+			return false
+		}
+		c.Close()
+	}
+	return true
 }
 
 func newTestRelay(t testing.TB, cfg RelayConfig) *Relay {

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cleanline/cleanline/cmd/internal/admin"
+)
+
+// lines and calls: the configured lines, and the calls in progress of a
+// running service.
+
+func cmdLines(ctx context.Context, e *env, args []string) error {
+	fs := e.flags()
+	asJSON := fs.Bool("json", false, "print each line as JSON")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return usagef("lines takes no arguments")
+	}
+	a, err := e.api(ctx)
+	if err != nil {
+		return err
+	}
+	return eachPage(func(q admin.ListQuery) (admin.Page[admin.LineInfo], error) { return a.Lines(ctx, q) },
+		func(l admin.LineInfo) {
+			if *asJSON {
+				b, _ := json.Marshal(l)
+				fmt.Fprintln(e.stdout, string(b))
+				return
+			}
+			p := l.Policy
+			fmt.Fprintf(e.stdout, "%s numbers=%s withheld=%s strict=%t report_threshold=%d cooldown=%s store_failure=%s dial=%s line_check=%s report=%s\n",
+				l.Name, strings.Join(l.Numbers, ","), p.Withheld, p.Strict, p.ReportThreshold, p.Cooldown, p.StoreFailure,
+				dialAllowed(p), l.Features.LineCheck, l.Features.Report)
+		})
+}
+
+// dialAllowed names the classes a line may dial beyond ordinary numbers.
+func dialAllowed(p admin.LinePolicy) string {
+	var on []string
+	for _, c := range []struct {
+		ok   bool
+		name string
+	}{{p.Dial.PremiumRate, "premium_rate"}, {p.Dial.Satellite, "satellite"}, {p.Dial.Personal, "personal"},
+		{p.Dial.SharedCost, "shared_cost"}, {p.Dial.International, "international"}, {p.Dial.ServiceCode, "service_code"}} {
+		if c.ok {
+			on = append(on, c.name)
+		}
+	}
+	if len(on) == 0 {
+		return "-"
+	}
+	return strings.Join(on, ",")
+}
+
+func cmdCalls(ctx context.Context, e *env, args []string) error {
+	fs := e.flags()
+	line := fs.String("line", "", "only this line's calls")
+	asJSON := fs.Bool("json", false, "print each call as JSON")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(pos) == 1 && pos[0] == "live":
+	case len(pos) == 2 && pos[0] == "end":
+	default:
+		return usagef("calls: want live, or end ID")
+	}
+	a, err := e.api(ctx)
+	if err != nil {
+		return err
+	}
+	if pos[0] == "end" {
+		if _, err := a.EndCall(ctx, admin.CallRef{Line: *line, ID: pos[1]}); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "ended call %s\n", pos[1])
+		return nil
+	}
+	now := time.Now()
+	return eachPage(func(q admin.ListQuery) (admin.Page[admin.LiveCall], error) {
+		return a.LiveCalls(ctx, admin.LiveQuery{Line: *line, ListQuery: q})
+	}, func(c admin.LiveCall) {
+		if *asJSON {
+			b, _ := json.Marshal(c)
+			fmt.Fprintln(e.stdout, string(b))
+			return
+		}
+		who := c.Number
+		switch {
+		case c.Withheld:
+			who = "withheld"
+		case who == "" && c.Direction == "outbound":
+			who = "dialled:" + c.Dialled
+		case who == "":
+			who = c.Caller
+		}
+		fmt.Fprintf(e.stdout, "%s %s %s %s %s %s since %s (%s)\n", c.ID, c.Direction, c.Line, who,
+			orDash(c.Action), c.State, c.Since.Local().Format(time.TimeOnly), now.Sub(c.Since).Round(time.Second))
+	})
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
