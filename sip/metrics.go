@@ -170,7 +170,7 @@ func (m *Metrics) foreignMedia(sd media.Side) {
 // series of what the server's configuration makes possible: its prompts,
 // its TCP and TLS listeners' limits, its event sinks.
 func (m *Metrics) registerServer(reg prometheus.Registerer, s *Server) {
-	for _, name := range s.prompts.Names() {
+	for _, name := range s.routing().prompts.Names() {
 		m.prompts.WithLabelValues(name)
 	}
 	for _, l := range s.cfg.Listen {
