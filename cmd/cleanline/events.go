@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cleanline/cleanline/blocklist"
+	"github.com/cleanline/cleanline/cmd/internal/admin"
 	"github.com/cleanline/cleanline/cmd/internal/admin/webhook"
 	"github.com/cleanline/cleanline/sip"
 )
@@ -56,7 +58,9 @@ func (c EventsConfig) logOptions(readOnly bool) blocklist.EventLogOptions {
 // eventSinks are serve's sinks of call events, as options of sip.NewServer,
 // and what stops them; call stop once the server is closed (its Close
 // hands them the last records).
-func (e *env) eventSinks(reg prometheus.Registerer) (opts []sip.Option, stop func(), err error) {
+// The log the store sink writes is returned as well (nil when events are
+// not stored), for the admin service to read back.
+func (e *env) eventSinks(reg prometheus.Registerer) (opts []sip.Option, log blocklist.EventLog, stop func(), err error) {
 	var stops []func()
 	stop = func() {
 		for _, f := range stops {
@@ -64,9 +68,8 @@ func (e *env) eventSinks(reg prometheus.Registerer) (opts []sip.Option, stop fun
 		}
 	}
 	if e.cfg.Events.Store {
-		log, err := openEventLog(e.store, e.cfg.Events.logOptions(false))
-		if err != nil {
-			return nil, stop, err
+		if log, err = openEventLog(e.store, e.cfg.Events.logOptions(false)); err != nil {
+			return nil, nil, stop, err
 		}
 		stops = append(stops, func() { _ = log.Close() })
 		opts = append(opts, sip.WithEvents("store", newEventStore(log), e.cfg.Events.Queue))
@@ -75,7 +78,7 @@ func (e *env) eventSinks(reg prometheus.Registerer) (opts []sip.Option, stop fun
 		d, err := webhook.New(e.cfg.Webhooks, webhook.Options{Lines: e.cfg.lineNames(), Registerer: reg,
 			Logger: e.log.Named("webhook"), UserAgent: "cleanline-webhook/1 (" + version() + ")"})
 		if err != nil {
-			return nil, stop, fmt.Errorf("%w: %w", errConfig, err)
+			return nil, nil, stop, fmt.Errorf("%w: %w", errConfig, err)
 		}
 		stops = append([]func(){func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -84,7 +87,36 @@ func (e *env) eventSinks(reg prometheus.Registerer) (opts []sip.Option, stop fun
 		}}, stops...)
 		opts = append(opts, sip.WithEvents("webhooks", d, 0))
 	}
-	return opts, stop, nil
+	return opts, log, stop, nil
+}
+
+// callRecords are the call records of an event log, as the admin service
+// reads them (admin.Events): the "call" events, whose data is sip's
+// schema; the log's cursor travels base64url-encoded, as every cursor of
+// the admin API does.
+type callRecords struct{ log blocklist.EventLog }
+
+func (r callRecords) RecentCalls(ctx context.Context, q admin.RecentQuery) (admin.Page[admin.Record], error) {
+	var cursor []byte
+	if q.Cursor != "" {
+		var err error
+		if cursor, err = base64.RawURLEncoding.DecodeString(q.Cursor); err != nil {
+			return admin.Page[admin.Record]{}, fmt.Errorf("%w: cursor: not one this service gave", blocklist.ErrInvalid)
+		}
+	}
+	page, err := r.log.Events(ctx, blocklist.EventQuery{Line: q.Line, Caller: q.Caller, Types: []string{string(sip.EventCall)},
+		Since: q.Since, Until: q.Until, Limit: q.Limit, Cursor: string(cursor)})
+	if err != nil {
+		return admin.Page[admin.Record]{}, err
+	}
+	out := admin.Page[admin.Record]{Items: make([]admin.Record, len(page.Records))}
+	for i, rec := range page.Records {
+		out.Items[i] = admin.Record(rec.Data)
+	}
+	if page.Next != "" {
+		out.Next = base64.RawURLEncoding.EncodeToString([]byte(page.Next))
+	}
+	return out, nil
 }
 
 // openEventLog is the event log of the store serve opened.

@@ -40,6 +40,7 @@ func freeUDPPort(t *testing.T) string {
 
 // served is a `cleanline serve` running in this process.
 type served struct {
+	cfg   string // its config file
 	admin string // its admin listener
 	sip   string // its UDP SIP listener
 	stop  func() // stops it, and checks it exited 0
@@ -51,6 +52,7 @@ func serveConfig(t *testing.T, config string, line *siptest.Phone) *served {
 	t.Helper()
 	s := &served{admin: freeTCPPort(t), sip: freeUDPPort(t)}
 	cfg := filepath.Join(t.TempDir(), "cleanline.yaml")
+	s.cfg = cfg
 	config += fmt.Sprintf(`
 log: {level: warn}
 admin: {listen: %q}
@@ -271,7 +273,20 @@ webhooks: [{name: carer, url: %q, secret: "carer's secret", lines: [home]}]
 			if scam := readUntil(ctx, t, l, blocklist.EventQuery{Caller: evScam}, 4); len(scam) != 4 || scam[3].Type != sip.EventScreened {
 				t.Fatalf("the blocked caller's events: %+v", scam)
 			}
+			// cleanline calls: through the running service's API, then
+			// from the store itself once serve has stopped.
+			calls := cli(t, "calls", "--line", "home", "--config", s.cfg)
+			calls.expect(t, exitOK, evSuspect+" warn completed connect", evScam+" block blocked")
+			if i, j := strings.Index(calls.stdout, evSuspect), strings.Index(calls.stdout, evScam); i > j {
+				t.Errorf("calls not newest first:\n%s", calls.stdout)
+			}
+			one := cli(t, "calls", "--caller", evScam, "--config", s.cfg)
+			one.expect(t, exitOK, evScam)
+			if strings.Contains(one.stdout, evSuspect) {
+				t.Errorf("calls --caller %s lists another caller:\n%s", evScam, one.stdout)
+			}
 			s.stop()
+			cli(t, "calls", "--line", "home", "--limit", "1", "--store", store.url).expect(t, exitOK, evSuspect+" warn completed connect")
 			// Still there once serve has stopped.
 			if after := readUntil(ctx, t, l, blocklist.EventQuery{Line: "home"}, 10); len(after) != 10 {
 				t.Fatalf("%d events after serve stopped, want 10", len(after))
