@@ -63,6 +63,8 @@ fuzz:
 	  sip:FuzzHeaderList \
 	  cmd/cleanline:FuzzLoadConfig \
 	  cmd/cleanline:FuzzDecodeStrict \
+	  blocklist:FuzzReadEventFile \
+	  cmd/internal/admin/webhook:FuzzVerify \
 	  cmd/internal/admin/api:FuzzRequest ; do \
 	  pkg=$${spec%%:*}; fn=$${spec##*:}; \
 	  echo "== $$pkg $$fn"; \

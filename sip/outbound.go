@@ -32,10 +32,11 @@ func (s *Server) outbound(rt *routing, req *sip.Request, tx sip.ServerTransactio
 	if c == nil {
 		return
 	}
+	defer c.settle(true)
 	// What the line dialled goes to the trunk as dialled (999 stays 999),
 	// unescaped (RFC 3261 §19.1.2) and cut down to safe characters.
 	c.mu.Lock()
-	c.dialled = safeUser(unescapeUser(req.Recipient.User))
+	c.dialled, c.number = safeUser(unescapeUser(req.Recipient.User)), d.Number
 	c.dialClasses, c.barred = d.Classes, d.Barred
 	c.mu.Unlock()
 	if !c.attachMedia() {
@@ -50,11 +51,14 @@ func (s *Server) outbound(rt *routing, req *sip.Request, tx sip.ServerTransactio
 
 	switch d.Feature {
 	case screening.FeatureLineCheck:
-		prompt := media.PromptLineClear
+		prompt, result := media.PromptLineClear, "clear"
 		if others := s.reg.lineCalls(line.Name, c); len(others) > 0 {
-			prompt = media.PromptLineBusy
+			prompt, result = media.PromptLineBusy, "busy"
 		}
-		c.feature(answer, prompt)
+		c.mu.Lock()
+		c.result = result
+		c.mu.Unlock()
+		c.feature(answer, prompt, func() { c.emit(EventLineCheck, func(ev *Event) { ev.Result = result }) })
 		return
 	case screening.FeatureReport:
 		c.reportLast(answer)
@@ -66,6 +70,7 @@ func (s *Server) outbound(rt *routing, req *sip.Request, tx sip.ServerTransactio
 		// the trunk. The person hears why, then 403.
 		c.log.Info("number barred on this line", zap.String("class", string(d.Barred)))
 		s.metrics.barred.WithLabelValues(string(d.Barred)).Inc()
+		c.emit(EventBarred, func(ev *Event) { ev.Barred = d.Barred })
 		c.announce(answer, media.PromptBarred, outcomeBarred, fmt.Errorf("%w: %s", ErrBarred, d.Barred))
 		return
 	}
@@ -111,7 +116,8 @@ func (c *call) reportLast(answer []byte) {
 		return
 	}
 	c.log.Info("line reported its last caller", zap.String("reported", last))
-	c.feature(answer, media.PromptReported)
+	c.reportedEvent(last)
+	c.feature(answer, media.PromptReported, nil)
 }
 
 // trunkInvite builds the INVITE to the trunk for a line's call: a new
@@ -133,15 +139,15 @@ func (s *Server) trunkInvite(c *call, offer []byte) *sip.Request {
 	return out
 }
 
-// feature answers the line's call to a feature code, plays prompt, and
-// hangs up.
-func (c *call) feature(answer []byte, prompt string) {
-	if !c.answerCaller(answer, nil) {
+// feature answers the line's call to a feature code, says so (event, once
+// answered), plays prompt, and hangs up.
+func (c *call) feature(answer []byte, prompt string, event func()) {
+	if up, _ := c.answerCaller(answer, nil); !up {
 		return
 	}
-	c.mu.Lock()
-	c.choice = prompt
-	c.mu.Unlock()
+	if event != nil {
+		event()
+	}
 	c.playNamed(c.ctx, sideLine, prompt)
 	c.end(outcomeFeature, sideNone)
 }
