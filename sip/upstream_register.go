@@ -67,6 +67,9 @@ func newRegistration(u *upstreams, trunk string, cfg Register) *registration {
 		callID: newCallID() + "@" + s.host, tag: sip.GenerateTagN(16), expires: cfg.Expires, pongs: make(chan struct{}, 1)}
 	r.ctx, r.cancel = context.WithCancel(s.life)
 	r.log = s.log.With(zap.String("trunk", trunk), zap.String("registrar", cfg.Registrar))
+	// The trunk's series exist from the start: a dashboard sees 0, not nothing.
+	s.metrics.up.registered.WithLabelValues(trunk).Set(0)
+	s.metrics.up.keepAliveFailures.WithLabelValues(trunk)
 	// The Contact names our listener of the first hop's transport (RFC 3261
 	// §10.2.1): the provider's INVITEs come to it, with ContactUser.
 	ap := s.Addr(cfg.transport)
@@ -452,6 +455,7 @@ func (r *registration) finish() {
 		}
 	}
 	r.s.metrics.up.registered.DeleteLabelValues(r.trunk)
+	r.s.metrics.up.keepAliveFailures.DeleteLabelValues(r.trunk)
 }
 
 // regError is a REGISTER refused or unanswered.

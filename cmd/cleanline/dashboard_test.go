@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
+
 	"github.com/cleanline/cleanline/sip/siptest"
 )
 
@@ -99,9 +101,17 @@ var fromBranchFlood = []string{"cleanline_requests_rate_limited_total", "cleanli
 func TestDashboardMetricsExist(t *testing.T) {
 	exprs := dashboardExprs(t)
 	trunk, line, stranger := siptest.NewPhone(t, "127.0.0.2"), siptest.NewPhone(t, "127.0.0.3"), siptest.NewPhone(t, "127.0.0.4")
+	// A trunk that registers to a provider which refuses it: its
+	// registration's series exist, a failure among them.
+	provider := siptest.NewRegistrar(t, "127.0.0.6")
+	provider.SetAnswer(func(req *sip.Request) *sip.Response { return sip.NewResponseFromRequest(req, 403, "Forbidden", nil) })
 	s := serveConfig(t, fmt.Sprintf(`store: file:%s
 webhooks: [{name: carer, url: "http://127.0.0.1:9/", secret: s}]
-`, filepath.Join(t.TempDir(), "cl.db")), line)
+`, filepath.Join(t.TempDir(), "cl.db")), line,
+		fmt.Sprintf(`{name: carrier, register: {registrar: %q, username: u, password: p, contact_user: %q}}`, provider.URI(), evLine))
+	if _, err := provider.Wait(ctxT(t, 10*time.Second), sip.REGISTER, 1); err != nil {
+		t.Fatal(err)
+	}
 	ctx := ctxT(t, 20*time.Second)
 	for _, c := range []struct {
 		phone *siptest.Phone

@@ -48,7 +48,8 @@ type served struct {
 
 // serveConfig runs serve with the config (its sip: and admin: keys are
 // added) until the test ends, and returns once /healthz answers.
-func serveConfig(t *testing.T, config string, line *siptest.Phone) *served {
+// Trunks, when given, are more entries of sip.trunks (YAML flow maps).
+func serveConfig(t *testing.T, config string, line *siptest.Phone, trunks ...string) *served {
 	t.Helper()
 	s := &served{admin: freeTCPPort(t), sip: freeUDPPort(t)}
 	cfg := filepath.Join(t.TempDir(), "cleanline.yaml")
@@ -58,11 +59,11 @@ log: {level: warn}
 admin: {listen: %q}
 sip:
   listen: [{network: udp, addr: %q}, {network: tcp, addr: %q}]
-  trunks: [{name: provider, sources: [127.0.0.2], trust_asserted_identity: true}]
+  trunks: [{name: provider, sources: [127.0.0.2], trust_asserted_identity: true}%s]
   lines: [{name: home, numbers: [%q], contact: %q}]
   media: {bind: 127.0.0.1, port_min: 57000, port_max: 57199}
   timers: {warning_choice: 5s}
-`, s.admin, s.sip, freeTCPPort(t), evLine, line.URI("landline"))
+`, s.admin, s.sip, freeTCPPort(t), strings.Join(append([]string{""}, trunks...), ", "), evLine, line.URI("landline"))
 	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
