@@ -46,8 +46,9 @@ check-kamailio: bench-deps
 check-sipp: deps
 	deploy/sipp/check.sh
 
-# The end-to-end benchmark's peers, on top of the suite's packages.
-BENCH_PACKAGES := kamailio kamailio-redis-modules
+# The end-to-end benchmark's peers, on top of the suite's packages (which
+# have kamailio itself).
+BENCH_PACKAGES := kamailio-redis-modules
 bench-deps:
 	@$(call apt_install,$(DEB_PACKAGES) $(BENCH_PACKAGES))
 
@@ -59,8 +60,11 @@ fuzz:
 	  blocklist:FuzzParseImportLine \
 	  sip/media:FuzzParseSDP \
 	  sip/media:FuzzDecodeTelephoneEvent \
+	  sip:FuzzHeaderList \
 	  cmd/cleanline:FuzzLoadConfig \
 	  cmd/cleanline:FuzzDecodeStrict \
+	  blocklist:FuzzReadEventFile \
+	  cmd/internal/admin/webhook:FuzzVerify \
 	  cmd/internal/admin/api:FuzzRequest ; do \
 	  pkg=$${spec%%:*}; fn=$${spec##*:}; \
 	  echo "== $$pkg $$fn"; \
@@ -79,10 +83,11 @@ $(STATICCHECK):
 
 # Debian packages the suite uses: real Redis, the TTS voice the prompts were
 # made with (flite, sox), the speech recogniser that checks them, a real SIP
-# phone (baresip), SIPp (sip-tester), the SIPVicious scanners and the browser
-# the carer's page is tested in (chromium). This is the one list: .ci/run
+# phone (baresip), SIPp (sip-tester), the SIPVicious scanners, the browser
+# the carer's page is tested in (chromium) and the provider's registrar and
+# proxy cleanline registers at (kamailio). This is the one list: .ci/run
 # installs them through `make deps` too.
-DEB_PACKAGES := redis-server flite sox pocketsphinx pocketsphinx-en-us baresip sip-tester sipvicious chromium
+DEB_PACKAGES := redis-server flite sox pocketsphinx pocketsphinx-en-us baresip sip-tester sipvicious chromium kamailio
 
 # make deps installs whichever of DEB_PACKAGES is missing, and does nothing
 # (no network) when all are there.

@@ -150,6 +150,8 @@ const (
 	argText
 	argTTL
 	argEntries
+	argEventRecords
+	argEventQuery
 )
 
 // arg is one argument of a store method as gate.enter checks it; make one
@@ -162,6 +164,8 @@ type arg struct {
 	isRange bool
 	ttl     time.Duration
 	entries []Entry
+	events  []EventRecord
+	query   *EventQuery
 	ctx     context.Context
 }
 
@@ -192,6 +196,13 @@ func isTTL(ttl time.Duration) arg { return arg{kind: argTTL, ttl: ttl} }
 // refuses the whole batch.
 func areEntries(entries []Entry) arg { return arg{kind: argEntries, entries: entries} }
 
+// areEventRecords: every record of an AppendEvents is valid
+// (ValidateEventRecord); one bad record refuses the batch.
+func areEventRecords(recs []EventRecord) arg { return arg{kind: argEventRecords, events: recs} }
+
+// isEventQuery: an Events query's fields and limit are valid.
+func isEventQuery(q *EventQuery) arg { return arg{kind: argEventQuery, query: q} }
+
 func (a *arg) check(where string) error {
 	switch a.kind {
 	case argNotDone:
@@ -216,6 +227,15 @@ func (a *arg) check(where string) error {
 		return nil
 	case argEntries:
 		return validateEntries(a.entries)
+	case argEventRecords:
+		for i, r := range a.events {
+			if err := ValidateEventRecord(r); err != nil {
+				return fmt.Errorf("event %d: %w", i, err)
+			}
+		}
+		return nil
+	case argEventQuery:
+		return checkEventQuery(*a.query)
 	}
 	panic(fmt.Sprintf("blocklist: unknown argument kind %d", a.kind))
 }

@@ -82,6 +82,7 @@ type call struct {
 	verdict  screening.Verdict
 	screened bool
 	dialled  string // outbound: what the line dialled; written under mu
+	number   string // outbound: that, in E.164, when it is a number; written under mu
 	// outbound: the classes of what it dialled, and the one its policy
 	// bars ("" when allowed); guarded by mu.
 	dialClasses []screening.DialClass
@@ -106,8 +107,15 @@ type call struct {
 	ended    bool
 	outcome  string
 	endedBy  side
-	choice   string
+	warning  bool   // the warning is playing or awaiting the person's choice
+	choice   string // the person's choice after the warning (ChoiceConnect...)
+	result   string // line check: what the line heard (clear, busy)
+	reported string // the number this call reported
+	seq      int    // the last event's Seq
+	handled  bool   // the handler has said its last word (settle)
+	recorded bool   // "ended" and the record are emitted
 	start    time.Time
+	acked    time.Time // the caller's ACK of our 2xx arrived
 	answered time.Time
 	stopped  time.Time
 }
@@ -161,6 +169,7 @@ func (s *Server) newCall(rt *routing, dir direction, line *Line, trunk *Trunk, i
 		fields = append(fields, zap.String("trunk", trunk.Name))
 	}
 	c.log = s.log.WithLazy(fields...) // encoded only if the call logs at the enabled level
+	s.unrecorded.Add(1)
 	s.reg.add(c)
 	// Whatever ends the received dialog (CANCEL, our final answer, its BYE)
 	// ends the call; end is idempotent, so the first cause wins.
@@ -232,16 +241,48 @@ func (c *call) setDevice(device string, nat bool) {
 func (c *call) up(role legRole) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if role == roleIn {
+		// Answered when the ACK came, which may be before a BYE that ended
+		// the call overtook this goroutine.
+		c.answered = c.acked
+		if c.answered.IsZero() {
+			c.answered = time.Now()
+		}
+		if c.ended && c.answered.After(c.stopped) {
+			c.answered = c.stopped
+		}
+	}
 	if c.ended {
 		return false
 	}
 	if role == roleIn {
 		c.inUp = true
-		c.answered = time.Now()
 	} else {
 		c.outUp = true
 	}
 	return true
+}
+
+// ackArrived notes that the caller's ACK of our 2xx came.
+func (c *call) ackArrived() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.acked.IsZero() {
+		c.acked = time.Now()
+	}
+}
+
+func (c *call) ackTime() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.acked
+}
+
+// outcomeNow is the call's outcome so far ("" while it lasts).
+func (c *call) outcomeNow() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.outcome
 }
 
 func (c *call) isEnded() bool {
@@ -262,6 +303,9 @@ func (c *call) end(outcome string, by side) {
 		return
 	}
 	c.ended = true
+	if c.warning && outcome == outcomeCompleted && by == sideLine {
+		outcome = outcomeWarnRefused // the line hung up on the warning
+	}
 	c.outcome, c.endedBy, c.stopped = outcome, by, time.Now()
 	byeIn := c.inUp && by != c.inSide()
 	byeOut := c.outUp && by != c.outSide()
@@ -279,10 +323,10 @@ func (c *call) end(outcome string, by side) {
 	if byeOut && out != nil {
 		c.s.goCall(func() { c.byeOut(out) })
 	}
-	c.record()
+	c.settle(false)
 	if screened {
 		c.mu.Lock()
-		accepted := c.choice == "1" // warned, and the person pressed 1 to connect
+		accepted := c.choice == ChoiceConnect // warned, and the person pressed 1
 		c.mu.Unlock()
 		c.s.goCall(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -331,6 +375,8 @@ func (c *call) announce(answer []byte, prompt, outcome string, err error) {
 
 // refuse sends the final non-2xx err maps to, to the received INVITE,
 // unless the caller is already gone (CANCEL: sipgo answered 487 itself).
+// It is the handler's last word: the refusal is the call's last event
+// before "ended" and the record (settle), which go out before the response.
 // It hands the response to the server transaction and returns: RFC 3261
 // §17.2.1, the transaction retransmits a non-2xx final response until the
 // ACK and absorbs the ACK itself, so nothing of the call waits for it.
@@ -341,6 +387,8 @@ func (c *call) refuse(err error, hdrs ...sip.Header) {
 		return
 	}
 	code, reason := statusOf(err)
+	c.emit(EventRefused, func(ev *Event) { ev.Status, ev.Outcome = code, c.outcomeNow() })
+	c.settle(true)
 	res := sip.NewResponseFromRequest(c.in.InviteRequest, code, reason, nil)
 	for _, h := range append(headersOf(err), hdrs...) {
 		res.AppendHeader(h)

@@ -197,6 +197,7 @@ func (c *call) playNamed(ctx context.Context, sd side, name string) {
 		c.log.Error("prompt missing", zap.String("prompt", name), zap.Error(err))
 		return
 	}
+	c.s.metrics.prompts.WithLabelValues(name).Inc()
 	if err := c.m.play(ctx, sd, p); err != nil && ctx.Err() == nil {
 		c.log.Warn("prompt not played", zap.String("prompt", name), zap.Error(err))
 	}

@@ -64,7 +64,8 @@ type Trunk struct {
 	// Name identifies the trunk in logs and call records.
 	Name string `yaml:"name"`
 	// Sources are the IP addresses or CIDR prefixes the trunk's requests
-	// come from. Required: there is no "any".
+	// come from. Required: there is no "any"; a trunk that registers
+	// (Register) defaults to its registrar's and outbound proxy's addresses.
 	Sources []string `yaml:"sources"`
 	// TrustAssertedIdentity: this trunk's P-Asserted-Identity (RFC 3325) is
 	// screened instead of From. Only for trunks inside a trust domain.
@@ -84,6 +85,10 @@ type Trunk struct {
 	// its signalling came from, the first packet from there latching for the
 	// call; without it only the SDP's own address is accepted (issue 12 §1).
 	NAT bool `yaml:"nat"`
+	// Register makes the trunk a registration at the provider: cleanline
+	// registers as the subscriber, and the provider's calls come to the
+	// contact registered (upstream.go).
+	Register *Register `yaml:"register"`
 
 	sources []peerSource
 	outURI  sip.Uri
@@ -329,16 +334,28 @@ func (c *Config) Validate() error {
 			return cfgErr(key+".name", "%q used twice", t.Name)
 		}
 		names["trunk:"+t.Name] = true
-		if len(t.Sources) == 0 {
+		if len(t.Sources) == 0 && t.Register == nil {
 			return cfgErr(key+".sources", "empty: list the trunk's IPs or CIDRs")
 		}
 		var err error
 		if t.sources, err = parseSources(key+".sources", t.Sources); err != nil {
 			return err
 		}
+		t.outURI = sip.Uri{}
 		if t.Outbound != "" {
 			if err := sip.ParseUri(t.Outbound, &t.outURI); err != nil || t.outURI.Host == "" {
 				return cfgErr(key+".outbound", "%q: want a SIP URI such as sip:host:5060", t.Outbound)
+			}
+		}
+		if t.Register != nil {
+			// A copy: a configuration in force may share the pointer.
+			r := *t.Register
+			if err := r.validate(key+".register", c.Listen); err != nil {
+				return err
+			}
+			t.Register = &r
+			if t.Outbound == "" {
+				t.outURI = *r.registrar.Clone() // the lines' calls go to the provider's domain
 			}
 		}
 	}

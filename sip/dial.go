@@ -48,6 +48,10 @@ func (c *call) farFailed(err error, ringCtx context.Context) {
 	switch {
 	case errors.As(err, &dr):
 		what, cerr := farStatus(dr.Res.StatusCode)
+		if c.dir == outbound && challenge(dr.Res.StatusCode) {
+			// The provider's challenge, unanswered or answered in vain.
+			what, cerr = "auth_failed", fmt.Errorf("%w: %d %s", ErrUpstreamAuth, dr.Res.StatusCode, dr.Res.Reason)
+		}
 		c.log.Info("far side refused", zap.Stringer("far", c.outSide()), zap.Int("status", dr.Res.StatusCode))
 		c.fail(c.farOutcome(what), c.outSide(), cerr)
 	case c.in.Context().Err() != nil:
@@ -73,32 +77,38 @@ func (c *call) provisional(code int, reason string, body []byte, hdrs ...sip.Hea
 }
 
 // answerCaller sends our 2xx with SDP to the caller and waits for its ACK
-// (RFC 3261 §13.3.1.4: retransmitted until then); true once the received
-// leg is up. A call that ended meanwhile hangs that leg up itself.
-func (c *call) answerCaller(body []byte, timer *sessionTimer) bool {
+// (RFC 3261 §13.3.1.4: retransmitted until then). acked: the caller has
+// its answer; up: and the call is still on, the received leg is up. A
+// call that ended meanwhile hangs that leg up itself.
+func (c *call) answerCaller(body []byte, timer *sessionTimer) (up, acked bool) {
 	res := sip.NewSDPResponseFromRequest(c.in.InviteRequest, body)
 	ct := c.s.contact(c.in.InviteRequest.Transport())
 	res.AppendHeader(&ct)
 	timer.addHeaders(res)
-	c.s.reg.awaitAck(c.in)
+	c.s.reg.awaitAck(c)
 	err := c.in.WriteResponse(res)
-	c.s.reg.acked(c.in)
-	if err != nil {
+	c.s.reg.acked(c)
+	if err != nil && c.ackTime().IsZero() {
 		c.log.Info("caller did not ACK our 200", zap.Error(err))
 		c.end(outcomeNoAck, sideNone)
-		return false
+		return false, false
 	}
 	if !c.up(roleIn) {
 		c.s.goCall(c.byeIn)
-		return false
+		return false, true
 	}
-	return true
+	return true, true
 }
 
 // connect answers the caller with our SDP and bridges the relay.
 func (c *call) connect(inAnswer []byte) {
 	c.m.bridge()
-	if c.answerCaller(inAnswer, c.timer) {
+	up, acked := c.answerCaller(inAnswer, c.timer)
+	if acked {
+		// Connected, even when a BYE overtook the ACK: the caller was.
+		c.emit(EventConnected, nil)
+	}
+	if up {
 		c.watch()
 	}
 }

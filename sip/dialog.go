@@ -85,8 +85,10 @@ func (e regEntry) peer() side {
 
 func (s *Server) onAck(req *sip.Request, tx sip.ServerTransaction) {
 	if id, err := sip.DialogIDFromRequestUAS(req); err == nil {
-		if d := s.reg.ackFor(id); d != nil {
-			_ = d.ReadAck(req, tx)
+		if c := s.reg.ackFor(id); c != nil {
+			if c.in.ReadAck(req, tx) == nil {
+				c.ackArrived()
+			}
 			return
 		}
 	}
@@ -108,6 +110,12 @@ func (s *Server) onBye(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	c := e.c
+	if e.role == roleIn && s.reg.ackFor(c.in.ID) == c {
+		// Our 2xx waits for its ACK, and the caller hangs up: it had our
+		// answer (it ACKs a 2xx before anything else, RFC 3261 §13.2.2.4),
+		// and its ACK is on another goroutine, which this one overtook.
+		c.ackArrived()
+	}
 	c.end(outcomeCompleted, e.peer())
 	if e.role == roleIn {
 		err = c.in.ReadBye(req, tx)

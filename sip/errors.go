@@ -70,6 +70,11 @@ var (
 	ErrNotAllowedMethod = errors.New("sip: method not allowed")
 	// ErrNoRoute: no trunk takes the lines' own calls (503).
 	ErrNoRoute = errors.New("sip: no outbound trunk")
+	// ErrUpstreamAuth: the provider challenged a line's call and refused
+	// the subscriber's credentials, or asked for credentials the trunk has
+	// none of (503: the line can do nothing about it; cleanline's upstream
+	// is unavailable until its configuration is put right).
+	ErrUpstreamAuth = errors.New("sip: provider refused our credentials")
 	// ErrBarred: the line dialled a number its policy bars (premium rate,
 	// international...; issue 12 §2). 403 (RFC 3261 §21.4.4: understood,
 	// refused, and not to be repeated; authorization will not help).
@@ -128,6 +133,8 @@ func statusOf(err error) (int, string) {
 		return statusDecline, "Decline"
 	case errors.Is(err, ErrDeferred), errors.Is(err, ErrNoRoute):
 		return sip.StatusServiceUnavailable, "Service Unavailable"
+	case errors.Is(err, ErrUpstreamAuth):
+		return sip.StatusServiceUnavailable, "Provider Refused Our Credentials"
 	case errors.Is(err, ErrBusy):
 		return sip.StatusBusyHere, "Busy Here"
 	case errors.Is(err, ErrUnavailable):

@@ -34,6 +34,9 @@ var errBanned = errors.New("sip: source banned for flooding")
 func (s *Server) readFilter(info sip.TransportReadProps, data []byte) ([]byte, error) {
 	src := addrOf(info.RemoteAddr)
 	n := 1
+	if !strings.EqualFold(info.Transport, "udp") && isCRLF(data) {
+		s.up.pong(info.RemoteAddr) // a registration's keep-alive answered (upstream_keepalive.go)
+	}
 	if !strings.EqualFold(info.Transport, "udp") {
 		// A stream read may hold several messages, each ended by an empty
 		// line (RFC 3261 §7.5): count those, not the reads.

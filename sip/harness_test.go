@@ -135,7 +135,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		e.trunk = siptest.NewPhone(t, ipTrunk)
 		e.line = siptest.NewPhone(t, ipLine)
 	}
-	if cfg.Trunks[0].Outbound == "" {
+	if cfg.Trunks[0].Outbound == "" && cfg.Trunks[0].Register == nil {
 		cfg.Trunks[0].Outbound = e.trunk.URI("")
 	}
 	if cfg.Lines[0].Contact == "" && !setup.noContact {
@@ -233,12 +233,15 @@ func (e *env) connect() (*siptest.Outgoing, *siptest.Incoming) {
 	return out, in
 }
 
+// waitNoCalls waits until no call is left, and every call's record (the
+// log line, the events, the metrics) is written.
 func (e *env) waitNoCalls() {
 	e.t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for e.s.ActiveCalls() != 0 || e.s.reg.dialogs() != 0 {
+	for e.s.ActiveCalls() != 0 || e.s.reg.dialogs() != 0 || e.s.unrecorded.Load() != 0 {
 		if time.Now().After(deadline) {
-			e.t.Fatalf("calls still registered: %d calls, %d dialogs", e.s.ActiveCalls(), e.s.reg.dialogs())
+			e.t.Fatalf("calls still registered: %d calls, %d dialogs, %d without their record",
+				e.s.ActiveCalls(), e.s.reg.dialogs(), e.s.unrecorded.Load())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -27,6 +27,7 @@ func (s *Server) inbound(rt *routing, req *sip.Request, tx sip.ServerTransaction
 	if c == nil {
 		return
 	}
+	defer c.settle(true)
 	c.received = received
 	c.scall = screening.Call{
 		Line:          line.Name,
@@ -89,6 +90,7 @@ func (c *call) screen() {
 		c.log.Warn("store did not answer: screened by store_failure", zap.Stringer("verdict", c.verdict.Action),
 			zap.String("store_error", c.verdict.StoreError))
 	}
+	c.emit(EventScreened, func(ev *Event) { ev.Entry = c.verdict.Entry })
 	if c.verdict.Number != "" {
 		s.reg.setLastCaller(c.line.Name, c.verdict.Number)
 	}
@@ -131,6 +133,10 @@ func (c *call) warn() bool {
 		return true // fail open: the line has answered and hears the caller
 	}
 	c.m.digits.Clear()
+	c.mu.Lock()
+	c.warning = true
+	c.mu.Unlock()
+	c.emit(EventWarned, nil)
 	playCtx, stopPlay := context.WithCancel(c.ctx)
 	played := make(chan struct{})
 	go func() {
@@ -148,37 +154,56 @@ func (c *call) warn() bool {
 	}
 	stopPlay()
 	<-played
-	if digit != 0 {
-		c.mu.Lock()
-		c.choice = string(digit)
-		c.mu.Unlock()
-	}
-	refused := fmt.Errorf("%w: the person did not choose to connect", ErrBlocked)
+	var choice string
 	switch {
 	case err == nil && digit == '1':
-		return true
+		choice = ChoiceConnect
 	case err == nil && digit == '3':
+		choice = ChoiceReport
+	case c.outcomeNow() == outcomeWarnRefused:
+		choice = ChoiceHangUp // the line hung up on the warning (end)
+	case !c.isEnded():
+		choice = ChoiceTimeout
+	}
+	c.mu.Lock()
+	c.warning, c.choice = false, choice
+	c.mu.Unlock()
+	if choice != "" {
+		// (None when the caller gave up during the warning: nobody chose.)
+		c.s.metrics.chose(choice)
+		c.emit(EventChoice, func(ev *Event) { ev.Choice = choice })
+	}
+	refused := fmt.Errorf("%w: the person did not choose to connect", ErrBlocked)
+	switch choice {
+	case ChoiceConnect:
+		return true
+	case ChoiceReport:
 		if n := c.verdict.Number; n != "" {
 			rctx, rcancel := context.WithTimeout(c.ctx, 2*time.Second)
 			if _, err := c.rt.sc.Report(rctx, c.line.Name, n); err != nil {
 				c.log.Warn("report not recorded", zap.Error(err))
+			} else {
+				c.reportedEvent(n)
 			}
 			rcancel()
 		}
 		c.playNamed(c.ctx, sideLine, media.PromptReported)
 		c.fail(outcomeWarnReported, sideNone, refused)
 		return false
-	case c.isEnded():
-		c.mu.Lock()
-		if c.outcome == outcomeCompleted && c.endedBy == sideLine {
-			c.outcome = outcomeWarnRefused
-		}
-		c.mu.Unlock()
-		c.refuse(refused)
+	case ChoiceTimeout:
+		c.fail(outcomeWarnTimeout, sideNone, refused)
 		return false
 	}
-	c.fail(outcomeWarnTimeout, sideNone, refused)
+	c.refuse(refused) // ended already: the line hung up, or the caller is gone
 	return false
+}
+
+// reportedEvent records that this call reported number.
+func (c *call) reportedEvent(number string) {
+	c.mu.Lock()
+	c.reported = number
+	c.mu.Unlock()
+	c.emit(EventReported, func(ev *Event) { ev.Reported = number })
 }
 
 // lineInvite builds an INVITE to the line at target from scratch: our own

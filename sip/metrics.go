@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cleanline/cleanline/screening"
+	"github.com/cleanline/cleanline/sip/limit"
 	"github.com/cleanline/cleanline/sip/media"
 )
 
@@ -33,6 +34,14 @@ type Metrics struct {
 	// per-packet increment is an atomic add.
 	foreign   *prometheus.CounterVec
 	foreignBy [2]prometheus.Counter // by media.Side
+	// What people heard and chose (issue 13).
+	choices *prometheus.CounterVec // warned calls by the person's choice
+	prompts *prometheus.CounterVec // prompts played, by name
+	// Call events (events.go): produced by type (children resolved once),
+	// and lost on their way to a sink (eventsink.go), by sink and reason.
+	eventsTotal   *prometheus.CounterVec
+	events        map[EventType]prometheus.Counter
+	eventsDropped *prometheus.CounterVec
 	// Floods (flood.go): what strangers over sip.limits.rate_per_source
 	// sent that was dropped unread, by transport, and the bans imposed.
 	rateDropped *prometheus.CounterVec
@@ -41,6 +50,7 @@ type Metrics struct {
 	// method, and the sources locked out for them.
 	authFailures *prometheus.CounterVec
 	authLockouts prometheus.Counter
+	up          upMetrics // the trunks' registrations at their providers (upstream.go)
 }
 
 // latencyBuckets resolve the 2 ms budget finely and still place a
@@ -117,11 +127,45 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "cleanline_auth_lockouts_total",
 		Help: "Sources locked out for sip.limits.auth_lockout after sip.limits.auth_failures wrong answers to REGISTER.",
 	})
+	m.up = newUpMetrics(reg)
+	m.choices = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "cleanline_warned_choices_total",
+		Help: "Warned calls the line answered, by the person's choice after the warning: connect (pressed 1), report (pressed 3), hang_up, timeout (nothing within sip.timers.warning_choice).",
+	}, []string{"choice"})
+	m.prompts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "cleanline_prompts_played_total",
+		Help: "Prompts begun, by name (warning, blocked, line_clear, line_busy, reported, barred).",
+	}, []string{"prompt"})
+	m.eventsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "cleanline_events_total",
+		Help: "Call events produced, by type (screened, warned, choice, connected, refused, reported, line_check, barred, ended, call).",
+	}, []string{"type"})
+	m.eventsDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "cleanline_events_dropped_total",
+		Help: "Call events lost on their way to a sink (store, webhooks), by sink and reason: queue_full (the sink fell behind; the call path never waits) or sink_error (the sink failed to take a batch).",
+	}, []string{"sink", "reason"})
+	m.events = make(map[EventType]prometheus.Counter, len(eventTypes))
+	for _, t := range eventTypes {
+		m.events[t] = m.eventsTotal.WithLabelValues(string(t))
+	}
+	// Series that exist from the start at 0, so that a dashboard's rate()
+	// and an alert see them before the first occurrence.
+	for _, c := range choices {
+		m.choices.WithLabelValues(c)
+	}
+	for _, tp := range []string{"udp", "tcp", "tls"} {
+		m.rateDropped.WithLabelValues(tp)
+	}
+	for _, a := range []screening.Action{screening.Allow, screening.Warn, screening.Block, screening.Defer} {
+		m.verdicts.WithLabelValues(a.String())
+		m.unscreened.WithLabelValues(a.String())
+	}
 	m.foreignBy[media.SideTrunk] = m.foreign.WithLabelValues(media.SideTrunk.String())
 	m.foreignBy[media.SideLine] = m.foreign.WithLabelValues(media.SideLine.String())
 	if reg != nil {
 		reg.MustRegister(m.calls, m.verdicts, m.unscreened, m.refused, m.barred, m.transit, m.screen)
 		reg.MustRegister(m.tcpRefused, m.tcpTimeouts, m.tcpAcceptErrors, m.foreign, m.rateDropped, m.bans)
+		reg.MustRegister(m.choices, m.prompts, m.eventsTotal, m.eventsDropped)
 		reg.MustRegister(m.authFailures, m.authLockouts)
 	}
 	return m
@@ -137,8 +181,33 @@ func (m *Metrics) foreignMedia(sd media.Side) {
 	m.foreignBy[media.SideTrunk].Inc()
 }
 
-// registerServer adds the gauges that read the live server.
+// registerServer adds the gauges that read the live server, and the zero
+// series of what the server's configuration makes possible: its prompts,
+// its TCP and TLS listeners' limits, its event sinks.
 func (m *Metrics) registerServer(reg prometheus.Registerer, s *Server) {
+	for _, name := range s.routing().prompts.Names() {
+		m.prompts.WithLabelValues(name)
+	}
+	for _, l := range s.cfg.Listen {
+		if l.Network != "tcp" && l.Network != "tls" {
+			continue
+		}
+		for _, why := range []string{limit.RefusedPerSource, limit.RefusedMax} {
+			m.tcpRefused.WithLabelValues(l.Network, why)
+		}
+		kinds := []string{limit.TimeoutRead, limit.TimeoutIdle}
+		if l.Network == "tls" {
+			kinds = append(kinds, limit.TimeoutHandshake)
+		}
+		for _, kind := range kinds {
+			m.tcpTimeouts.WithLabelValues(l.Network, kind)
+		}
+		m.tcpAcceptErrors.WithLabelValues(l.Network)
+	}
+	for _, q := range s.events {
+		m.eventsDropped.WithLabelValues(q.name, "queue_full")
+		m.eventsDropped.WithLabelValues(q.name, "sink_error")
+	}
 	if reg == nil {
 		return
 	}
@@ -183,6 +252,9 @@ func (m *Metrics) registerServer(reg prometheus.Registerer, s *Server) {
 		Help: "Resting port pairs closed because a packet reached them after their call ended.",
 	}, func() float64 { return float64(s.ports.Strays()) }))
 }
+
+// chose counts a warned call's choice.
+func (m *Metrics) chose(choice string) { m.choices.WithLabelValues(choice).Inc() }
 
 func (m *Metrics) screened(v screening.Verdict, took time.Duration) {
 	m.screen.Observe(took.Seconds())

@@ -33,13 +33,14 @@ func (s *Server) outbound(rt *routing, req *sip.Request, tx sip.ServerTransactio
 	if c == nil {
 		return
 	}
+	defer c.settle(true)
 	if dev != nil {
 		c.setDevice(dev.Device, dev.behindNAT())
 	}
 	// What the line dialled goes to the trunk as dialled (999 stays 999),
 	// unescaped (RFC 3261 §19.1.2) and cut down to safe characters.
 	c.mu.Lock()
-	c.dialled = safeUser(unescapeUser(req.Recipient.User))
+	c.dialled, c.number = safeUser(unescapeUser(req.Recipient.User)), d.Number
 	c.dialClasses, c.barred = d.Classes, d.Barred
 	c.mu.Unlock()
 	if !c.attachMedia() {
@@ -54,11 +55,14 @@ func (s *Server) outbound(rt *routing, req *sip.Request, tx sip.ServerTransactio
 
 	switch d.Feature {
 	case screening.FeatureLineCheck:
-		prompt := media.PromptLineClear
+		prompt, result := media.PromptLineClear, "clear"
 		if others := s.reg.lineCalls(line.Name, c); len(others) > 0 {
-			prompt = media.PromptLineBusy
+			prompt, result = media.PromptLineBusy, "busy"
 		}
-		c.feature(answer, prompt)
+		c.mu.Lock()
+		c.result = result
+		c.mu.Unlock()
+		c.feature(answer, prompt, func() { c.emit(EventLineCheck, func(ev *Event) { ev.Result = result }) })
 		return
 	case screening.FeatureReport:
 		c.reportLast(answer)
@@ -70,6 +74,7 @@ func (s *Server) outbound(rt *routing, req *sip.Request, tx sip.ServerTransactio
 		// the trunk. The person hears why, then 403.
 		c.log.Info("number barred on this line", zap.String("class", string(d.Barred)))
 		s.metrics.barred.WithLabelValues(string(d.Barred)).Inc()
+		c.emit(EventBarred, func(ev *Event) { ev.Barred = d.Barred })
 		c.announce(answer, media.PromptBarred, outcomeBarred, fmt.Errorf("%w: %s", ErrBarred, d.Barred))
 		return
 	}
@@ -83,7 +88,7 @@ func (s *Server) outbound(rt *routing, req *sip.Request, tx sip.ServerTransactio
 		}
 		c.log.Info("protected number dialled", zap.Bool("emergency", d.Emergency), zap.Int("calls_ended", len(others)))
 	}
-	trunk := rt.outboundTrunk()
+	trunk := rt.outboundTrunk(line)
 	if trunk == nil {
 		c.log.Warn("no trunk has sip.trunks[].outbound: line's call refused")
 		c.fail(outcomeError, sideNone, ErrNoRoute)
@@ -96,7 +101,7 @@ func (s *Server) outbound(rt *routing, req *sip.Request, tx sip.ServerTransactio
 		c.fail(outcomeError, sideNone, err)
 		return
 	}
-	c.dial([]*branch{{req: s.trunkInvite(c, offer), dua: s.dua, nat: trunk.NAT}}, answer, false)
+	c.dial([]*branch{{req: s.trunkInvite(c, offer), dua: s.duaFor(c), nat: trunk.NAT}}, answer, false)
 }
 
 // reportLast reports the line's last inbound caller (the report code).
@@ -115,7 +120,8 @@ func (c *call) reportLast(answer []byte) {
 		return
 	}
 	c.log.Info("line reported its last caller", zap.String("reported", last))
-	c.feature(answer, media.PromptReported)
+	c.reportedEvent(last)
+	c.feature(answer, media.PromptReported, nil)
 }
 
 // trunkInvite builds the INVITE to the trunk for a line's call: a new
@@ -123,6 +129,9 @@ func (c *call) reportLast(answer []byte) {
 func (s *Server) trunkInvite(c *call, offer []byte) *sip.Request {
 	to := *c.trunk.outURI.Clone()
 	to.User = c.dialled
+	if c.trunk.Register != nil {
+		return s.upstreamInvite(c.trunk, to, offer)
+	}
 	user := c.line.Name
 	if len(c.line.Numbers) > 0 {
 		user = c.line.Numbers[0]
@@ -134,15 +143,15 @@ func (s *Server) trunkInvite(c *call, offer []byte) *sip.Request {
 	return out
 }
 
-// feature answers the line's call to a feature code, plays prompt, and
-// hangs up.
-func (c *call) feature(answer []byte, prompt string) {
-	if !c.answerCaller(answer, nil) {
+// feature answers the line's call to a feature code, says so (event, once
+// answered), plays prompt, and hangs up.
+func (c *call) feature(answer []byte, prompt string, event func()) {
+	if up, _ := c.answerCaller(answer, nil); !up {
 		return
 	}
-	c.mu.Lock()
-	c.choice = prompt
-	c.mu.Unlock()
+	if event != nil {
+		event()
+	}
 	c.playNamed(c.ctx, sideLine, prompt)
 	c.end(outcomeFeature, sideNone)
 }

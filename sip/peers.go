@@ -11,17 +11,38 @@ import (
 // when the request arrived: reload.go). The called number's meaning is
 // screening's: this file only hands it the URIs.
 
-// trunkFor is the trunk req comes from, nil when none.
+// trunkFor is the trunk req comes from, nil when none. A registration
+// without sources of its own takes requests from its registrar's and
+// outbound proxy's addresses; when several registrations share a
+// provider's address, the Request-URI's user names the contact one of
+// them registered (upstream.go).
 func (rt *routing) trunkFor(req *sip.Request) *Trunk {
 	src, tp := source(req), req.Transport()
+	var found *Trunk
 	for i := range rt.cfg.Trunks {
-		for _, p := range rt.cfg.Trunks[i].sources {
-			if p.has(src, tp) {
-				return &rt.cfg.Trunks[i]
-			}
+		t := &rt.cfg.Trunks[i]
+		if !rt.trunkSource(t, src, tp) {
+			continue
+		}
+		if t.Register == nil || unescapeUser(req.Recipient.User) == t.Register.ContactUser {
+			return t
+		}
+		if found == nil {
+			found = t
 		}
 	}
-	return nil
+	return found
+}
+
+// trunkSource reports whether a request from src over transport comes
+// from t.
+func (rt *routing) trunkSource(t *Trunk, src netip.AddrPort, transport string) bool {
+	for _, p := range t.sources {
+		if p.has(src, transport) {
+			return true
+		}
+	}
+	return len(t.sources) == 0 && t.Register != nil && rt.up != nil && rt.up.from(t.Name, src.Addr())
 }
 
 // trunkAt reports whether ip is among a trunk's sources.
@@ -102,9 +123,14 @@ func (rt *routing) line(name string, ok bool) *Line {
 	return nil
 }
 
-// outboundTrunk is where the lines' own calls go: the first trunk with an
-// outbound URI.
-func (rt *routing) outboundTrunk() *Trunk {
+// outboundTrunk is where line's own calls go: the registration whose
+// contact rings it, else the first trunk with an outbound URI.
+func (rt *routing) outboundTrunk(line *Line) *Trunk {
+	for i := range rt.cfg.Trunks {
+		if t := &rt.cfg.Trunks[i]; t.Register != nil && rt.regLine[t.Name] == line.Name {
+			return t
+		}
+	}
 	for i := range rt.cfg.Trunks {
 		if rt.cfg.Trunks[i].Outbound != "" {
 			return &rt.cfg.Trunks[i]

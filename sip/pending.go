@@ -47,15 +47,25 @@ func (c *call) waitAnswer(out *sipgo.DialogClientSession, relay func(*sip.Respon
 }
 
 func (p *pendingInvite) wait(ctx context.Context, relay func(*sip.Response)) {
-	err := p.out.WaitAnswer(ctx, sipgo.AnswerOptions{OnResponse: func(res *sip.Response) error {
+	opts := p.c.credentials()
+	challenges := 0
+	opts.OnResponse = func(res *sip.Response) error {
+		if challenge(res.StatusCode) {
+			// RFC 3261 §22.2: sipgo sends the INVITE again once with the
+			// credentials (CSeq up by one); a second challenge refuses them.
+			if challenges++; challenges > 1 || opts.Password == "" {
+				return &sipgo.ErrDialogResponse{Res: res}
+			}
+		}
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		p.heard = true
+		p.heard = !challenge(res.StatusCode) // the INVITE sent again has heard nothing yet
 		if !p.abandoned {
 			relay(res)
 		}
 		return nil
-	}})
+	}
+	err := p.out.WaitAnswer(ctx, opts)
 	p.mu.Lock()
 	p.err, p.finished = err, true
 	abandoned := p.abandoned

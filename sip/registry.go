@@ -3,8 +3,6 @@ package sip
 import (
 	"net/netip"
 	"sync"
-
-	"github.com/emiago/sipgo"
 )
 
 // legRole says which of a call's dialogs a dialog ID names.
@@ -37,7 +35,7 @@ type registry struct {
 	// that happens meanwhile, so the ACK still completes the handshake and
 	// the dialog can then be hung up properly (RFC 3261 §15: no BYE before
 	// the ACK or the transaction's timeout).
-	acks map[string]*sipgo.DialogServerSession
+	acks map[string]*call
 }
 
 func newRegistry() *registry {
@@ -46,7 +44,7 @@ func newRegistry() *registry {
 		calls:  map[*call]struct{}{},
 		byLine: map[string]map[*call]struct{}{},
 		last:   map[string]string{},
-		acks:   map[string]*sipgo.DialogServerSession{},
+		acks:   map[string]*call{},
 	}
 }
 
@@ -164,19 +162,20 @@ func (r *registry) hasCallID(callID string) bool {
 	return false
 }
 
-func (r *registry) awaitAck(d *sipgo.DialogServerSession) {
+func (r *registry) awaitAck(c *call) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.acks[d.ID] = d
+	r.acks[c.in.ID] = c
 }
 
-func (r *registry) acked(d *sipgo.DialogServerSession) {
+func (r *registry) acked(c *call) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	delete(r.acks, d.ID)
+	delete(r.acks, c.in.ID)
 }
 
-func (r *registry) ackFor(id string) *sipgo.DialogServerSession {
+// ackFor is the call whose received dialog id waits for the ACK of our 2xx.
+func (r *registry) ackFor(id string) *call {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.acks[id]

@@ -31,6 +31,8 @@ type routing struct {
 	peerHosts []netip.Addr         // trunks' outbound and lines' contact IPs: known sources too
 	devices   map[string]deviceRef // sip.lines[].devices by username (registrar.go)
 	regAlgs   []string             // the algorithms a REGISTER is challenged with
+	up        *upstreams           // the Server's registrations (they outlive a routing)
+	regLine   map[string]string    // a registration trunk's name → the line its contact rings
 }
 
 // routing is the configuration in force now.
@@ -65,6 +67,20 @@ func (s *Server) newRouting(cfg Config, sc *screening.Screener) (*routing, error
 	}
 	rt.peerHosts = hostsOf(&rt.cfg)
 	rt.indexDevices()
+	rt.up = s.up
+	rt.regLine = map[string]string{}
+	for i, t := range cfg.Trunks {
+		if t.Register == nil {
+			continue
+		}
+		// The provider's calls to the registration carry the contact's user
+		// in their Request-URI: it must ring a line.
+		line, ok := sc.LineCalled(t.Register.ContactUser)
+		if !ok {
+			return nil, cfgErr(fmt.Sprintf("sip.trunks[%d].register.contact_user", i), "%q rings no line: make it one of a line's numbers, or its name", t.Register.ContactUser)
+		}
+		rt.regLine[t.Name] = line
+	}
 	return rt, nil
 }
 
@@ -113,6 +129,7 @@ func (s *Server) Reload(cfg Config, sc *screening.Screener) error {
 			s.log.Warn("registrations not saved", zap.String("file", s.binds.path), zap.Error(err))
 		}
 	}
+	s.up.reconcile(rt)
 	s.log.Info("sip configuration reloaded", zap.Int("trunks", len(cfg.Trunks)), zap.Int("lines", len(cfg.Lines)),
 		zap.Int("calls_in_progress", s.ActiveCalls()), zap.Int("registrations_dropped", dropped))
 	return nil

@@ -43,6 +43,9 @@ type Server struct {
 	srv     *sipgo.Server
 	cli     *sipgo.Client
 	dua     *sipgo.DialogUA
+	upCli   *sipgo.Client   // towards providers we register at: Via with rport (RFC 3581), for the NAT in between
+	upDua   *sipgo.DialogUA // the lines' calls through a registration, on upCli
+	up      *upstreams      // the trunks' registrations at their providers (upstream.go)
 	reg     *registry
 	auth    *authenticator // digest challenges of lines with credentials
 	ports   *media.PortPool
@@ -50,6 +53,7 @@ type Server struct {
 	player  *media.Player // paces every prompt from a few goroutines, not one timer each
 	metrics *Metrics
 	promReg prometheus.Registerer // where metrics were registered; nil: nowhere
+	events  []*eventQueue         // call events' sinks (WithEvents)
 	bindIP  netip.Addr
 	advIP   netip.Addr
 	host    string // our host in Via and Contact
@@ -88,6 +92,8 @@ type Server struct {
 	life       context.Context
 	endLife    context.CancelCauseFunc
 	straggling atomic.Int64
+
+	unrecorded atomic.Int64 // calls begun whose record is not written yet
 }
 
 // udpReadBuffer is the receive buffer asked for on UDP SIP listeners.
@@ -125,11 +131,11 @@ func NewServer(cfg Config, sc *screening.Screener, log *zap.Logger, opts ...Opti
 	s.kept = &retained{max: cfg.Limits.RetainedTransactions}
 	s.binds = newBindings(cfg.Registrar.BindingsFile, log.Named("registrar"))
 	s.life, s.endLife = context.WithCancelCause(context.Background())
+	s.up = newUpstreams(s)
 	for _, o := range opts {
 		o(s)
 	}
 	s.metrics = NewMetrics(s.promReg)
-	s.metrics.registerServer(s.promReg, s)
 	s.authLock = s.newAuthLockout()
 	rt, err := s.newRouting(cfg, sc)
 	if err != nil {
@@ -142,6 +148,7 @@ func NewServer(cfg Config, sc *screening.Screener, log *zap.Logger, opts ...Opti
 	if s.ports, err = media.NewPortPool(cfg.Media.PortMin, cfg.Media.PortMax); err != nil {
 		return nil, cfgErr("sip.media", "%v", err)
 	}
+	s.metrics.registerServer(s.promReg, s)
 	s.ports.KeepWarm(cfg.Media.WarmPorts, cfg.Media.PortRest)
 	s.bindIP = netip.MustParseAddr(cfg.Media.Bind)
 	s.host = cfg.Advertise
@@ -179,6 +186,10 @@ func NewServer(cfg Config, sc *screening.Screener, log *zap.Logger, opts ...Opti
 		s.ua.Close()
 		return nil, err
 	}
+	if s.upCli, err = sipgo.NewClient(s.ua, sipgo.WithClientHostname(s.host), sipgo.WithClientLogger(slogger), sipgo.WithClientNAT()); err != nil {
+		s.ua.Close()
+		return nil, err
+	}
 	s.srv.OnInvite(s.guard(s.onInvite))
 	s.srv.OnAck(s.guard(s.onAck))
 	s.srv.OnBye(s.guard(s.onBye))
@@ -196,12 +207,22 @@ func NewServer(cfg Config, sc *screening.Screener, log *zap.Logger, opts ...Opti
 	// pacer: p99 jitter 1.3 ms at 500 prompts against 1.7 ms for a timer
 	// per prompt, and 25-30% less CPU at 1,000 (sip/media BenchmarkPlayer).
 	s.player = media.NewPlayer(media.PlayerConfig{Logger: log.Named("player")})
+	s.startEvents()
 	return s, nil
 }
 
-// Start binds every listener and serves in the background. It returns once
-// the sockets are bound, so a caller can dial in straight away.
+// Start binds every listener and serves in the background, then begins
+// the trunks' registrations. It returns once the sockets are bound, so a
+// caller can dial in straight away.
 func (s *Server) Start() error {
+	if err := s.listen(); err != nil {
+		return err
+	}
+	s.up.start(s.routing())
+	return nil
+}
+
+func (s *Server) listen() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.started {
@@ -271,6 +292,7 @@ func (s *Server) Start() error {
 		ContactHDR: sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "cleanline", Host: s.host, Port: port}},
 	}
 	s.natDUA = &sipgo.DialogUA{Client: s.cli, ContactHDR: s.dua.ContactHDR, RewriteContact: true}
+	s.upDua = &sipgo.DialogUA{Client: s.upCli, ContactHDR: s.dua.ContactHDR}
 	s.contacts = map[string]sip.ContactHeader{}
 	for _, network := range []string{"tcp", "tls"} {
 		if ap, ok := s.addrs[network]; ok {
@@ -342,7 +364,7 @@ func (s *Server) knownSource(ip netip.Addr) bool {
 			}
 		}
 	}
-	return slices.Contains(rt.peerHosts, ip) || s.binds.hasIP(ip)
+	return slices.Contains(rt.peerHosts, ip) || s.binds.hasIP(ip) || s.up.known(ip)
 }
 
 // hostsOf are the IP hosts of the trunks' outbound URIs and the lines'
@@ -352,6 +374,9 @@ func hostsOf(cfg *Config) []netip.Addr {
 	var uris []sip.Uri
 	for _, t := range cfg.Trunks {
 		uris = append(uris, t.outURI)
+		if t.Register != nil {
+			uris = append(uris, t.Register.proxy)
+		}
 	}
 	for _, l := range cfg.Lines {
 		uris = append(uris, l.contact)
@@ -424,6 +449,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, c := range s.reg.all() {
 		c.end(outcomeShutdown, sideNone)
 	}
+	// The registrations un-REGISTER meanwhile (RFC 3261 §10.2.2).
+	unregistered := make(chan error, 1)
+	go func() { unregistered <- s.up.shutdown(ctx.Done()) }()
 	done := make(chan struct{})
 	go func() {
 		s.calls.Wait()
@@ -431,10 +459,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}()
 	select {
 	case <-done:
-		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("sip: shutdown: %d calls still finishing: %w", s.reg.count(), ctx.Err())
 	}
+	if err := <-unregistered; err != nil {
+		return fmt.Errorf("sip: shutdown: %w: %w", err, ctx.Err())
+	}
+	return nil
 }
 
 // Close ends every call at once (no waiting for BYE answers), abandons
@@ -444,6 +475,7 @@ func (s *Server) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
 		s.closing.Store(true)
+		s.up.close()
 		for _, c := range s.reg.all() {
 			c.end(outcomeShutdown, sideNone)
 		}
@@ -457,8 +489,12 @@ func (s *Server) Close() error {
 			err = errors.Join(err, f())
 		}
 		err = errors.Join(err, s.ua.Close())
+		wctx, cancel := context.WithTimeout(context.Background(), s.byeTimeout())
+		_ = s.up.wait(wctx.Done()) // their transactions ended with the UserAgent
+		cancel()
 		s.player.Close()
 		err = errors.Join(err, s.ports.Close())
+		s.stopEvents() // the ended calls' records are queued: written before Close returns
 	})
 	return err
 }

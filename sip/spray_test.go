@@ -341,8 +341,8 @@ func TestSprayWarnedCallRealOneConnects(t *testing.T) {
 	sp.report(t, e)
 	noSpray(t, "the line", in.RTP)
 	noSpray(t, "the caller", out.RTP)
-	if e.logs.FilterMessage("call").FilterField(zap.String("choice", "1")).Len() != 1 {
-		t.Fatal("the call record does not say the person chose 1")
+	if e.logs.FilterMessage("call").FilterField(zap.String("choice", ChoiceConnect)).Len() != 1 {
+		t.Fatal("the call record does not say the person chose to connect")
 	}
 }
 

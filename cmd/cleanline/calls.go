@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cleanline/cleanline/cmd/internal/admin"
+	"github.com/cleanline/cleanline/sip"
 )
 
 // lines and calls: the configured lines, and the calls in progress of a
@@ -62,22 +63,36 @@ func dialAllowed(p admin.LinePolicy) string {
 func cmdCalls(ctx context.Context, e *env, args []string) error {
 	fs := e.flags()
 	line := fs.String("line", "", "only this line's calls")
+	caller := fs.String("caller", "", "recent calls: only this number's")
+	since := fs.Duration("since", 0, "recent calls: only those of the last D (24h, 30m)")
+	limit := fs.Int("limit", 20, "recent calls: at most this many")
 	asJSON := fs.Bool("json", false, "print each call as JSON")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
 	switch {
+	case len(pos) == 0 || len(pos) == 1 && pos[0] == "recent":
 	case len(pos) == 1 && pos[0] == "live":
 	case len(pos) == 2 && pos[0] == "end":
 	default:
-		return usagef("calls: want live, or end ID")
+		return usagef("calls: want recent (the default), live, or end ID")
+	}
+	if *limit < 1 {
+		return usagef("calls: --limit %d: want 1 or more", *limit)
 	}
 	a, err := e.api(ctx)
 	if err != nil {
 		return err
 	}
-	if pos[0] == "end" {
+	switch {
+	case len(pos) == 0 || pos[0] == "recent":
+		q := admin.RecentQuery{Line: *line, Caller: *caller}
+		if *since > 0 {
+			q.Since = time.Now().Add(-*since)
+		}
+		return recentCalls(ctx, e, a, q, *limit, *asJSON)
+	case pos[0] == "end":
 		if _, err := a.EndCall(ctx, admin.CallRef{Line: *line, ID: pos[1]}); err != nil {
 			return err
 		}
@@ -105,6 +120,47 @@ func cmdCalls(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "%s %s %s %s %s %s since %s (%s)\n", c.ID, c.Direction, c.Line, who,
 			orDash(c.Action), c.State, c.Since.Local().Format(time.TimeOnly), now.Sub(c.Since).Round(time.Second))
 	})
+}
+
+// recentCalls prints up to limit call records, newest first: one line
+// each (when, line, direction, who, verdict, outcome, choice, duration),
+// or each record as the event store keeps it (--json).
+func recentCalls(ctx context.Context, e *env, a admin.API, q admin.RecentQuery, limit int, asJSON bool) error {
+	q.Limit = min(limit, admin.MaxLimit)
+	for n := 0; ; {
+		p, err := a.RecentCalls(ctx, q)
+		if err != nil {
+			return err
+		}
+		for _, r := range p.Items {
+			if n == limit {
+				return nil
+			}
+			n++
+			if asJSON {
+				fmt.Fprintln(e.stdout, string(r))
+				continue
+			}
+			ev, err := sip.DecodeEvent(r)
+			if err != nil {
+				fmt.Fprintf(e.stdout, "? unreadable record: %v\n", err)
+				continue
+			}
+			who := ev.Caller
+			switch {
+			case ev.Direction == "outbound":
+				who = "dialled:" + orDash(ev.Dialled)
+			case ev.Privacy || who == "":
+				who = "withheld"
+			}
+			fmt.Fprintf(e.stdout, "%s %s %s %s %s %s %s %s\n", ev.Start.Local().Format(time.DateTime), ev.Line, ev.Direction,
+				who, orDash(ev.Verdict), orDash(ev.Outcome), orDash(ev.Choice), ev.Duration.Duration().Round(time.Second))
+		}
+		if p.Next == "" || n == limit {
+			return nil
+		}
+		q.Cursor = p.Next
+	}
 }
 
 func orDash(s string) string {

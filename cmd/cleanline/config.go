@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/cleanline/cleanline/cmd/internal/admin"
+	"github.com/cleanline/cleanline/cmd/internal/admin/webhook"
 	"github.com/cleanline/cleanline/screening"
 	"github.com/cleanline/cleanline/sip"
 )
@@ -27,6 +28,11 @@ type Config struct {
 	SIP sip.Config `yaml:"sip"`
 	// Admin configures serve's HTTP listener for operators.
 	Admin AdminConfig `yaml:"admin"`
+	// Events configures keeping call events in the store (events.go).
+	Events EventsConfig `yaml:"events"`
+	// Webhooks are the systems each line's call events are POSTed to
+	// (package webhook): top level, for one may serve several lines.
+	Webhooks []webhook.Config `yaml:"webhooks"`
 }
 
 // AdminConfig configures serve's admin listener: the HTTP API under /v1/,
@@ -102,6 +108,7 @@ func defaultConfig() Config {
 		Store:     DefaultStore,
 		Screening: ScreeningConfig{Region: screening.DefaultRegion, DefaultPolicy: screening.DefaultPolicy()},
 		Log:       LogConfig{Format: "console"},
+		Events:    EventsConfig{Store: true},
 	}
 }
 
@@ -173,7 +180,10 @@ func (c Config) validate() error {
 	default:
 		return fmt.Errorf("log.level %q: want debug, info, warn or error", c.Log.Level)
 	}
-	return nil
+	if err := c.Events.validate(); err != nil {
+		return err
+	}
+	return webhook.Validate(c.Webhooks, c.lineNames())
 }
 
 func (c Config) screeningConfig() screening.Config {

@@ -148,7 +148,14 @@ func (e *env) api(ctx context.Context) (admin.API, error) {
 	if err != nil {
 		return nil, err
 	}
-	return admin.New(admin.Deps{Store: e.store, Screener: sc, Lines: e.cfg.adminLines()})
+	deps := admin.Deps{Store: e.store, Screener: sc, Lines: e.cfg.adminLines()}
+	if e.cfg.Events.Store {
+		// The call records serve kept: read, never written, here.
+		if log, err := openEventLog(e.store, e.cfg.Events.logOptions(true)); err == nil {
+			deps.Events = callRecords{log}
+		}
+	}
+	return admin.New(deps)
 }
 
 // lockedHint says how to reach an embedded store another process holds:

@@ -47,6 +47,7 @@ Usage:
   cleanline protect add|remove NUMBER
   cleanline protect list
   cleanline lines   [--json]
+  cleanline calls   [recent] [--line L] [--caller NUMBER] [--since D] [--limit N] [--json]
   cleanline calls   live [--line L] [--json]
   cleanline calls   end ID [--line L]
   cleanline reload                (the running serve re-reads its configuration file)
@@ -79,12 +80,16 @@ Flags of one command:
           --source S         source for lines that name none (default import:FILE)
   lines   --json             print each line as JSON
   calls   --line L           only line L's calls (and end: only if the call is L's)
-          --json             print each call as JSON
+          --caller NUMBER    recent: only calls from (or to) NUMBER
+          --since D          recent: only calls of the last D, e.g. 24h; 0s: all (default 0s)
+          --limit N          recent: at most N calls, newest first (default 20)
+          --json             print each call as JSON (recent: the record as kept)
 
 When the config names admin.listen and cleanline serve answers there, every
 command goes through its API (token: $CLEANLINE_TOKEN, or admin.cli_token_file);
-otherwise it opens the store itself (--store always does). calls needs the
-running service, and so does reload (or send serve SIGHUP).
+otherwise it opens the store itself (--store always does). calls live and
+calls end need the running service, and so does reload (or send serve SIGHUP);
+recent calls are read from the store's event log either way.
 
 When the config lists sip.lines, trust's LINE and check's --line must be one
 of them.

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/cleanline/cleanline/blocklist"
 	"github.com/cleanline/cleanline/cmd/internal/admin"
 	"github.com/cleanline/cleanline/cmd/internal/admin/api"
 	"github.com/cleanline/cleanline/screening"
@@ -80,14 +81,19 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("%w: %w", errConfig, err)
 	}
 	reg := newRegistry()
-	srv, err := sip.NewServer(sipCfg, sc, e.log, sip.WithMetrics(reg))
+	sinks, events, stopSinks, err := e.eventSinks(reg)
+	defer stopSinks() // after srv.Close, which hands them the last records
+	if err != nil {
+		return err
+	}
+	srv, err := sip.NewServer(sipCfg, sc, e.log, append([]sip.Option{sip.WithMetrics(reg)}, sinks...)...)
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
 	rl := e.newReloader(srv, reg)
 	if e.cfg.Admin.Listen != "" {
-		adm, err := e.startAdmin(ctx, sc, srv, reg, rl)
+		adm, err := e.startAdmin(ctx, sc, srv, reg, rl, events)
 		if err != nil {
 			return err
 		}
@@ -123,7 +129,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 // startAdmin opens the admin listener: the admin service over serve's own
 // store, screener and B2BUA, behind the configured tokens, so that every
 // command works while serve holds the store (issue 13).
-func (e *env) startAdmin(ctx context.Context, sc *screening.Screener, srv *sip.Server, reg *prometheus.Registry, rl *reloader) (*adminHTTP, error) {
+func (e *env) startAdmin(ctx context.Context, sc *screening.Screener, srv *sip.Server, reg *prometheus.Registry, rl *reloader, events blocklist.EventLog) (*adminHTTP, error) {
 	tokens, err := e.cfg.Admin.apiTokens()
 	if err != nil {
 		return nil, err
@@ -135,7 +141,11 @@ func (e *env) startAdmin(ctx context.Context, sc *screening.Screener, srv *sip.S
 	if err != nil {
 		return nil, err
 	}
-	if rl.svc, err = admin.New(admin.Deps{Store: e.store, Screener: sc, Lines: rl.adminLines(), Calls: srv, Reloader: rl}); err != nil {
+	deps := admin.Deps{Store: e.store, Screener: sc, Lines: rl.adminLines(), Calls: srv, Reloader: rl, Upstream: srv}
+	if events != nil {
+		deps.Events = callRecords{events}
+	}
+	if rl.svc, err = admin.New(deps); err != nil {
 		return nil, err
 	}
 	return listenAdmin(adminSetup{addr: e.cfg.Admin.Listen, tls: tlsCfg, api: rl.svc, tokens: tokens, keys: rl.keys, reg: reg,

@@ -127,7 +127,8 @@ build_cleanline() {
 # thousands of calls in flight never run out of RTP ports. Log level warn
 # (CL_LOG_LEVEL): at info every call writes a call record, and at thousands
 # of calls per second that logging would be most of what is measured.
-# Sets CL_PORT and CL_PID.
+# Call events are kept in the store unless CL_EVENTS=0; CL_WEBHOOK adds a
+# webhook. Sets CL_PORT and CL_PID.
 start_cleanline() {
 	local dir=$1 store=$2 line=$3
 	CL_PORT=$(free_port)
@@ -159,12 +160,48 @@ sip:
     port_min: 10000
     port_max: 59999
     warm_ports: ${CL_WARM_PORTS:-4096}
+events:
+  store: $([ "${CL_EVENTS:-1}" = 1 ] && echo true || echo false)
 EOF
+	# CL_WEBHOOK=URL: every call's events that CL_WEBHOOK_EVENTS names are
+	# POSTed there (issue 13).
+	if [ -n "${CL_WEBHOOK:-}" ]; then
+		cat >>"$dir/cleanline.yaml" <<EOF
+webhooks:
+  - name: bench
+    url: $CL_WEBHOOK
+    secret: bench-secret
+    events: [${CL_WEBHOOK_EVENTS:-warned, blocked, reported, line_check}]
+EOF
+	fi
 	env ${CL_ENV:-} "$CLEANLINE" serve --config "$dir/cleanline.yaml" ${CL_SERVE_ARGS:-} >"$dir/cleanline.out" 2>"$dir/cleanline.log" &
 	CL_PID=$!
 	PIDS+=("$CL_PID")
 	"$SIPLOAD" call --target "127.0.0.1:$CL_PORT" --rate 1 --duration 1ms --probe-timeout 10s --quiet >/dev/null 2>"$dir/probe.err" ||
 		die "cleanline did not start: $(cat "$dir/probe.err"; tail -20 "$dir/cleanline.log")"
+}
+
+# start_webhook DIR: a webhook receiver on a free loopback port (HTTP/1.1,
+# keep-alive), answering every POST 204 without checking it; sets HOOK_URL.
+start_webhook() {
+	local port
+	port=$(free_port)
+	python3 - "$port" >"$1/webhook.log" 2>&1 <<'PY' &
+import http.server, sys
+class Hook(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(204)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+print("listening", flush=True)
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Hook).serve_forever()
+PY
+	PIDS+=($!)
+	wait_line "$1/webhook.log" listening 10
+	HOOK_URL=http://127.0.0.1:$port/cleanline
 }
 
 # scrape_cleanline FILE: cleanline's Prometheus metrics (transit and

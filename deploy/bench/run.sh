@@ -27,6 +27,12 @@
 #                          of import, check and an idle serve
 #   run.sh profile RATE    cleanline at RATE for PROFILE_SECONDS [20] under
 #                          perf record: where its CPU goes
+#   run.sh events          cleanline at one rate (STEPS, e.g. 400) with call
+#                          events kept in the store and POSTed to a webhook
+#                          (its default events; CL_WEBHOOK_EVENTS="warned,
+#                          blocked, call" to choose), against neither,
+#                          interleaved ROUNDS times: CPU per call of
+#                          cleanline and of Redis (issue 13's 5%)
 #   run.sh all             compare, transit at half cleanline's clean rate, rtp,
 #                          disconnect and store, then issue 5's targets table
 #                          (what make bench-e2e runs)
@@ -411,6 +417,26 @@ all)
 	run_store >"$OUT/store.txt"
 	cat "$OUT/store.txt"
 	python3 "$here/targets.py" "$OUT"
+	echo "logs and JSON reports in $OUT" >&2
+	exit
+	;;
+events)
+	# Off and on alternate, and which goes first alternates too, so that a
+	# drift in the machine's load falls on both alike.
+	start_webhook "$OUT"
+	for ((r = 1; r <= ROUNDS; r++)); do
+		modes=(off on)
+		[ $((r % 2)) = 0 ] && modes=(on off)
+		for m in "${modes[@]}"; do
+			if [ "$m" = on ]; then
+				CL_EVENTS=1 CL_WEBHOOK=$HOOK_URL run_cleanline "events-$m-$r"
+			else
+				CL_EVENTS=0 CL_WEBHOOK= run_cleanline "events-$m-$r"
+			fi
+			runs+=("events-$m-$r")
+		done
+	done
+	python3 "$here/events.py" "$OUT" "${runs[@]}"
 	echo "logs and JSON reports in $OUT" >&2
 	exit
 	;;

@@ -58,6 +58,8 @@ type API interface {
 	EndCall(ctx context.Context, in CallRef) (Ack, error)
 	RecentCalls(ctx context.Context, in RecentQuery) (Page[Record], error)
 	Reload(ctx context.Context, in ReloadIn) (Ack, error)
+	// The trunks' registrations at their providers.
+	Upstream(ctx context.Context, in ListQuery) (Page[UpstreamInfo], error)
 }
 
 // Lines are the configured lines. It is asked on every operation, so a
@@ -86,6 +88,12 @@ type Calls interface {
 	EndCall(id string) error
 }
 
+// Upstream are the trunks' registrations at their providers; *sip.Server
+// implements it.
+type Upstream interface {
+	Upstream() []sip.UpstreamState
+}
+
 // Events reads call records and events back (the event store).
 type Events interface {
 	RecentCalls(ctx context.Context, q RecentQuery) (Page[Record], error)
@@ -97,6 +105,7 @@ type Reloader interface {
 }
 
 var (
-	_ API   = (*Service)(nil)
-	_ Calls = (*sip.Server)(nil)
+	_ API      = (*Service)(nil)
+	_ Calls    = (*sip.Server)(nil)
+	_ Upstream = (*sip.Server)(nil)
 )

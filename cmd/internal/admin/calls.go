@@ -112,6 +112,13 @@ func (s *Service) RecentCalls(ctx context.Context, in RecentQuery) (Page[Record]
 			return Page[Record]{}, err
 		}
 	}
+	if in.Caller != "" {
+		n, err := s.number(in.Caller)
+		if err != nil {
+			return Page[Record]{}, err
+		}
+		in.Caller = n
+	}
 	if _, _, err := in.ListQuery.bounds(); err != nil {
 		return Page[Record]{}, err
 	}

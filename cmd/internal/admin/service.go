@@ -17,7 +17,7 @@ const DefaultLine = "default"
 
 // Deps are what a Service works with. Store and Screener are required; a
 // nil Lines means no line is configured (any line name goes, as the store
-// keeps whatever lines it is told); a nil Calls, Events or Reloader makes
+// keeps whatever lines it is told); a nil Calls, Events, Reloader or Upstream makes
 // the operations that need it answer ErrUnavailable, saying why.
 type Deps struct {
 	Store    blocklist.Admin
@@ -26,6 +26,7 @@ type Deps struct {
 	Calls    Calls
 	Events   Events
 	Reloader Reloader
+	Upstream Upstream
 }
 
 // Service is every administrative operation over the store, the screener
@@ -37,7 +38,9 @@ type Service struct {
 	calls  Calls
 	events Events
 	reload Reloader
-	now    func() time.Time
+	// upstream are the running service's registrations at providers.
+	upstream Upstream
+	now      func() time.Time
 }
 
 // New builds a Service.
@@ -45,7 +48,7 @@ func New(d Deps) (*Service, error) {
 	if d.Store == nil || d.Screener == nil {
 		return nil, errors.New("admin: a Service needs a store and a screener")
 	}
-	s := &Service{store: d.Store, lines: d.Lines, calls: d.Calls, events: d.Events, reload: d.Reloader, now: time.Now}
+	s := &Service{store: d.Store, lines: d.Lines, calls: d.Calls, events: d.Events, reload: d.Reloader, upstream: d.Upstream, now: time.Now}
 	s.sc.Store(d.Screener)
 	return s, nil
 }

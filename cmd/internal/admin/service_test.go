@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/cleanline/cleanline/blocklist"
 	"github.com/cleanline/cleanline/screening"
@@ -154,5 +155,41 @@ func TestLineListsConflictAndLines(t *testing.T) {
 	}
 	if _, err := svc.LiveCalls(ctx, LiveQuery{}); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("live calls with no B2BUA: %v", err)
+	}
+}
+
+type upstreamFunc func() []sip.UpstreamState
+
+func (f upstreamFunc) Upstream() []sip.UpstreamState { return f() }
+
+// The trunks' registrations as the running B2BUA holds them, by trunk,
+// paged; a time not set (no binding) is absent, not the zero time.
+func TestUpstreamRegistrations(t *testing.T) {
+	svc, _ := newService(t)
+	ctx := context.Background()
+	if _, err := svc.Upstream(ctx, ListQuery{}); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("without a B2BUA: %v; want unavailable", err)
+	}
+	now := time.Now()
+	svc.upstream = upstreamFunc(func() []sip.UpstreamState {
+		return []sip.UpstreamState{
+			{Trunk: "a-provider", State: sip.UpstreamRegistered, LastStatus: 200, Since: now, Expires: now.Add(time.Hour), NextAttempt: now.Add(30 * time.Minute)},
+			{Trunk: "b-provider", State: sip.UpstreamFailing, LastStatus: 403, LastReason: "Forbidden", Failures: 2, NextAttempt: now.Add(time.Minute)},
+		}
+	})
+	page, err := svc.Upstream(ctx, ListQuery{Limit: 1})
+	if err != nil || len(page.Items) != 1 || page.Next == "" {
+		t.Fatalf("first page %+v, %v", page, err)
+	}
+	a := page.Items[0]
+	if a.Trunk != "a-provider" || a.State != "registered" || a.Expires == nil || !a.Expires.Equal(now.Add(time.Hour)) {
+		t.Fatalf("first %+v", a)
+	}
+	page, err = svc.Upstream(ctx, ListQuery{Cursor: page.Next})
+	if err != nil || len(page.Items) != 1 {
+		t.Fatalf("second page %+v, %v", page, err)
+	}
+	if b := page.Items[0]; b.Trunk != "b-provider" || b.LastStatus != 403 || b.Failures != 2 || b.Expires != nil || b.NextAttempt == nil {
+		t.Fatalf("second %+v", b)
 	}
 }

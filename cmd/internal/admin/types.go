@@ -241,3 +241,22 @@ type Record = json.RawMessage
 
 // ReloadIn asks the service to reload its configuration.
 type ReloadIn struct{}
+
+// UpstreamInfo is one trunk's registration at its provider.
+type UpstreamInfo struct {
+	Trunk     string    `json:"trunk"`
+	Registrar string    `json:"registrar"`
+	AOR       string    `json:"aor"`     // the address of record registered
+	Contact   string    `json:"contact"` // where the provider's calls come
+	State     string    `json:"state"`   // registering, registered, failing
+	Since     time.Time `json:"since"`
+	// LastStatus is the registrar's last final response (absent when none
+	// came: LastReason says why).
+	LastStatus   int        `json:"last_status,omitempty"`
+	LastReason   string     `json:"last_reason,omitempty"`
+	Failures     int        `json:"failures"`               // attempts failed in a row
+	Expires      *time.Time `json:"expires,omitempty"`      // when the binding lapses, while registered
+	NextAttempt  *time.Time `json:"next_attempt,omitempty"` // the next refresh, or retry
+	ServiceRoute []string   `json:"service_route,omitempty"`
+	Path         []string   `json:"path,omitempty"`
+}

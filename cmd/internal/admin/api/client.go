@@ -208,3 +208,7 @@ func (c *Client) RecentCalls(ctx context.Context, in admin.RecentQuery) (admin.P
 func (c *Client) Reload(ctx context.Context, in admin.ReloadIn) (admin.Ack, error) {
 	return call[admin.Ack](ctx, c, "reload", in)
 }
+
+func (c *Client) Upstream(ctx context.Context, in admin.ListQuery) (admin.Page[admin.UpstreamInfo], error) {
+	return call[admin.Page[admin.UpstreamInfo]](ctx, c, "listUpstream", in)
+}

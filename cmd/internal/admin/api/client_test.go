@@ -179,6 +179,7 @@ func TestClientEveryOperation(t *testing.T) {
 		"recent":          func(a admin.API) error { _, err := a.RecentCalls(ctx, admin.RecentQuery{}); return err },
 		"line recent":     func(a admin.API) error { _, err := a.RecentCalls(ctx, admin.RecentQuery{Line: "home"}); return err },
 		"reload":          func(a admin.API) error { _, err := a.Reload(ctx, admin.ReloadIn{}); return err },
+		"upstream":        func(a admin.API) error { _, err := a.Upstream(ctx, admin.ListQuery{}); return err },
 	} {
 		wantErr(what, call(c), "unavailable", call(f.svc))
 	}

@@ -117,6 +117,7 @@ func Routes(h Handlers) []Route {
 		op("recentCalls", get, "/v1/calls", accessRead, "Page through call records, newest first", admin.API.RecentCalls),
 		op("lineRecentCalls", get, "/v1/lines/{line}/calls", accessLine, "Page through the line's call records, newest first", admin.API.RecentCalls),
 		op("reload", post, "/v1/reload", accessAdmin, "Reload the configuration without dropping a call", admin.API.Reload),
+		op("listUpstream", get, "/v1/upstream", accessRead, "The trunks' registrations at their providers: state, last status, since when, next refresh or retry", admin.API.Upstream),
 
 		{ID: "health", Method: get, Path: "/healthz", access: accessOpen, raw: h.Health, produces: "text/plain",
 			Summary: "ok, or 503 with the reason (shutting down, a SIP listener that stopped accepting)"},

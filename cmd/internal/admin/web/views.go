@@ -1,12 +1,12 @@
 package web
 
 import (
-	"encoding/json"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/cleanline/cleanline/cmd/internal/admin"
+	"github.com/cleanline/cleanline/sip"
 )
 
 // What the line's page shows of a call, in words, built from a live call
@@ -74,27 +74,41 @@ func orWords(s, instead string) string {
 	return s
 }
 
-// event is what the page reads of a call event: the fields of sip's event
-// schema, version 1 (README "Call events"), that it shows. Any event of a
-// call may carry them; the call record, its last, carries them all.
+// event is what the page shows of a call event (sip's schema, which
+// sip.DecodeEvent reads: one owner). Any event of a call may carry these;
+// the call record, its last, carries them all.
 type event struct {
-	V         int       `json:"v"`
-	Type      string    `json:"type"`
-	Time      time.Time `json:"time"`
-	Call      string    `json:"call"`
-	Direction string    `json:"direction"`
-	From      string    `json:"from"`
-	Privacy   bool      `json:"privacy"`
-	Caller    string    `json:"caller"`
-	Verdict   string    `json:"verdict"`
-	Reasons   []string  `json:"reasons"`
-	Dialled   string    `json:"dialled"`
-	Number    string    `json:"number"`
-	Barred    string    `json:"barred"`
-	Choice    string    `json:"choice"`
-	Outcome   string    `json:"outcome"`
-	Start     time.Time `json:"start"`
-	Duration  float64   `json:"duration_ms"`
+	Time      time.Time
+	Call      string
+	Direction string
+	From      string
+	Privacy   bool
+	Caller    string
+	Verdict   string
+	Reasons   []string
+	Dialled   string
+	Number    string
+	Barred    string
+	Choice    string
+	Outcome   string
+	Start     time.Time
+	Duration  float64 // milliseconds
+}
+
+// decodeEvent reads one record of the event store; an event of another
+// schema version is an error.
+func decodeEvent(r admin.Record) (event, error) {
+	ev, err := sip.DecodeEvent(r)
+	if err != nil {
+		return event{}, err
+	}
+	e := event{Time: ev.Time, Call: ev.Call, Direction: ev.Direction, From: ev.From, Privacy: ev.Privacy,
+		Caller: ev.Caller, Verdict: ev.Verdict, Dialled: ev.Dialled, Number: ev.Number, Barred: string(ev.Barred),
+		Choice: ev.Choice, Outcome: ev.Outcome, Start: ev.Start, Duration: float64(ev.Duration)}
+	for _, r := range ev.Reasons {
+		e.Reasons = append(e.Reasons, string(r))
+	}
+	return e, nil
 }
 
 // merge fills what e lacks from o, an older event of the same call.
@@ -130,8 +144,8 @@ func recentViews(records []admin.Record, now time.Time) (rows []callView, unread
 	var order []string
 	calls := map[string]*event{}
 	for _, r := range records {
-		var e event
-		if err := json.Unmarshal(r, &e); err != nil || e.V != 1 || e.Call == "" {
+		e, err := decodeEvent(r)
+		if err != nil {
 			unread++
 			continue
 		}

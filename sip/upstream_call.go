@@ -1,0 +1,58 @@
+package sip
+
+import (
+	"strings"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+)
+
+// A line's own call through a registration trunk goes out as the
+// subscriber's would: From its address of record, along the route the
+// registration gave (outbound proxy, Service-Route), and a challenge of the
+// provider's is answered with the subscriber's credentials, once.
+
+// upstreamInvite builds the INVITE of a line's call through t, a
+// registration, to `to` (the provider's domain, or t's outbound).
+func (s *Server) upstreamInvite(t *Trunk, to sip.Uri, offer []byte) *sip.Request {
+	r := t.Register
+	out := s.newInvite(to, "", r.Username, offer)
+	// RFC 3261 §8.1.1.3: From is the subscriber's address of record, which
+	// the provider authenticates and presents. No P-Asserted-Identity:
+	// cleanline is outside the provider's trust domain (RFC 3325 §2).
+	out.From().Address.Host = r.registrar.Host
+	// RFC 3261 §8.1.2: the outbound proxy as a pre-loaded route; RFC 3608
+	// §6.1: then the registrar's Service-Route, in order.
+	for _, v := range s.up.route(t) {
+		out.AppendHeader(sip.NewHeader("Route", v))
+	}
+	if tp := strings.ToUpper(r.transport); !strings.EqualFold(out.Transport(), tp) {
+		// The first hop's transport, and our Contact on it (the proxy's
+		// may differ from what the Request-URI says).
+		out.SetTransport(tp)
+		out.RemoveHeader("Contact")
+		ct := s.contact(tp)
+		out.AppendHeader(&ct)
+		out.Laddr = sip.Addr{}
+		s.fromListener(out)
+	}
+	return out
+}
+
+// credentials are what c's INVITE answers a challenge with: the
+// subscriber's, for a line's call through a registration; none otherwise.
+func (c *call) credentials() sipgo.AnswerOptions {
+	if c.dir != outbound || c.trunk == nil || c.trunk.Register == nil {
+		return sipgo.AnswerOptions{}
+	}
+	return sipgo.AnswerOptions{Username: c.trunk.Register.AuthUsername, Password: c.trunk.Register.password}
+}
+
+// duaFor is the dialog UA c dials with: towards a provider we register at,
+// the one whose Via asks for rport (RFC 3581), as our REGISTERs do.
+func (s *Server) duaFor(c *call) *sipgo.DialogUA {
+	if c.dir == outbound && c.trunk != nil && c.trunk.Register != nil {
+		return s.upDua
+	}
+	return s.dua
+}
