@@ -153,6 +153,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, c := range choices {
 		m.choices.WithLabelValues(c)
 	}
+	for _, method := range []string{"REGISTER", "INVITE"} {
+		m.authFailures.WithLabelValues(method)
+	}
 	for _, tp := range []string{"udp", "tcp", "tls"} {
 		m.rateDropped.WithLabelValues(tp)
 	}
