@@ -50,7 +50,7 @@ type Metrics struct {
 	// method, and the sources locked out for them.
 	authFailures *prometheus.CounterVec
 	authLockouts prometheus.Counter
-	up          upMetrics // the trunks' registrations at their providers (upstream.go)
+	up           upMetrics // the trunks' registrations at their providers (upstream.go)
 }
 
 // latencyBuckets resolve the 2 ms budget finely and still place a

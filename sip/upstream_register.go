@@ -58,7 +58,6 @@ type upstreamReg struct {
 // §17.1.2.2, 64*T1).
 const registerTimeout = 64 * 500 * time.Millisecond
 
-
 func newRegistration(u *upstreams, trunk string, cfg Register) *upstreamReg {
 	s := u.s
 	r := &upstreamReg{u: u, s: s, trunk: trunk, cfg: cfg, done: make(chan struct{}),
