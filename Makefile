@@ -99,6 +99,8 @@ deps:
 # as root directly, otherwise through sudo. When it cannot (no sudo, apt
 # failing) it names the packages and fails. Off Debian (no dpkg-query) it
 # only warns: the tests that need a missing tool say so themselves.
+# Debian starts a newly installed kamailio as a service where systemd runs;
+# the tests start their own, and make run needs 5060, so it is disabled.
 define apt_install
 missing=""; \
 if ! command -v dpkg-query >/dev/null 2>&1; then \
@@ -122,7 +124,13 @@ if $$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
   echo "make deps: could not install:$$missing (see apt-get's message above)" >&2; \
   echo "make deps: install them by hand:  $${sudo:+sudo }apt-get install$$missing" >&2; \
   exit 1; \
-fi
+fi; \
+case " $$missing " in *" kamailio "*) \
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet kamailio 2>/dev/null; then \
+    echo "make deps: stopping and disabling the kamailio service the package started: the tests run their own, and make run needs port 5060"; \
+    $$sudo systemctl disable --now kamailio >/dev/null 2>&1 || true; \
+  fi;; \
+esac
 endef
 
 clean:
