@@ -555,9 +555,15 @@ func (b *Baresip) WaitOutput(ctx context.Context, substr string) (string, error)
 // WaitEvent waits for a ctrl_tcp event of type typ (CALL_INCOMING,
 // CALL_ESTABLISHED, CALL_CLOSED, ...).
 func (b *Baresip) WaitEvent(ctx context.Context, typ string) (BaresipEvent, error) {
+	return b.WaitEventFrom(ctx, 0, typ)
+}
+
+// WaitEventFrom waits for an event of type typ among those after the
+// first from (len(Events()) before a call began: that call's events).
+func (b *Baresip) WaitEventFrom(ctx context.Context, from int, typ string) (BaresipEvent, error) {
 	for {
 		b.mu.Lock()
-		for _, e := range b.events {
+		for _, e := range b.events[min(from, len(b.events)):] {
 			if e.Type == typ {
 				b.mu.Unlock()
 				return e, nil

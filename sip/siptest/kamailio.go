@@ -208,7 +208,7 @@ func StartKamailio(t testing.TB, o KamailioOptions) (*Kamailio, error) {
 	if err != nil {
 		return nil, err
 	}
-	if k.Addr, err = freeSIPPort(o.IP); err != nil {
+	if k.Addr, err = FreeSIPPort(o.IP); err != nil {
 		return nil, err
 	}
 	t.Cleanup(k.Stop)
@@ -229,8 +229,9 @@ func lookBin(name string) (string, error) {
 	return p, nil
 }
 
-// freeSIPPort finds a port of ip free for both UDP and TCP.
-func freeSIPPort(ip string) (netip.AddrPort, error) {
+// FreeSIPPort finds a port of ip free for both UDP and TCP (a SIP
+// listener of both, as Kamailio's and cleanline's are).
+func FreeSIPPort(ip string) (netip.AddrPort, error) {
 	for range 20 {
 		ln, err := net.Listen("tcp", ip+":0")
 		if err != nil {
