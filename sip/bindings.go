@@ -256,6 +256,42 @@ func (t *bindings) lineLocked(name string, at time.Time) []binding {
 	return out
 }
 
+// Registration is a registered contact of a line's device, as operators
+// see it (the admin service: `cleanline lines`, GET /v1/lines): what to
+// check when a phone does not ring.
+type Registration struct {
+	Line      string
+	Device    string // the username it authenticated as
+	Contact   string // as registered
+	Flow      netip.AddrPort
+	Transport string // udp, tcp or tls
+	BehindNAT bool   // reached through Flow, not its Contact
+	Expires   time.Time
+}
+
+// Registrations are line's registered contacts in force now (every
+// line's when line is ""), by line, then as forking orders them.
+func (s *Server) Registrations(line string) []Registration {
+	s.binds.mu.Lock()
+	var bs []binding
+	at := s.binds.now()
+	for _, b := range s.binds.m {
+		if (line == "" || b.Line == line) && at.Before(b.Expires) {
+			bs = append(bs, *b)
+		}
+	}
+	s.binds.mu.Unlock()
+	slices.SortFunc(bs, func(a, b binding) int {
+		return strings.Compare(a.Line+"\x00"+a.Contact+a.Device, b.Line+"\x00"+b.Contact+b.Device)
+	})
+	out := make([]Registration, len(bs))
+	for i, b := range bs {
+		out[i] = Registration{Line: b.Line, Device: b.Device, Contact: b.Contact, Flow: b.Flow, Transport: b.Transport,
+			BehindNAT: b.behindNAT(), Expires: b.Expires}
+	}
+	return out
+}
+
 // fromFlow is the live binding whose REGISTER came from src over
 // transport: a request from there is the device's.
 func (t *bindings) fromFlow(src netip.AddrPort, transport string) (binding, bool) {

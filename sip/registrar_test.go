@@ -186,6 +186,19 @@ func TestRegistrarExpiryRefreshAndUnregister(t *testing.T) {
 	if n := len(e.s.binds.line("home")); n != 2 {
 		t.Fatalf("%d bindings after a refresh and a second contact, want 2", n)
 	}
+	// What operators see (cleanline lines): both, the second one reached
+	// through the flow its REGISTER came from.
+	regs := e.s.Registrations("")
+	if len(regs) != 2 || !slices.Equal(regs, e.s.Registrations("home")) || len(e.s.Registrations("nosuch")) != 0 {
+		t.Fatalf("Registrations: %+v", regs)
+	}
+	for _, r := range regs {
+		nat := r.Contact != self
+		if r.Line != "home" || r.Device != devA || r.Flow != e.line.Addr || r.Transport != "udp" || r.BehindNAT != nat ||
+			time.Until(r.Expires) > 30*time.Second || time.Until(r.Expires) < 15*time.Second {
+			t.Errorf("registration %+v: want devA's from %s, behind NAT %v, lapsing in 20-25 s", r, e.line.Addr, nat)
+		}
+	}
 	if res := reg(siptest.RegisterOptions{Contact: "*", Expires: 20}); res.StatusCode != 400 {
 		t.Fatalf("* with Expires 20: %d, want 400", res.StatusCode)
 	}
@@ -195,8 +208,8 @@ func TestRegistrarExpiryRefreshAndUnregister(t *testing.T) {
 	if res := reg(siptest.RegisterOptions{Contact: "*", Expires: 0}); res.StatusCode != 200 || len(contacts(res)) != 0 {
 		t.Fatalf("* with Expires 0: %v; want 200 listing none", contacts(res))
 	}
-	if n := len(e.s.binds.line("home")); n != 0 {
-		t.Fatalf("%d bindings after *, want 0", n)
+	if n := len(e.s.binds.line("home")); n != 0 || len(e.s.Registrations("")) != 0 {
+		t.Fatalf("%d bindings after *, want 0 (Registrations: %+v)", n, e.s.Registrations(""))
 	}
 	wantFinal(t, e.dial(callerOK), 480)
 

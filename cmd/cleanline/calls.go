@@ -36,10 +36,31 @@ func cmdLines(ctx context.Context, e *env, args []string) error {
 				return
 			}
 			p := l.Policy
-			fmt.Fprintf(e.stdout, "%s numbers=%s withheld=%s strict=%t report_threshold=%d cooldown=%s store_failure=%s dial=%s line_check=%s report=%s\n",
+			fmt.Fprintf(e.stdout, "%s numbers=%s withheld=%s strict=%t report_threshold=%d cooldown=%s store_failure=%s dial=%s line_check=%s report=%s%s\n",
 				l.Name, strings.Join(l.Numbers, ","), p.Withheld, p.Strict, p.ReportThreshold, p.Cooldown, p.StoreFailure,
-				dialAllowed(p), l.Features.LineCheck, l.Features.Report)
+				dialAllowed(p), l.Features.LineCheck, l.Features.Report, devices(l))
 		})
+}
+
+// devices says which of a line's phones are registered, and from where:
+// " devices=a,b registered=a@192.168.1.30:5060/udp(until 15:04:05)", or
+// registered=none (nothing to ring); nothing for a line without devices.
+func devices(l admin.LineInfo) string {
+	if len(l.Devices) == 0 {
+		return ""
+	}
+	var regs []string
+	for _, r := range l.Registered {
+		nat := ""
+		if r.BehindNAT {
+			nat = ",nat"
+		}
+		regs = append(regs, fmt.Sprintf("%s@%s/%s(until %s%s)", r.Device, r.Source, r.Transport, r.Expires.Local().Format(time.TimeOnly), nat))
+	}
+	if len(regs) == 0 {
+		regs = []string{"none"}
+	}
+	return " devices=" + strings.Join(l.Devices, ",") + " registered=" + strings.Join(regs, ",")
 }
 
 // dialAllowed names the classes a line may dial beyond ordinary numbers.

@@ -109,6 +109,14 @@ func TestCareHomeConfig(t *testing.T) {
 		phones[p.device] = ph
 	}
 
+	lines := cliWith(t, cfg, "lines")
+	lines.expect(t, exitOK, "room-2 numbers=+442079460402 withheld=block strict=true")
+	for _, p := range chPhones {
+		if want := p.device + "@" + phones[p.device].Addr.String() + "/udp(until "; !strings.Contains(lines.stdout, want) {
+			t.Errorf("cleanline lines does not show %s registered:\n%s", p.device, lines.stdout)
+		}
+	}
+
 	// room-2 rings on both phones; the desk phone answers and hears the
 	// warning (every line is strict); the cordless is CANCELled.
 	out, err := trunk.Dial(ctx, "sip:"+chRoom2+"@"+listen.String(), siptest.DialOptions{FromUser: chCaller})

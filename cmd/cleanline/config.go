@@ -201,6 +201,9 @@ func (c Config) adminLines() admin.Lines {
 	lines := make([]admin.Line, len(c.SIP.Lines))
 	for i, l := range c.SIP.Lines {
 		lines[i] = admin.Line{Name: l.Name, Numbers: append([]string{}, l.Numbers...)}
+		for _, d := range l.Devices {
+			lines[i].Devices = append(lines[i].Devices, d.Username)
+		}
 	}
 	return admin.LinesFunc(func() []admin.Line { return lines })
 }

@@ -378,7 +378,10 @@ func TestHouseholdConfig(t *testing.T) {
 		}
 	}
 	cliWith(t, h.cfg, "calls", "--line", "home").expect(t, exitOK, "+442079460666 block blocked", "dialled:"+hhPremium+" - barred")
-	cliWith(t, h.cfg, "lines").expect(t, exitOK, "home numbers=+442079460321")
+	// What the household checks after setting it up (README "Household").
+	cliWith(t, h.cfg, "lines").expect(t, exitOK, "home numbers=+442079460321",
+		" devices="+hhATA+" registered="+hhATA+"@"+ata.Addr.String()+"/udp(until ")
+	cliWith(t, h.cfg, "upstream").expect(t, exitOK, "provider registered sip:"+hhSubscriber+"@"+hhIPProvider+" contact=sip:home@"+h.sip.String()+" since ")
 	if code := h.get(t, "/v1/upstream", hhCarerToken, nil); code != http.StatusForbidden {
 		t.Errorf("the carer's token read the provider's registration: %d", code)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -46,4 +47,24 @@ func TestLineNamesMustBeConfigured(t *testing.T) {
 		cli(t, append([]string{"check", "020 7946 0112", "--store", store}, cfg...)...).expect(t, exitOK, "allow")
 		cli(t, append([]string{"trust", "remove", "flat-9", "020 7946 0112", "--store", store}, cfg...)...).expect(t, exitOK, "untrusted")
 	}
+}
+
+// TestLinesAndUpstreamWithoutService: with no serve running, lines names a
+// line's devices and says none is registered (registrations live in
+// serve); upstream says it needs the running service.
+func TestLinesAndUpstreamWithoutService(t *testing.T) {
+	dir := t.TempDir()
+	store := "file:" + filepath.Join(dir, "cl.db")
+	cfg := filepath.Join(dir, "devices.yaml")
+	os.WriteFile(cfg, []byte(`sip:
+  lines:
+    - {name: home, numbers: ["+442079460123"], devices: [{username: hall-ata, password: "a secret"}, {username: kitchen, password: "another"}]}
+    - {name: office, numbers: ["+442079460124"], contact: "sip:office@127.0.0.9"}
+`), 0o600)
+	r := cli(t, "lines", "--store", store, "--config", cfg)
+	r.expect(t, exitOK, "home numbers=+442079460123 ", " devices=hall-ata,kitchen registered=none\n")
+	if office := r.stdout[strings.Index(r.stdout, "office"):]; strings.Contains(office, "devices=") {
+		t.Errorf("a line without devices lists some: %q", office)
+	}
+	cli(t, "upstream", "--store", store, "--config", cfg).expect(t, exitError, "no service running: registrations are known only to a running cleanline serve")
 }

@@ -50,6 +50,7 @@ Usage:
   cleanline calls   [recent] [--line L] [--caller NUMBER] [--since D] [--limit N] [--json]
   cleanline calls   live [--line L] [--json]
   cleanline calls   end ID [--line L]
+  cleanline upstream [--json]     (the trunks' registrations at their providers)
   cleanline reload                (the running serve re-reads its configuration file)
   cleanline version               (or cleanline --version)
   cleanline help                  (or -h, --help, also after a command)
@@ -84,11 +85,13 @@ Flags of one command:
           --since D          recent: only calls of the last D, e.g. 24h; 0s: all (default 0s)
           --limit N          recent: at most N calls, newest first (default 20)
           --json             print each call as JSON (recent: the record as kept)
+  upstream --json           print each registration as JSON
 
 When the config names admin.listen and cleanline serve answers there, every
 command goes through its API (token: $CLEANLINE_TOKEN, or admin.cli_token_file);
-otherwise it opens the store itself (--store always does). calls live and
-calls end need the running service, and so does reload (or send serve SIGHUP);
+otherwise it opens the store itself (--store always does). calls live,
+calls end and upstream need the running service, and so does reload (or send
+serve SIGHUP);
 recent calls are read from the store's event log either way.
 
 When the config lists sip.lines, trust's LINE and check's --line must be one
@@ -151,15 +154,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // commands are the subcommands that run with an env, by name.
 func commands() map[string]func(context.Context, *env, []string) error {
 	cmds := map[string]func(context.Context, *env, []string) error{
-		"check":   cmdCheck,
-		"block":   cmdBlock,
-		"report":  cmdReport,
-		"import":  cmdImport,
-		"trust":   cmdTrust,
-		"protect": cmdProtect,
-		"lines":   cmdLines,
-		"calls":   cmdCalls,
-		"reload":  cmdReload,
+		"check":    cmdCheck,
+		"block":    cmdBlock,
+		"report":   cmdReport,
+		"import":   cmdImport,
+		"trust":    cmdTrust,
+		"protect":  cmdProtect,
+		"lines":    cmdLines,
+		"calls":    cmdCalls,
+		"upstream": cmdUpstream,
+		"reload":   cmdReload,
 	}
 	if serve, ok := serveCommand(); ok {
 		cmds["serve"] = serve

@@ -141,7 +141,8 @@ func (e *env) startAdmin(ctx context.Context, sc *screening.Screener, srv *sip.S
 	if err != nil {
 		return nil, err
 	}
-	deps := admin.Deps{Store: e.store, Screener: sc, Lines: rl.adminLines(), Calls: srv, Reloader: rl, Upstream: srv}
+	deps := admin.Deps{Store: e.store, Screener: sc, Lines: rl.adminLines(), Calls: srv, Reloader: rl, Upstream: srv,
+		Registrations: srv}
 	if events != nil {
 		deps.Events = callRecords{events}
 	}

@@ -72,6 +72,7 @@ type Lines interface {
 type Line struct {
 	Name    string
 	Numbers []string
+	Devices []string // the usernames of its phones that register (sip.lines[].devices)
 }
 
 // LinesFunc makes a function a Lines.
@@ -94,6 +95,12 @@ type Upstream interface {
 	Upstream() []sip.UpstreamState
 }
 
+// Registrations are the lines' devices registered now; *sip.Server
+// implements it.
+type Registrations interface {
+	Registrations(line string) []sip.Registration
+}
+
 // Events reads call records and events back (the event store).
 type Events interface {
 	RecentCalls(ctx context.Context, q RecentQuery) (Page[Record], error)
@@ -105,7 +112,8 @@ type Reloader interface {
 }
 
 var (
-	_ API      = (*Service)(nil)
-	_ Calls    = (*sip.Server)(nil)
-	_ Upstream = (*sip.Server)(nil)
+	_ API           = (*Service)(nil)
+	_ Calls         = (*sip.Server)(nil)
+	_ Upstream      = (*sip.Server)(nil)
+	_ Registrations = (*sip.Server)(nil)
 )

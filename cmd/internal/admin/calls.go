@@ -38,12 +38,20 @@ func (s *Service) lineInfo(l Line) LineInfo {
 	sc := s.screener()
 	p, f := sc.Policy(l.Name), sc.Features()
 	nums := append([]string{}, l.Numbers...)
-	return LineInfo{
+	info := LineInfo{
 		Name: l.Name, Numbers: nums,
 		Features: Features{LineCheck: f.LineCheck, Report: f.Report},
 		Policy: LinePolicy{Withheld: p.Withheld.String(), ReportThreshold: p.ReportThreshold, Cooldown: p.Cooldown.String(),
 			Strict: p.Strict, StoreFailure: string(p.StoreFailure), Dial: p.Dial},
+		Devices: append([]string(nil), l.Devices...),
 	}
+	if s.registrations != nil && len(l.Devices) > 0 {
+		for _, r := range s.registrations.Registrations(l.Name) {
+			info.Registered = append(info.Registered, RegisteredDevice{Device: r.Device, Contact: r.Contact, Source: r.Flow.String(),
+				Transport: r.Transport, BehindNAT: r.BehindNAT, Expires: r.Expires})
+		}
+	}
+	return info
 }
 
 // noService is why live calls cannot be shown or ended here.

@@ -18,15 +18,17 @@ const DefaultLine = "default"
 // Deps are what a Service works with. Store and Screener are required; a
 // nil Lines means no line is configured (any line name goes, as the store
 // keeps whatever lines it is told); a nil Calls, Events, Reloader or Upstream makes
-// the operations that need it answer ErrUnavailable, saying why.
+// the operations that need it answer ErrUnavailable, saying why. A nil
+// Registrations leaves the lines' registered devices out.
 type Deps struct {
-	Store    blocklist.Admin
-	Screener *screening.Screener
-	Lines    Lines
-	Calls    Calls
-	Events   Events
-	Reloader Reloader
-	Upstream Upstream
+	Store         blocklist.Admin
+	Screener      *screening.Screener
+	Lines         Lines
+	Calls         Calls
+	Events        Events
+	Reloader      Reloader
+	Upstream      Upstream
+	Registrations Registrations
 }
 
 // Service is every administrative operation over the store, the screener
@@ -40,7 +42,9 @@ type Service struct {
 	reload Reloader
 	// upstream are the running service's registrations at providers.
 	upstream Upstream
-	now      func() time.Time
+	// registrations are the running service's registered devices.
+	registrations Registrations
+	now           func() time.Time
 }
 
 // New builds a Service.
@@ -48,7 +52,8 @@ func New(d Deps) (*Service, error) {
 	if d.Store == nil || d.Screener == nil {
 		return nil, errors.New("admin: a Service needs a store and a screener")
 	}
-	s := &Service{store: d.Store, lines: d.Lines, calls: d.Calls, events: d.Events, reload: d.Reloader, upstream: d.Upstream, now: time.Now}
+	s := &Service{store: d.Store, lines: d.Lines, calls: d.Calls, events: d.Events, reload: d.Reloader, upstream: d.Upstream,
+		registrations: d.Registrations, now: time.Now}
 	s.sc.Store(d.Screener)
 	return s, nil
 }

@@ -179,6 +179,21 @@ type LineInfo struct {
 	// ("-": off).
 	Features Features   `json:"features"`
 	Policy   LinePolicy `json:"policy"`
+	// Devices are the usernames of the phones that register as the line;
+	// Registered where they are registered now, as far as the running
+	// service knows (none without one).
+	Devices    []string           `json:"devices,omitempty"`
+	Registered []RegisteredDevice `json:"registered,omitempty"`
+}
+
+// RegisteredDevice is one contact a line's device registered.
+type RegisteredDevice struct {
+	Device    string    `json:"device"`
+	Contact   string    `json:"contact"`
+	Source    string    `json:"source"`     // the address and port its REGISTER came from
+	Transport string    `json:"transport"`  // udp, tcp, tls
+	BehindNAT bool      `json:"behind_nat"` // reached at Source, not at its Contact
+	Expires   time.Time `json:"expires"`
 }
 
 // Features are the feature codes in force.
