@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -165,5 +164,3 @@ func cliWith(t *testing.T, cfg string, args ...string) result {
 	t.Helper()
 	return cli(t, append(args, "--config", cfg)...)
 }
-
-func sipAddr(ip string, port uint16) string { return fmt.Sprintf("%s:%d", ip, port) }
