@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -62,26 +63,33 @@ type serving struct {
 	base   string // the admin listener's URL
 	client *http.Client
 	stderr *lockedBuffer
+	stop   func() // stops serve as SIGTERM does and checks it exited 0; once
 }
 
 // serveFile serves cfg and returns once base/healthz answers 200 through
-// client; the test's cleanup stops serve and checks it exited 0.
+// client; the test's cleanup stops serve, if the test did not.
 func serveFile(t *testing.T, cfg, base string, client *http.Client) *serving {
 	t.Helper()
 	s := &serving{cfg: cfg, base: base, client: client, stderr: &lockedBuffer{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"serve", "--config", cfg}, &lockedBuffer{}, s.stderr) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case code := <-done:
-			if code != exitOK {
-				t.Errorf("serve exited %d: %s", code, s.stderr)
+	var once sync.Once
+	s.stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case code := <-done:
+				if code != exitOK {
+					t.Errorf("serve exited %d: %s", code, s.stderr)
+				}
+			case <-time.After(20 * time.Second):
+				t.Error("serve did not stop")
 			}
-		case <-time.After(20 * time.Second):
-			t.Error("serve did not stop")
-		}
+		})
+	}
+	t.Cleanup(func() {
+		s.stop()
 		if t.Failed() {
 			t.Logf("serve's log:\n%s", s.stderr)
 		}

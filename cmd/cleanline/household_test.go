@@ -107,7 +107,7 @@ func household(t *testing.T, ctx context.Context) *house {
 
 	// The ATA registers to cleanline with its own password.
 	ata, err := siptest.StartBaresip(t, siptest.BaresipOptions{IP: hhIPATA, MediaIP: hhIPBox, ToneHz: hhToneATA, User: hhATA,
-		Registrar: listen.String(), Password: hhATAPw})
+		Registrar: listen.String(), Password: hhATAPw, RegInt: 600}) // no refresh within the test: see the restart
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -384,6 +384,41 @@ func TestHouseholdConfig(t *testing.T) {
 	cliWith(t, h.cfg, "upstream").expect(t, exitOK, "provider registered sip:"+hhSubscriber+"@"+hhIPProvider+" contact=sip:home@"+h.sip.String()+" since ")
 	if code := h.get(t, "/v1/upstream", hhCarerToken, nil); code != http.StatusForbidden {
 		t.Errorf("the carer's token read the provider's registration: %d", code)
+	}
+
+	// The box restarts (an upgrade, a power cut): cleanline removes its
+	// binding at the provider as it stops and registers again as it
+	// starts; the ATA's registration, kept in bindings_file, rings at once
+	// (the ATA refreshes only every 10 minutes).
+	registers := ata.CountOutput(0, "REGISTER sip:") // its trace of what it sent
+	if registers == 0 {
+		t.Fatal("no REGISTER in the ATA's SIP trace")
+	}
+	h.stop()
+	if loc, err := h.k.Location(ctx); err != nil || strings.Contains(loc, "AoR: "+hhSubscriber) {
+		t.Fatalf("after the stop Kamailio still has the subscriber (%v):\n%s", err, loc)
+	}
+	again := serveFile(t, h.cfg, h.base, h.client)
+	again.waitRegistered(ctx, t, hhToken, "provider")
+	mark = len(ata.Events())
+	out, err = far.Dial(ctx, subscriber, siptest.DialOptions{FromUser: hhFriend})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := out.WaitFinal(ctx); err != nil || res.StatusCode != 200 {
+		t.Fatalf("after the restart the friend got %v, %v; want the ATA's 200", res, err)
+	}
+	if _, err := ata.WaitEventFrom(ctx, mark, "CALL_ESTABLISHED"); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Bye(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ata.WaitEventFrom(ctx, mark, "CALL_CLOSED"); err != nil {
+		t.Fatal(err)
+	}
+	if n := ata.CountOutput(0, "REGISTER sip:"); n != registers {
+		t.Errorf("the ATA registered again (%d REGISTERs, %d before): the call did not prove bindings_file", n, registers)
 	}
 }
 
