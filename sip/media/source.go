@@ -261,8 +261,17 @@ func (l *Leg) latch(src netip.AddrPort, rtcp bool) bool {
 // reported to OnForeign, and logged at most once per foreignLogEvery per
 // call with the count since the last line. Atomics only, no allocation
 // but on the rare logging path: a flood comes through here.
+//
+// A packet that comes before the peer's SDP is dropped too, but is no
+// stranger's: the peer has our SDP and may start sending (a phone's first
+// RTCP often does) before its own reaches us. It is counted as dropped
+// only, so that the foreign count and its metric mean spoofed or stale
+// media, and every ordinary call does not log a warning.
 func (r *Relay) foreign(l *Leg, src netip.AddrPort, rtcpPort bool) {
 	l.dropped.Add(1)
+	if !l.dest.Load().sdpRTP.IsValid() {
+		return
+	}
 	l.foreign.Add(1)
 	if r.onForeign != nil {
 		r.onForeign(l.side)
