@@ -47,7 +47,7 @@ func TestServeSurvivesDescriptorExhaustion(t *testing.T) {
 		t.Skip("spawns a process")
 	}
 	dir := t.TempDir()
-	admin, sipAddr := freeTCPPort(t), freeTCPPort(t)
+	admin, sipAddr := freeAddr(t, "tcp"), freeAddr(t, "tcp")
 	cfg := filepath.Join(dir, "cleanline.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`store: file:%s
 log: {level: error}

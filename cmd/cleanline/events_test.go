@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -28,22 +27,12 @@ const (
 	evLine    = "+442079460123"
 )
 
-func freeUDPPort(t *testing.T) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	return pc.LocalAddr().String()
-}
-
-// served is a `cleanline serve` running in this process.
+// served is a `cleanline serve` running in this process (serveFile), with
+// the addresses serveConfig gave it.
 type served struct {
-	cfg   string // its config file
+	*serving
 	admin string // its admin listener
 	sip   string // its UDP SIP listener
-	stop  func() // stops it, and checks it exited 0
 }
 
 // serveConfig runs serve with the config (its sip: and admin: keys are
@@ -51,9 +40,8 @@ type served struct {
 // Trunks, when given, are more entries of sip.trunks (YAML flow maps).
 func serveConfig(t *testing.T, config string, line *siptest.Phone, trunks ...string) *served {
 	t.Helper()
-	s := &served{admin: freeTCPPort(t), sip: freeUDPPort(t)}
+	s := &served{admin: freeAddr(t, "tcp"), sip: freeAddr(t, "udp")}
 	cfg := filepath.Join(t.TempDir(), "cleanline.yaml")
-	s.cfg = cfg
 	config += fmt.Sprintf(`
 log: {level: warn}
 admin: {listen: %q}
@@ -63,49 +51,12 @@ sip:
   lines: [{name: home, numbers: [%q], contact: %q}]
   media: {bind: 127.0.0.1, port_min: 57000, port_max: 57199}
   timers: {warning_choice: 5s}
-`, s.admin, s.sip, freeTCPPort(t), strings.Join(append([]string{""}, trunks...), ", "), evLine, line.URI("landline"))
+`, s.admin, s.sip, freeAddr(t, "tcp"), strings.Join(append([]string{""}, trunks...), ", "), evLine, line.URI("landline"))
 	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan result, 1)
-	go func() {
-		var out, errb strings.Builder
-		code := run(ctx, []string{"serve", "--config", cfg}, &out, &errb)
-		done <- result{code, out.String(), errb.String()}
-	}()
-	var once sync.Once
-	s.stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case r := <-done:
-				r.expect(t, exitOK)
-			case <-time.After(15 * time.Second):
-				t.Error("serve did not stop")
-			}
-		})
-	}
-	t.Cleanup(s.stop)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		res, err := http.Get("http://" + s.admin + "/healthz")
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				return s
-			}
-		}
-		select {
-		case r := <-done:
-			t.Fatalf("serve exited %d: %s", r.code, r.stderr)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("serve not healthy: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond) // poll pace, nothing orders on it
-	}
+	s.serving = serveFile(t, cfg, "http://"+s.admin, http.DefaultClient)
+	return s
 }
 
 // hookReceiver is the carer's system: it keeps the POSTs whose signature

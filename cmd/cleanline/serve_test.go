@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,21 +18,11 @@ import (
 	"github.com/cleanline/cleanline/blocklist/redistest"
 )
 
-func freeTCPPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // serve with admin.listen answers /healthz and exports cleanline's metrics
 // next to the Go runtime's, and stops when its context ends.
 func TestServeAdminListener(t *testing.T) {
 	dir := t.TempDir()
-	admin := freeTCPPort(t)
+	admin := freeAddr(t, "tcp")
 	cfg := filepath.Join(dir, "cleanline.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`store: file:%s
 log: {level: warn}
