@@ -15,6 +15,7 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"github.com/icholy/digest"
 	"go.uber.org/zap"
 )
 
@@ -192,7 +193,8 @@ func (r *upstreamReg) register(ctx context.Context) (time.Duration, error) {
 // do sends req and, on a challenge (RFC 3261 §22.2: 401 WWW-Authenticate;
 // §22.3: 407 Proxy-Authenticate), sends it again once with the
 // subscriber's credentials (sipgo's DoDigestAuth: CSeq up by one, a new
-// branch). A second challenge means the credentials are wrong.
+// branch). A second challenge means the credentials are wrong, unless it
+// says stale=true.
 func (r *upstreamReg) do(ctx context.Context, req *sip.Request) (*sip.Response, error) {
 	ctx, cancel := context.WithTimeout(ctx, registerTimeout)
 	defer cancel()
@@ -200,18 +202,34 @@ func (r *upstreamReg) do(ctx context.Context, req *sip.Request) (*sip.Response, 
 	if err != nil {
 		return nil, unanswered(err)
 	}
-	if !challenge(res.StatusCode) {
-		return r.heard(res), nil
-	}
-	res, err = r.s.upCli.DoDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: r.cfg.AuthUsername, Password: r.cfg.password})
-	r.cseq = req.CSeq().SeqNo
-	if err != nil {
-		return nil, unanswered(err)
-	}
-	if challenge(res.StatusCode) {
-		return nil, regRefused(r.heard(res), true)
+	for answered := 0; challenge(res.StatusCode); answered++ {
+		// RFC 7616 §3.3 (RFC 2617 §3.2.1): stale=true says the answer
+		// was right but its nonce had expired; the fresh nonce is
+		// answered, once, rather than taken as a refusal of the
+		// subscriber's credentials and backed off for retry_max.
+		if answered == 2 || answered == 1 && !staleChallenge(res) {
+			return nil, regRefused(r.heard(res), true)
+		}
+		res, err = r.s.upCli.DoDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: r.cfg.AuthUsername, Password: r.cfg.password})
+		r.cseq = req.CSeq().SeqNo
+		if err != nil {
+			return nil, unanswered(err)
+		}
 	}
 	return r.heard(res), nil
+}
+
+// staleChallenge reports whether res's challenge says stale=true.
+func staleChallenge(res *sip.Response) bool {
+	h := res.GetHeader("WWW-Authenticate")
+	if res.StatusCode == sip.StatusProxyAuthRequired {
+		h = res.GetHeader("Proxy-Authenticate")
+	}
+	if h == nil {
+		return false
+	}
+	chal, err := digest.ParseChallenge(h.Value())
+	return err == nil && chal.Stale
 }
 
 func challenge(code int) bool {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -257,6 +258,60 @@ func TestUpstreamWrongCredentialsBackOffLong(t *testing.T) {
 			}
 			if v := testutil.ToFloat64(e.s.metrics.up.failures.WithLabelValues("provider", fmt.Sprint(tc.status))); v < 1 {
 				t.Errorf("cleanline_upstream_register_failures_total{status=%d} = %v", tc.status, v)
+			}
+		})
+	}
+}
+
+// A second challenge that says stale=true (the answer was right, its
+// nonce had expired) is answered once more and the registration stands;
+// a provider that says stale every time is a refusal after that one more
+// answer, not a loop.
+func TestUpstreamStaleNonceAnsweredOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		stales    int
+		registers int
+		state     func(UpstreamState) bool
+	}{
+		{"once", 1, 3, upRegistered},
+		{"always", 1000, 3, func(st UpstreamState) bool { return st.State == UpstreamFailing }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := siptest.NewRegistrar(t, ipTrunk)
+			var mu sync.Mutex
+			stales := tc.stales
+			reg.SetAnswer(func(req *sip.Request) *sip.Response {
+				mu.Lock()
+				defer mu.Unlock()
+				switch ok, _ := siptest.Authorized(req, upUser, upPass); {
+				case req.GetHeader("Authorization") == nil:
+					return siptest.Challenge(req, "provider.example", false)
+				case !ok:
+					return sip.NewResponseFromRequest(req, 403, "Wrong answer", nil)
+				case stales > 0:
+					stales--
+					return siptest.StaleChallenge(req, "provider.example", false)
+				}
+				return siptest.Grant(req, time.Minute)
+			})
+			e := upEnv(t, reg.URI(), func(r *Register) { r.RetryMin, r.RetryMax = time.Minute, 2*time.Minute })
+			ctx := ctxT(t, 10*time.Second)
+			st := e.waitUpstream(ctx, tc.name, tc.state)
+			got := reg.Received(sip.REGISTER)
+			if len(got) != tc.registers {
+				t.Fatalf("%d REGISTERs; want %d (no credentials, the answer, the stale nonce's answer)", len(got), tc.registers)
+			}
+			for i, g := range got {
+				if cseqOf(g) != cseqOf(got[0])+uint32(i) || hasAuth(g) != (i > 0) {
+					t.Errorf("REGISTER %d: CSeq %d, credentials %v", i, cseqOf(g), hasAuth(g))
+				}
+			}
+			if tc.stales == 1 && (st.Failures != 0 || st.LastStatus != 200) {
+				t.Errorf("state %+v; want registered without a failure", st)
+			}
+			if tc.stales > 1 && st.LastStatus != 401 {
+				t.Errorf("state %+v; want failing with 401", st)
 			}
 		})
 	}

@@ -254,7 +254,17 @@ func Grant(req *sip.Request, expires time.Duration, hdrs ...sip.Header) *sip.Res
 // Challenge is a 401 with a digest challenge of realm (RFC 3261 §22.2),
 // or a 407 with Proxy-Authenticate when proxy is set (§22.3).
 func Challenge(req *sip.Request, realm string, proxy bool) *sip.Response {
-	chal := digest.Challenge{Realm: realm, Nonce: strconv.FormatInt(time.Now().UnixNano(), 36), Algorithm: "MD5", QOP: []string{"auth"}}
+	return challenge(req, realm, proxy, false)
+}
+
+// StaleChallenge is a Challenge that says stale=true: the answer was right
+// but its nonce had expired (RFC 7616 §3.3).
+func StaleChallenge(req *sip.Request, realm string, proxy bool) *sip.Response {
+	return challenge(req, realm, proxy, true)
+}
+
+func challenge(req *sip.Request, realm string, proxy, stale bool) *sip.Response {
+	chal := digest.Challenge{Realm: realm, Nonce: strconv.FormatInt(time.Now().UnixNano(), 36), Algorithm: "MD5", QOP: []string{"auth"}, Stale: stale}
 	if proxy {
 		res := sip.NewResponseFromRequest(req, 407, "Proxy Authentication Required", nil)
 		res.AppendHeader(sip.NewHeader("Proxy-Authenticate", chal.String()))
