@@ -146,7 +146,13 @@ func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 	}
-	s.respond(req, tx, sip.StatusOK, "OK", nil, sip.NewHeader("Allow", allowMethods), sip.NewHeader("Accept", "application/sdp"),
+	allow := allowMethods
+	if to := req.To(); (to == nil || !to.Params.Has("tag")) && s.routing().registrar() {
+		// RFC 3261 §11.2: the methods this server takes; outside a
+		// dialog that is also the registrar's REGISTER.
+		allow += ", REGISTER"
+	}
+	s.respond(req, tx, sip.StatusOK, "OK", nil, sip.NewHeader("Allow", allow), sip.NewHeader("Accept", "application/sdp"),
 		sip.NewHeader("Supported", "timer"))
 }
 

@@ -151,6 +151,32 @@ func TestRegistrarAuthenticatesWhoeverItNames(t *testing.T) {
 	}
 }
 
+// A device's out-of-dialog OPTIONS (a keep-alive, or asking what the
+// server takes) is answered 200 with REGISTER in Allow when lines take
+// registrations, and without it when none does (RFC 3261 §11.2).
+func TestRegistrarOptionsAllowRegister(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup []envOption
+		want  bool
+	}{{"registrar", []envOption{withDevices}, true}, {"static contact", nil, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, tc.setup...)
+			if tc.want {
+				e.register(e.line, devA, passA)
+			}
+			res, err := e.line.Options(ctxT(t, 5*time.Second), e.s.Addr("udp"))
+			if err != nil || res.StatusCode != 200 {
+				t.Fatalf("OPTIONS: %v, %v; want 200", res, err)
+			}
+			allow := res.GetHeader("Allow")
+			if allow == nil || !strings.Contains(allow.Value(), "INVITE") || strings.Contains(allow.Value(), "REGISTER") != tc.want {
+				t.Errorf("Allow %v; want REGISTER listed: %v", allow, tc.want)
+			}
+		})
+	}
+}
+
 // Expiry (RFC 3261 §10.3 step 7): below min_expires 423 with Min-Expires,
 // above max_expires cut to it, none asked the default; a refresh keeps
 // one binding; Expires 0 removes one contact, "*" with Expires 0 all of

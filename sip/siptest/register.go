@@ -122,3 +122,11 @@ func cmpOr(a, b string) string {
 	}
 	return b
 }
+
+// Options sends an out-of-dialog OPTIONS to dst from the phone's UDP
+// socket, as a registered device's keep-alive, and returns the answer.
+func (p *Phone) Options(ctx context.Context, dst netip.AddrPort) (*sip.Response, error) {
+	req := sip.NewRequest(sip.OPTIONS, sip.Uri{Scheme: "sip", Host: dst.Addr().String(), Port: int(dst.Port())})
+	req.SetTransport("UDP")
+	return p.cli.Do(ctx, req)
+}
