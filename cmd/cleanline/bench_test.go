@@ -25,7 +25,7 @@ func BenchmarkAdminAPI(b *testing.B) {
 		{"redis", "redis://" + srv.Addr},
 	} {
 		b.Run(st.name, func(b *testing.B) {
-			r := startServe(b, st.url, "", plainGet)
+			r := startServe(b, st.url, "", nil)
 			c := api.NewClient("http://"+r.admin, "", nil)
 			ctx := context.Background()
 			b.Run("block_add", func(b *testing.B) {

@@ -181,7 +181,7 @@ func TestCarerPageInChromium(t *testing.T) {
 	r := startServe(t, "file:"+filepath.Join(t.TempDir(), "cl.db"), fmt.Sprintf(`    tokens:
       - {name: ops, token: %q, scope: admin}
       - {name: home-carer, token: %q, scope: carer, lines: [home]}
-      - {name: flat-carer, token: %q, scope: carer, lines: [flat-2]}`, opsSecret, carerSecret, flatSecret), plainGet)
+      - {name: flat-carer, token: %q, scope: carer, lines: [flat-2]}`, opsSecret, carerSecret, flatSecret), nil)
 	api := func(method, path, secret, body string) (int, string) {
 		t.Helper()
 		req, _ := http.NewRequest(method, "http://"+r.admin+path, strings.NewReader(body))

@@ -68,7 +68,7 @@ type serving struct {
 
 // serveFile serves cfg and returns once base/healthz answers 200 through
 // client; the test's cleanup stops serve, if the test did not.
-func serveFile(t *testing.T, cfg, base string, client *http.Client) *serving {
+func serveFile(t testing.TB, cfg, base string, client *http.Client) *serving {
 	t.Helper()
 	s := &serving{cfg: cfg, base: base, client: client, stderr: &lockedBuffer{}}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -136,7 +136,7 @@ func hangUp(t *testing.T, ctx context.Context, out *siptest.Outgoing, in *siptes
 // ends cleanly with BYE, while the new line takes calls: a trunk INVITE to
 // its number rings it. The reload is counted, and `lines` shows the line.
 func TestReloadAddsLineWhileCallLives(t *testing.T) {
-	r := startServe(t, "file:"+filepath.Join(t.TempDir(), "cl.db"), "", plainGet)
+	r := startServe(t, "file:"+filepath.Join(t.TempDir(), "cl.db"), "", nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	out, in := r.connect(t, ctx, "+442079460123", r.line)
@@ -173,7 +173,7 @@ func TestReloadAddsLineWhileCallLives(t *testing.T) {
 // counted and logged, and the old configuration still routes calls: the
 // home line rings, the line the refused file would add does not exist.
 func TestReloadRefusedThroughAPIAndCLI(t *testing.T) {
-	r := startServe(t, "file:"+filepath.Join(t.TempDir(), "cl.db"), "", plainGet)
+	r := startServe(t, "file:"+filepath.Join(t.TempDir(), "cl.db"), "", nil)
 	good, err := os.ReadFile(r.cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -239,7 +239,7 @@ func TestReloadRefusedThroughAPIAndCLI(t *testing.T) {
 // hangs up (the trunk then gets BYE), and new calls to its number get the
 // not-found answer (404).
 func TestReloadRemovesLine(t *testing.T) {
-	r := startServe(t, "file:"+filepath.Join(t.TempDir(), "cl.db"), "", plainGet)
+	r := startServe(t, "file:"+filepath.Join(t.TempDir(), "cl.db"), "", nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	out, in := r.connect(t, ctx, "+442079460123", r.line)
@@ -281,7 +281,7 @@ func TestReloadTokens(t *testing.T) {
 	gone := fmt.Sprintf("      - {name: gone, token: %q, scope: read}\n", goneSecret)
 	r := startServe(t, "file:"+filepath.Join(dir, "cl.db"), fmt.Sprintf(`    tokens:
       - {name: ops, token_file: %q, scope: admin}
-%s`, opsFile, strings.TrimSuffix(gone, "\n")), plainGet)
+%s`, opsFile, strings.TrimSuffix(gone, "\n")), nil)
 	for _, tok := range []string{opsSecret, goneSecret} {
 		if code, body := r.request(t, http.MethodGet, "/v1/lines", tok); code != http.StatusOK {
 			t.Fatalf("before the reload: %d %s", code, body)
@@ -341,7 +341,7 @@ func writeTone(t *testing.T, path string, freq float64, d time.Duration) {
 // by a 1400 Hz one) changes what the next blocked caller hears.
 func TestReloadPrompts(t *testing.T) {
 	dir := t.TempDir()
-	r := startServe(t, "file:"+filepath.Join(dir, "cl.db"), "", plainGet)
+	r := startServe(t, "file:"+filepath.Join(dir, "cl.db"), "", nil)
 	cli(t, "block", "add", "020 7946 0666", "--config", r.cfg).expect(t, exitOK, "added +442079460666")
 	wav := filepath.Join(dir, "blocked.wav")
 	heard := func(freq, other float64) {

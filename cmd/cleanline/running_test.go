@@ -38,15 +38,11 @@ func (l *lockedBuffer) String() string {
 }
 
 type running struct {
-	cfg     string // the config file
+	*serving
 	admin   string // admin.listen
 	sipAddr string // the UDP SIP listener
 	trunk   *siptest.Phone
 	line    *siptest.Phone
-	stderr  *lockedBuffer
-	cancel  context.CancelFunc
-	done    chan int
-	stopped bool
 }
 
 var mediaBlock atomic.Int32
@@ -72,14 +68,16 @@ func freeAddr(t testing.TB, network string) string {
 
 // startServe writes a config for store with admin (the YAML of the admin
 // section's other keys, indented by four) and serves it until the test
-// ends; it returns once /healthz answers.
-func startServe(t testing.TB, store, adminExtra string, get func(*running, string) (*http.Response, error)) *running {
+// ends; it returns once /healthz answers through client (nil: plain HTTP;
+// otherwise HTTPS, as a client that trusts the admin listener's
+// certificate).
+func startServe(t testing.TB, store, adminExtra string, client *http.Client) *running {
 	t.Helper()
-	r := &running{admin: freeAddr(t, "tcp"), sipAddr: freeAddr(t, "udp"), stderr: &lockedBuffer{}, done: make(chan int, 1)}
+	r := &running{admin: freeAddr(t, "tcp"), sipAddr: freeAddr(t, "udp")}
 	r.trunk, r.line = siptest.NewPhone(t, "127.0.0.2"), siptest.NewPhone(t, "127.0.0.3")
 	base := 41200 + int(mediaBlock.Add(1)%20)*100
-	r.cfg = filepath.Join(t.TempDir(), "cleanline.yaml")
-	if err := os.WriteFile(r.cfg, []byte(fmt.Sprintf(`store: %s
+	cfg := filepath.Join(t.TempDir(), "cleanline.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`store: %s
 log: {level: info}
 admin:
     listen: %q
@@ -95,30 +93,12 @@ sip:
 `, store, r.admin, adminExtra, r.sipAddr, r.line.URI("landline"), base, base+99)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var ctx context.Context
-	ctx, r.cancel = context.WithCancel(context.Background())
-	go func() { r.done <- run(ctx, []string{"serve", "--config", r.cfg}, &lockedBuffer{}, r.stderr) }()
-	t.Cleanup(func() { r.stop(t) })
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		res, err := get(r, "/healthz")
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				return r
-			}
-		}
-		select {
-		case code := <-r.done:
-			r.stopped = true
-			t.Fatalf("serve exited %d: %s", code, r.stderr)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/healthz: %v; serve says %s", err, r.stderr)
-		}
-		time.Sleep(20 * time.Millisecond) // poll pace, nothing orders on it
+	url := "https://" + r.admin
+	if client == nil {
+		client, url = &http.Client{Timeout: 2 * time.Second}, "http://"+r.admin
 	}
+	r.serving = serveFile(t, cfg, url, client)
+	return r
 }
 
 // plainGet is GET over plain HTTP.
@@ -128,22 +108,7 @@ func plainGet(r *running, path string) (*http.Response, error) {
 }
 
 // stop ends serve and waits for it: exit 0.
-func (r *running) stop(t testing.TB) {
-	t.Helper()
-	if r.stopped {
-		return
-	}
-	r.stopped = true
-	r.cancel()
-	select {
-	case code := <-r.done:
-		if code != exitOK {
-			t.Errorf("serve exited %d: %s", code, r.stderr)
-		}
-	case <-time.After(20 * time.Second):
-		t.Error("serve did not stop")
-	}
-}
+func (r *running) stop(testing.TB) { r.serving.stop() }
 
 // call places a call from the trunk's phone as caller to the home line
 // and returns the caller's final status; answered calls are hung up. The

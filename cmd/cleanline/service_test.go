@@ -20,7 +20,7 @@ func TestBlockAddWhileServing(t *testing.T) {
 		"redis":    "redis://" + srv.Addr,
 	} {
 		t.Run(name, func(t *testing.T) {
-			r := startServe(t, store, "", plainGet)
+			r := startServe(t, store, "", nil)
 			if code, rang := r.call(t, "+442079460018"); code != 200 || !rang {
 				t.Fatalf("an unblocked caller: %d, rang %v; want the line to ring and answer", code, rang)
 			}

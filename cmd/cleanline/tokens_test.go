@@ -41,7 +41,7 @@ func TestCLIThroughServiceWithTokens(t *testing.T) {
 	r := startServe(t, "file:"+filepath.Join(dir, "cl.db"), fmt.Sprintf(`    cli_token_file: %q
     tokens:
       - {name: ops, token_file: %q, scope: admin}
-      - {name: home-carer, token: %q, scope: carer, lines: [home]}`, opsFile, opsFile, carerSecret), plainGet)
+      - {name: home-carer, token: %q, scope: carer, lines: [home]}`, opsFile, opsFile, carerSecret), nil)
 
 	// admin.cli_token_file: the operator's token.
 	cli(t, "block", "add", "020 7946 0555", "--config", r.cfg).expect(t, exitOK, "added +442079460555")
@@ -184,7 +184,7 @@ func TestAdminListenerOverTLS(t *testing.T) {
 	get := func(r *running, path string) (*http.Response, error) {
 		return trusting.Get("https://" + r.admin + path)
 	}
-	r := startServe(t, "file:"+filepath.Join(dir, "cl.db"), fmt.Sprintf("    tls_cert: %q\n    tls_key: %q", cert, key), get)
+	r := startServe(t, "file:"+filepath.Join(dir, "cl.db"), fmt.Sprintf("    tls_cert: %q\n    tls_key: %q", cert, key), trusting)
 
 	res, err := get(r, "/openapi.json")
 	if err != nil || res.StatusCode != 200 || res.TLS == nil {
