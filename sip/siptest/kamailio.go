@@ -211,7 +211,12 @@ func StartKamailio(t testing.TB, o KamailioOptions) (*Kamailio, error) {
 	if k.Addr, err = FreeSIPPort(o.IP); err != nil {
 		return nil, err
 	}
-	t.Cleanup(k.Stop)
+	t.Cleanup(func() {
+		k.Stop()
+		if t.Failed() {
+			t.Logf("kamailio's log (last 400 lines):\n%s", k.tail(400))
+		}
+	})
 	if err := k.Start(); err != nil {
 		return nil, err
 	}
