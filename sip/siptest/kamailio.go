@@ -113,8 +113,10 @@ request_route {
 			exit;
 		}
 		consume_credentials();
+		# save() answers the REGISTER itself, its refusals too (423 with
+		# Min-Expires); a second final answer here would race the first.
 		if (!save("location")) {
-			sl_reply_error();
+			xlog("L_NOTICE", "upstream-test: REGISTER refused by save cseq=$cs\n");
 			exit;
 		}
 		xlog("L_NOTICE", "upstream-test: REGISTER saved aor=$tu contact=$ct expires=$hdr(Expires)\n");
