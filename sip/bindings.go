@@ -39,7 +39,8 @@ type binding struct {
 	CSeq      uint32         `json:"cseq"`
 	Expires   time.Time      `json:"expires"`
 
-	uri sip.Uri // Contact, parsed
+	uri    sip.Uri // Contact, parsed
+	misses int     // NAT keep-alives unanswered in a row (natping.go)
 }
 
 // behindNAT reports whether the device is not where its Contact says:
@@ -305,6 +306,48 @@ func (t *bindings) fromFlow(src netip.AddrPort, transport string) (binding, bool
 		}
 	}
 	return binding{}, false
+}
+
+// natUDP is every live UDP binding behind NAT, by key: the ones a NAT's
+// mapping may be forgotten under (natping.go). Over TCP and TLS the
+// device holds its connection open itself (RFC 5626 §4.4.1).
+func (t *bindings) natUDP() map[string]binding {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	at := t.now()
+	out := map[string]binding{}
+	for k, b := range t.m {
+		if b.Transport == "udp" && b.behindNAT() && at.Before(b.Expires) {
+			out[k] = *b
+		}
+	}
+	return out
+}
+
+// pinged records a NAT keep-alive's result for the binding b at k, and
+// drops it after natPingMisses unanswered in a row; it reports whether it
+// did. A binding refreshed or replaced meanwhile is left alone: its device
+// was just heard from.
+func (t *bindings) pinged(k string, b binding, answered bool) (dropped bool) {
+	t.mu.Lock()
+	cur, ok := t.m[k]
+	switch {
+	case !ok || cur.CallID != b.CallID || cur.CSeq != b.CSeq || cur.Flow != b.Flow:
+	case answered:
+		cur.misses = 0
+	default:
+		cur.misses++
+		if dropped = cur.misses >= natPingMisses; dropped {
+			t.del(k)
+		}
+	}
+	t.mu.Unlock()
+	if dropped {
+		if err := t.save(); err != nil {
+			t.log.Warn("registrations not saved", zap.String("file", t.path), zap.Error(err))
+		}
+	}
+	return dropped
 }
 
 // hasIP reports whether a live binding's flow is at ip: a known source,

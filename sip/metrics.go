@@ -50,7 +50,11 @@ type Metrics struct {
 	// method, and the sources locked out for them.
 	authFailures *prometheus.CounterVec
 	authLockouts prometheus.Counter
-	up           upMetrics // the trunks' registrations at their providers (upstream.go)
+	// Keep-alives to devices behind NAT (natping.go), by result, and the
+	// registrations they dropped.
+	natPings   *prometheus.CounterVec
+	natDropped prometheus.Counter
+	up         upMetrics // the trunks' registrations at their providers (upstream.go)
 }
 
 // latencyBuckets resolve the 2 ms budget finely and still place a
@@ -127,6 +131,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "cleanline_auth_lockouts_total",
 		Help: "Sources locked out for sip.limits.auth_lockout after sip.limits.auth_failures wrong answers to REGISTER.",
 	})
+	m.natPings = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "cleanline_registrar_nat_keepalives_total",
+		Help: "OPTIONS keep-alives sent to devices registered from behind NAT over UDP (sip.registrar.nat_keepalive), by result (answered, unanswered).",
+	}, []string{"result"})
+	for _, r := range []string{"answered", "unanswered"} {
+		m.natPings.WithLabelValues(r) // both series from the start: a rate of 0 is news too
+	}
+	m.natDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "cleanline_registrar_nat_dropped_total",
+		Help: "Registrations dropped because their device behind NAT answered no keep-alive 3 times in a row.",
+	})
 	m.up = newUpMetrics(reg)
 	m.choices = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "cleanline_warned_choices_total",
@@ -169,7 +184,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.calls, m.verdicts, m.unscreened, m.refused, m.barred, m.transit, m.screen)
 		reg.MustRegister(m.tcpRefused, m.tcpTimeouts, m.tcpAcceptErrors, m.foreign, m.rateDropped, m.bans)
 		reg.MustRegister(m.choices, m.prompts, m.eventsTotal, m.eventsDropped)
-		reg.MustRegister(m.authFailures, m.authLockouts)
+		reg.MustRegister(m.authFailures, m.authLockouts, m.natPings, m.natDropped)
 	}
 	return m
 }

@@ -38,6 +38,12 @@ type RegistrarConfig struct {
 	// DefaultExpires: granted to a registration that asks for no expiry
 	// (RFC 3261 §10.2.1.1's 3600 s). Default 1h.
 	DefaultExpires time.Duration `yaml:"default_expires"`
+	// NATKeepAlive: how often a device registered over UDP from behind
+	// NAT (its REGISTER came from elsewhere than its Contact) is sent an
+	// OPTIONS through its flow, so that its router keeps the way in open
+	// between registrations; 3 unanswered in a row drop its registration.
+	// Default 30s; -1s: never (the devices keep their NAT open themselves).
+	NATKeepAlive time.Duration `yaml:"nat_keepalive"`
 	// BindingsFile keeps the registrations across restarts (a JSON file,
 	// rewritten atomically at each change; no secrets in it). Empty: they
 	// are lost at a restart, and each device is unreachable until it
@@ -56,6 +62,9 @@ func (r *RegistrarConfig) defaults() {
 	if r.DefaultExpires == 0 {
 		r.DefaultExpires = min(time.Hour, r.MaxExpires)
 	}
+	if r.NATKeepAlive == 0 {
+		r.NATKeepAlive = 30 * time.Second
+	}
 }
 
 func (r *RegistrarConfig) validate() error {
@@ -66,6 +75,8 @@ func (r *RegistrarConfig) validate() error {
 		return cfgErr("sip.registrar.max_expires", "%s is below min_expires %s", r.MaxExpires, r.MinExpires)
 	case r.DefaultExpires < r.MinExpires || r.DefaultExpires > r.MaxExpires:
 		return cfgErr("sip.registrar.default_expires", "%s: want between min_expires %s and max_expires %s", r.DefaultExpires, r.MinExpires, r.MaxExpires)
+	case r.NATKeepAlive > 0 && r.NATKeepAlive < 100*time.Millisecond:
+		return cfgErr("sip.registrar.nat_keepalive", "%s: want 100ms or more, or -1s for none", r.NATKeepAlive)
 	}
 	return nil
 }

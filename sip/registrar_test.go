@@ -369,8 +369,9 @@ func TestRegistrarConfigErrors(t *testing.T) {
 		"sip.registrar.default_expires": func(c *Config) {
 			c.Registrar.MaxExpires, c.Registrar.DefaultExpires = time.Hour, 2*time.Hour
 		},
-		"sip.limits.auth_failures": func(c *Config) { c.Limits.AuthFailures = -1 },
-		"sip.limits.auth_lockout":  func(c *Config) { c.Limits.AuthLockout = time.Millisecond },
+		"sip.registrar.nat_keepalive": func(c *Config) { c.Registrar.NATKeepAlive = time.Millisecond },
+		"sip.limits.auth_failures":    func(c *Config) { c.Limits.AuthFailures = -1 },
+		"sip.limits.auth_lockout":     func(c *Config) { c.Limits.AuthLockout = time.Millisecond },
 	} {
 		c := Config{Advertise: ipCleanline, Trunks: []Trunk{{Name: "p", Sources: []string{ipTrunk}}},
 			Lines: []Line{{Name: "home", Contact: "sip:l@" + ipLine}}}

@@ -219,6 +219,7 @@ func (s *Server) Start() error {
 		return err
 	}
 	s.up.start(s.routing())
+	go s.natPings()
 	return nil
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -89,11 +88,6 @@ func balanced(expr string) error {
 
 var metricName = regexp.MustCompile(`\b(?:cleanline|process|go)_[a-z0-9_]+`)
 
-// fromBranchFlood are metrics of sip/flood.go (issue 12 §4), on the
-// dashboard already; until that file is here they cannot be scraped.
-var fromBranchFlood = []string{"cleanline_requests_rate_limited_total", "cleanline_source_bans_total",
-	"cleanline_sources_banned", "cleanline_sip_transactions_retained", "cleanline_sip_transactions_shed_total"}
-
 // Every metric the dashboard's queries name is in a real scrape of a
 // running serve (after a call the line is busy for, a stranger's INVITE and a barred
 // dial, so labelled series exist; the rest exist at zero from the start),
@@ -157,9 +151,6 @@ webhooks: [{name: carer, url: "http://127.0.0.1:9/", secret: s}]
 		}
 		scraped[strings.FieldsFunc(l, func(r rune) bool { return r == '{' || r == ' ' })[0]] = true
 	}
-	// Until the flood branch's sip/flood.go is here, its metrics cannot be.
-	_, err = os.Stat(filepath.Join("..", "..", "sip", "flood.go"))
-	floodHere := !errors.Is(err, fs.ErrNotExist)
 	all := strings.Join(exprs, "\n")
 	var named []string
 	for _, m := range metricName.FindAllString(all, -1) {
@@ -168,7 +159,7 @@ webhooks: [{name: carer, url: "http://127.0.0.1:9/", secret: s}]
 		}
 	}
 	for _, m := range named {
-		if !scraped[m] && (floodHere || !slices.Contains(fromBranchFlood, m)) {
+		if !scraped[m] {
 			t.Errorf("the dashboard queries %s, which /metrics does not have", m)
 		}
 	}

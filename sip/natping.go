@@ -1,0 +1,97 @@
+package sip
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"go.uber.org/zap"
+)
+
+// Keep-alives towards registered devices behind NAT. A home router forgets
+// an idle UDP mapping within a minute or two (RFC 4787 REQ-5 asks for no
+// less than 2 minutes; many keep 30 s), and an ATA that refreshes its
+// registration hourly would then be unreachable for most of the hour: the
+// INVITE of the next call to the line reaches a closed port. Like a
+// provider's registrar (Kamailio's nathelper), cleanline sends such a
+// device an OPTIONS to its flow every sip.registrar.nat_keepalive, from
+// the listener it registered to; any answer keeps the mapping, and a
+// device that answers none of natPingMisses in a row is gone (unplugged,
+// or its NAT forgot the mapping anyway): its binding is dropped, so the
+// line's calls stop ringing a phone nobody can reach.
+
+// natPingMisses unanswered keep-alives in a row drop a binding.
+const natPingMisses = 3
+
+// natPingParallel bounds the keep-alives in flight at once (a provider's
+// box holds thousands of devices).
+const natPingParallel = 32
+
+// natPings runs until the server's life ends, reading the interval from
+// the routing in force at each round (a reload changes it).
+func (s *Server) natPings() {
+	for {
+		every := s.routing().cfg.Registrar.NATKeepAlive
+		wait := every
+		if wait <= 0 {
+			wait = 5 * time.Second // off: look again for a reload that turns it on
+		}
+		select {
+		case <-s.life.Done():
+			return
+		case <-time.After(wait):
+		}
+		if every > 0 {
+			s.natPingRound(min(every, 4*time.Second))
+		}
+	}
+}
+
+// natPingRound pings every live UDP binding behind NAT once and waits for
+// them all, each within timeout.
+func (s *Server) natPingRound(timeout time.Duration) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, natPingParallel)
+	for k, b := range s.binds.natUDP() {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			answered := s.natPing(b, timeout)
+			if s.life.Err() != nil {
+				return
+			}
+			result := "answered"
+			if !answered {
+				result = "unanswered"
+			}
+			s.metrics.natPings.WithLabelValues(result).Inc()
+			if s.binds.pinged(k, b, answered) {
+				s.metrics.natDropped.Inc()
+				s.log.Warn("device behind NAT answered no keep-alive: its registration is dropped",
+					zap.String("line", b.Line), zap.String("device", b.Device), zap.Stringer("flow", b.Flow),
+					zap.Int("unanswered", natPingMisses))
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// natPing sends one OPTIONS (RFC 3261 §11) to b's Contact through its flow,
+// from our UDP listener, the address its NAT mapping points at. Any final
+// answer, an error status too, proves the way in is open.
+func (s *Server) natPing(b binding, timeout time.Duration) bool {
+	ctx, cancel := context.WithTimeout(s.life, timeout)
+	defer cancel()
+	req := sip.NewRequest(sip.OPTIONS, b.target())
+	from := sip.FromHeader{Address: s.dua.ContactHDR.Address, Params: sip.NewParams()}
+	from.Params.Add("tag", sip.GenerateTagN(16))
+	req.AppendHeader(&from)
+	req.AppendHeader(&sip.ToHeader{Address: b.target()})
+	req.SetTransport("UDP")
+	req.SetDestination(b.Flow.String())
+	s.fromListener(req)
+	_, err := s.cli.Do(ctx, req)
+	return err == nil
+}

@@ -1,0 +1,161 @@
+package sip
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/cleanline/cleanline/sip/siptest"
+)
+
+// A device registered over UDP from behind NAT is sent an OPTIONS through
+// its flow every nat_keepalive, from cleanline's listener (the address its
+// NAT's mapping points at), to its Contact; a device reached at its
+// Contact is not. When the device stops answering, its registration is
+// dropped after 3 unanswered in a row, counted and logged, and the line's
+// call no longer rings it while the other device still rings.
+// `go test -run NATKeepAlive ./sip/`.
+func TestRegistrarNATKeepAlive(t *testing.T) {
+	const every = 200 * time.Millisecond
+	e := newEnv(t, withDevices, withCfg(func(c *Config) { c.Registrar.NATKeepAlive = every }),
+		withServerOpts(WithMetrics(prometheus.NewRegistry())))
+	ctx := ctxT(t, 15*time.Second)
+	natted := siptest.NewPhone(t, ipLine)
+	const contact = "sip:landline@10.9.9.9:5060"
+	res, err := natted.Register(ctx, siptest.RegisterOptions{Registrar: e.s.Addr("udp"), User: devA, Password: passA, Expires: 20,
+		Contact: "<" + contact + ">"})
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("REGISTER from behind NAT: %v, %v", res, err)
+	}
+	direct := siptest.NewPhone(t, ipLine)
+	e.register(direct, devB, passB)
+
+	start := time.Now()
+	if err := natted.WaitRequests(ctx, sip.OPTIONS, 3); err != nil {
+		t.Fatalf("keep-alives through the flow: %v", err)
+	}
+	var got []*sip.Request
+	for _, r := range natted.Requests() {
+		if r.Method == sip.OPTIONS {
+			got = append(got, r)
+		}
+	}
+	if d := time.Since(start); d < 2*every {
+		t.Errorf("3 keep-alives within %s; want one each %s", d, every)
+	}
+	for i, r := range got {
+		if r.Recipient.String() != contact {
+			t.Errorf("keep-alive %d to %s; want the device's Contact %s", i, r.Recipient.String(), contact)
+		}
+		if src := r.Source(); src != e.s.Addr("udp").String() {
+			t.Errorf("keep-alive %d from %s; want cleanline's listener %s, where the NAT's mapping points", i, src, e.s.Addr("udp"))
+		}
+		if r.To().Params.Has("tag") {
+			t.Errorf("keep-alive %d is in a dialog: To %s", i, r.To().Value())
+		}
+	}
+	for _, r := range direct.Requests() {
+		if r.Method == sip.OPTIONS {
+			t.Fatalf("a device reached at its Contact got a keep-alive: %s", r.Recipient.String())
+		}
+	}
+	// Counted when the answer is back at cleanline, a moment after.
+	waitFor(t, 5*time.Second, "cleanline_registrar_nat_keepalives_total{result=answered} at 3", func() bool {
+		return value(t, e.s.metrics.natPings.WithLabelValues("answered")) >= 3
+	})
+
+	// The device goes quiet: its binding goes after 3 misses, the other stays.
+	natted.SetReply(sip.OPTIONS, -1)
+	waitFor(t, 10*time.Second, "the quiet device's registration dropped", func() bool { return len(e.s.binds.line("home")) == 1 })
+	if b := e.s.binds.line("home"); b[0].Device != devB {
+		t.Fatalf("left %+v; want only %s's", b, devB)
+	}
+	if n := value(t, e.s.metrics.natPings.WithLabelValues("unanswered")); n < natPingMisses {
+		t.Errorf("unanswered keep-alives %v; want %d or more", n, natPingMisses)
+	}
+	if n := value(t, e.s.metrics.natDropped); n != 1 {
+		t.Errorf("cleanline_registrar_nat_dropped_total = %v; want 1", n)
+	}
+	if l := e.logs.FilterMessageSnippet("answered no keep-alive").All(); len(l) != 1 || l[0].ContextMap()["device"] != devA {
+		t.Errorf("logged %+v; want one line naming %s", l, devA)
+	}
+	out := e.dial(callerOK)
+	in, err := direct.Incoming(ctx)
+	if err != nil {
+		t.Fatalf("the reachable device did not ring: %v", err)
+	}
+	if err := natted.NoIncoming(300 * time.Millisecond); err != nil {
+		t.Fatalf("the dropped device still rang: %v", err)
+	}
+	if err := in.Answer(); err != nil {
+		t.Fatal(err)
+	}
+	wantFinal(t, out, 200)
+	if err := out.Bye(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitEnded(ctx, t, in.Ended())
+	e.waitNoCalls()
+}
+
+// A keep-alive's result counts only for the registration it was sent
+// for: a refresh in between resets the count, and the off switch (-1s)
+// sends none.
+func TestRegistrarNATKeepAliveMissesAndOff(t *testing.T) {
+	tb := newBindings("", zap.NewNop())
+	flow := netip.MustParseAddrPort(ipLine + ":40000")
+	var contact sip.Uri
+	if err := sip.ParseUri("sip:a@10.0.0.2:5060", &contact); err != nil {
+		t.Fatal(err)
+	}
+	reg := func(cseq uint32) {
+		t.Helper()
+		_, _, err := tb.apply(registration{line: "home", device: "a", callID: "c1", cseq: cseq, flow: flow, transport: "udp", max: 4,
+			changes: []contactChange{{uri: contact, expires: time.Minute}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg(1)
+	snap := tb.natUDP()
+	if len(snap) != 1 {
+		t.Fatalf("natUDP %+v; want the one binding behind NAT", snap)
+	}
+	var k string
+	var b binding
+	for k, b = range snap {
+	}
+	if tb.pinged(k, b, false) || tb.pinged(k, b, false) {
+		t.Fatal("dropped before 3 misses")
+	}
+	reg(2) // a refresh: the device was heard
+	if tb.pinged(k, b, false) {
+		t.Fatal("a miss of the old registration dropped the refreshed one")
+	}
+	for k, b = range tb.natUDP() {
+	}
+	if tb.pinged(k, b, false) || tb.pinged(k, b, true) || tb.pinged(k, b, false) || tb.pinged(k, b, false) {
+		t.Fatal("an answer did not reset the count")
+	}
+	if !tb.pinged(k, b, false) || len(tb.line("home")) != 0 {
+		t.Fatalf("3 misses in a row left %+v", tb.line("home"))
+	}
+
+	e := newEnv(t, withDevices, withCfg(func(c *Config) { c.Registrar.NATKeepAlive = -time.Second }))
+	p := siptest.NewPhone(t, ipLine)
+	ctx := ctxT(t, 5*time.Second)
+	if res, err := p.Register(ctx, siptest.RegisterOptions{Registrar: e.s.Addr("udp"), User: devA, Password: passA, Expires: 20,
+		Contact: "<sip:landline@10.9.9.9:5060>"}); err != nil || res.StatusCode != 200 {
+		t.Fatalf("REGISTER: %v, %v", res, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	if err := p.WaitRequests(wctx, sip.OPTIONS, 1); err == nil {
+		t.Fatal("a keep-alive with nat_keepalive off")
+	}
+}
