@@ -43,7 +43,7 @@ var portBase atomic.Int32
 
 // env is one cleanline with a trunk phone and a line phone around it.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	s     *Server
 	store *blocklist.FileStore
 	sc    *screening.Screener
@@ -97,7 +97,7 @@ func tone(name string, d time.Duration) *media.Prompt {
 	return media.NewPrompt(name, pcm)
 }
 
-func newEnv(t *testing.T, opts ...envOption) *env {
+func newEnv(t testing.TB, opts ...envOption) *env {
 	t.Helper()
 	e := &env{t: t}
 	var err error
@@ -195,7 +195,7 @@ func (e *env) lineURI() string {
 	return fmt.Sprintf("sip:%s@%s", lineNumber, e.s.Addr("udp"))
 }
 
-func ctxT(t *testing.T, d time.Duration) context.Context {
+func ctxT(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
