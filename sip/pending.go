@@ -52,8 +52,10 @@ func (p *pendingInvite) wait(ctx context.Context, relay func(*sip.Response)) {
 	opts.OnResponse = func(res *sip.Response) error {
 		if challenge(res.StatusCode) {
 			// RFC 3261 §22.2: sipgo sends the INVITE again once with the
-			// credentials (CSeq up by one); a second challenge refuses them.
-			if challenges++; challenges > 1 || opts.Password == "" {
+			// credentials (CSeq up by one); a second challenge refuses
+			// them, unless it says stale=true (RFC 7616 §3.3: the answer
+			// was right, its nonce had expired), which is answered once.
+			if challenges++; opts.Password == "" || challenges > 2 || challenges == 2 && !staleChallenge(res) {
 				return &sipgo.ErrDialogResponse{Res: res}
 			}
 		}

@@ -71,7 +71,8 @@ func TestUpstreamCallsToTheContactAreScreened(t *testing.T) {
 // The line's own call goes to the provider as the subscriber (From its
 // address of record, along the Service-Route), answers the provider's 407
 // once with the subscriber's credentials (CSeq up by one, same Call-ID);
-// a second challenge fails the call with 503 and goes no further.
+// a second challenge fails the call with 503 and goes no further, unless
+// it says stale=true: that one is answered too, once.
 func TestUpstreamLineCallAnswersTheChallengeOnce(t *testing.T) {
 	proxy := siptest.NewPhone(t, ipTrunk) // the provider's proxy, named by its Service-Route
 	reg := siptest.NewRegistrar(t, ipTrunk)
@@ -82,8 +83,9 @@ func TestUpstreamLineCallAnswersTheChallengeOnce(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		twice     bool
+		stale     bool
 		wantFinal int
-	}{{"credentials accepted", false, 200}, {"credentials refused", true, 503}} {
+	}{{"credentials accepted", false, false, 200}, {"credentials refused", true, false, 503}, {"stale nonce", false, true, 200}} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := e.line.Dial(ctx, fmt.Sprintf("sip:02079460999@%s", e.s.Addr("udp")), siptestOpts(lineNumber))
 			if err != nil {
@@ -121,13 +123,28 @@ func TestUpstreamLineCallAnswersTheChallengeOnce(t *testing.T) {
 			if r2.CSeq().SeqNo != r1.CSeq().SeqNo+1 || r2.CallID().Value() != r1.CallID().Value() {
 				t.Errorf("second INVITE CSeq %d Call-ID %s; want %d and %s", r2.CSeq().SeqNo, r2.CallID().Value(), r1.CSeq().SeqNo+1, r1.CallID().Value())
 			}
-			if tc.twice {
+			switch {
+			case tc.twice:
 				chal := siptest.Challenge(r2, "provider.example", true).GetHeader("Proxy-Authenticate")
 				if err := in2.D.Respond(407, "Proxy Authentication Required", nil, chal); err != nil {
 					t.Fatal(err)
 				}
-			} else if err := in2.Answer(); err != nil {
-				t.Fatal(err)
+			case tc.stale:
+				chal := siptest.StaleChallenge(r2, "provider.example", true).GetHeader("Proxy-Authenticate")
+				if err := in2.D.Respond(407, "Proxy Authentication Required", nil, chal); err != nil {
+					t.Fatal(err)
+				}
+				if in2, err = proxy.Incoming(ctx); err != nil {
+					t.Fatalf("the stale nonce was not answered: %v", err)
+				}
+				if ok, _ := siptest.Authorized(in2.Req, upUser, upPass); !ok || in2.Req.CSeq().SeqNo != r1.CSeq().SeqNo+2 {
+					t.Errorf("third INVITE: CSeq %d, proves the password %v; want %d, true", in2.Req.CSeq().SeqNo, ok, r1.CSeq().SeqNo+2)
+				}
+				fallthrough
+			default:
+				if err := in2.Answer(); err != nil {
+					t.Fatal(err)
+				}
 			}
 			res, err := out.WaitFinal(ctx)
 			if err != nil || res.StatusCode != tc.wantFinal {
