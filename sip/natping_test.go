@@ -97,11 +97,7 @@ func TestRegistrarNATKeepAlive(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantFinal(t, out, 200)
-	if err := out.Bye(ctx); err != nil {
-		t.Fatal(err)
-	}
-	waitEnded(ctx, t, in.Ended())
-	e.waitNoCalls()
+	e.hangUp(ctx, out, in)
 }
 
 // A keep-alive's result counts only for the registration it was sent
