@@ -14,42 +14,53 @@ import (
 	"github.com/cleanline/cleanline/sip/siptest"
 )
 
+// registerNATted registers p as user with a private Contact: behind NAT.
+func (e *env) registerNATted(p *siptest.Phone, user, password, contact string) {
+	e.t.Helper()
+	res, err := p.Register(ctxT(e.t, 5*time.Second), siptest.RegisterOptions{Registrar: e.s.Addr("udp"), User: user, Password: password,
+		Expires: 20, Contact: "<" + contact + ">"})
+	if err != nil || res.StatusCode != 200 {
+		e.t.Fatalf("REGISTER from behind NAT: %v, %v", res, err)
+	}
+}
+
+// options are the OPTIONS p received.
+func options(p *siptest.Phone) []*sip.Request {
+	var out []*sip.Request
+	for _, r := range p.Requests() {
+		if r.Method == sip.OPTIONS {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // A device registered over UDP from behind NAT is sent an OPTIONS through
 // its flow every nat_keepalive, from cleanline's listener (the address its
 // NAT's mapping points at), to its Contact; a device reached at its
-// Contact is not. When the device stops answering, its registration is
-// dropped after 3 unanswered in a row, counted and logged, and the line's
-// call no longer rings it while the other device still rings.
-// `go test -run NATKeepAlive ./sip/`.
+// Contact is not. When one device behind NAT stops answering while another
+// answers, its registration is dropped after 3 unanswered in a row,
+// counted and logged, and the line's call no longer rings it while the
+// others still ring. `go test -run NATKeepAlive ./sip/`.
 func TestRegistrarNATKeepAlive(t *testing.T) {
 	const every = 200 * time.Millisecond
 	e := newEnv(t, withDevices, withCfg(func(c *Config) { c.Registrar.NATKeepAlive = every }),
 		withServerOpts(WithMetrics(prometheus.NewRegistry())))
 	ctx := ctxT(t, 15*time.Second)
-	natted := siptest.NewPhone(t, ipLine)
+	natted, kitchen, direct := siptest.NewPhone(t, ipLine), siptest.NewPhone(t, ipLine), siptest.NewPhone(t, ipLine)
 	const contact = "sip:landline@10.9.9.9:5060"
-	res, err := natted.Register(ctx, siptest.RegisterOptions{Registrar: e.s.Addr("udp"), User: devA, Password: passA, Expires: 20,
-		Contact: "<" + contact + ">"})
-	if err != nil || res.StatusCode != 200 {
-		t.Fatalf("REGISTER from behind NAT: %v, %v", res, err)
-	}
-	direct := siptest.NewPhone(t, ipLine)
+	e.registerNATted(natted, devA, passA, contact)
+	e.registerNATted(kitchen, devB, passB, "sip:kitchen@10.9.9.10:5060")
 	e.register(direct, devB, passB)
 
 	start := time.Now()
 	if err := natted.WaitRequests(ctx, sip.OPTIONS, 3); err != nil {
 		t.Fatalf("keep-alives through the flow: %v", err)
 	}
-	var got []*sip.Request
-	for _, r := range natted.Requests() {
-		if r.Method == sip.OPTIONS {
-			got = append(got, r)
-		}
-	}
 	if d := time.Since(start); d < 2*every {
 		t.Errorf("3 keep-alives within %s; want one each %s", d, every)
 	}
-	for i, r := range got {
+	for i, r := range options(natted) {
 		if r.Recipient.String() != contact {
 			t.Errorf("keep-alive %d to %s; want the device's Contact %s", i, r.Recipient.String(), contact)
 		}
@@ -60,21 +71,21 @@ func TestRegistrarNATKeepAlive(t *testing.T) {
 			t.Errorf("keep-alive %d is in a dialog: To %s", i, r.To().Value())
 		}
 	}
-	for _, r := range direct.Requests() {
-		if r.Method == sip.OPTIONS {
-			t.Fatalf("a device reached at its Contact got a keep-alive: %s", r.Recipient.String())
-		}
+	if r := options(direct); len(r) != 0 {
+		t.Fatalf("a device reached at its Contact got a keep-alive: %s", r[0].Recipient.String())
 	}
-	// Counted when the answer is back at cleanline, a moment after.
-	waitFor(t, 5*time.Second, "cleanline_registrar_nat_keepalives_total{result=answered} at 3", func() bool {
-		return value(t, e.s.metrics.natPings.WithLabelValues("answered")) >= 3
+	// Counted when the answers are back at cleanline, a moment after.
+	waitFor(t, 5*time.Second, "cleanline_registrar_nat_keepalives_total{result=answered} at 6", func() bool {
+		return value(t, e.s.metrics.natPings.WithLabelValues("answered")) >= 6
 	})
 
-	// The device goes quiet: its binding goes after 3 misses, the other stays.
+	// The landline goes quiet: its binding goes after 3 misses, the others stay.
 	natted.SetReply(sip.OPTIONS, -1)
-	waitFor(t, 10*time.Second, "the quiet device's registration dropped", func() bool { return len(e.s.binds.line("home")) == 1 })
-	if b := e.s.binds.line("home"); b[0].Device != devB {
-		t.Fatalf("left %+v; want only %s's", b, devB)
+	waitFor(t, 10*time.Second, "the quiet device's registration dropped", func() bool { return len(e.s.binds.line("home")) == 2 })
+	for _, b := range e.s.binds.line("home") {
+		if b.Device != devB {
+			t.Fatalf("left %+v; want only %s's two", e.s.binds.line("home"), devB)
+		}
 	}
 	if n := value(t, e.s.metrics.natPings.WithLabelValues("unanswered")); n < natPingMisses {
 		t.Errorf("unanswered keep-alives %v; want %d or more", n, natPingMisses)
@@ -90,6 +101,9 @@ func TestRegistrarNATKeepAlive(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the reachable device did not ring: %v", err)
 	}
+	if _, err := kitchen.Incoming(ctx); err != nil {
+		t.Fatalf("the other device behind NAT did not ring: %v", err)
+	}
 	if err := natted.NoIncoming(300 * time.Millisecond); err != nil {
 		t.Fatalf("the dropped device still rang: %v", err)
 	}
@@ -98,6 +112,34 @@ func TestRegistrarNATKeepAlive(t *testing.T) {
 	}
 	wantFinal(t, out, 200)
 	e.hangUp(ctx, out, in)
+}
+
+// When no device behind NAT answers, the silence may be cleanline's own
+// network: nothing is dropped however long it lasts (logged once); when
+// one answers again, the one still quiet is dropped 3 rounds later.
+func TestRegistrarNATKeepAliveSilenceDropsNothing(t *testing.T) {
+	const every = 100 * time.Millisecond
+	e := newEnv(t, withDevices, withCfg(func(c *Config) { c.Registrar.NATKeepAlive = every }),
+		withServerOpts(WithMetrics(prometheus.NewRegistry())))
+	a, b := siptest.NewPhone(t, ipLine), siptest.NewPhone(t, ipLine)
+	a.SetReply(sip.OPTIONS, -1)
+	b.SetReply(sip.OPTIONS, -1)
+	e.registerNATted(a, devA, passA, "sip:landline@10.9.9.9:5060")
+	e.registerNATted(b, devB, passB, "sip:kitchen@10.9.9.10:5060")
+	waitFor(t, 15*time.Second, "5 silent rounds", func() bool {
+		return value(t, e.s.metrics.natPings.WithLabelValues("unanswered")) >= 2*(natPingMisses+2)
+	})
+	if n := len(e.s.binds.line("home")); n != 2 || value(t, e.s.metrics.natDropped) != 0 {
+		t.Fatalf("%d registrations left after silent rounds; want both kept", n)
+	}
+	if l := e.logs.FilterMessageSnippet("no device behind NAT answered").All(); len(l) != 1 {
+		t.Errorf("logged the silence %d times; want once", len(l))
+	}
+	b.SetReply(sip.OPTIONS, 0)
+	waitFor(t, 15*time.Second, "the still quiet device dropped", func() bool { return len(e.s.binds.line("home")) == 1 })
+	if left := e.s.binds.line("home"); left[0].Device != devB {
+		t.Fatalf("left %+v; want %s's", left, devB)
+	}
 }
 
 // A keep-alive's result counts only for the registration it was sent

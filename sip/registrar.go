@@ -41,7 +41,8 @@ type RegistrarConfig struct {
 	// NATKeepAlive: how often a device registered over UDP from behind
 	// NAT (its REGISTER came from elsewhere than its Contact) is sent an
 	// OPTIONS through its flow, so that its router keeps the way in open
-	// between registrations; 3 unanswered in a row drop its registration.
+	// between registrations; 3 unanswered in a row, while other devices
+	// behind NAT answer, drop its registration.
 	// Default 30s; -1s: never (the devices keep their NAT open themselves).
 	NATKeepAlive time.Duration `yaml:"nat_keepalive"`
 	// BindingsFile keeps the registrations across restarts (a JSON file,
