@@ -61,6 +61,7 @@ fuzz:
 	  sip/media:FuzzParseSDP \
 	  sip/media:FuzzDecodeTelephoneEvent \
 	  sip:FuzzHeaderList \
+	  sip:FuzzMessageSummary \
 	  cmd/cleanline:FuzzLoadConfig \
 	  cmd/cleanline:FuzzDecodeStrict \
 	  blocklist:FuzzReadEventFile \

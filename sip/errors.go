@@ -89,6 +89,12 @@ var (
 	// ErrTooManyContacts: a new binding beyond the line's max_contacts
 	// (403: the device is known, but the line holds all it may).
 	ErrTooManyContacts = errors.New("sip: too many registered contacts")
+	// ErrBadEvent: a NOTIFY of an event package cleanline does not pass on
+	// (489 Bad Event, RFC 6665 §8.3.2); only message-summary is.
+	ErrBadEvent = errors.New("sip: event package not supported")
+	// ErrUnsupportedMedia: a body of a type cleanline does not take (415
+	// with Accept, RFC 3261 §21.4.13).
+	ErrUnsupportedMedia = errors.New("sip: unsupported media type")
 	// ErrNotYourLine: a device registering an address-of-record that is
 	// neither its username nor its line's name or numbers (403, RFC 3261
 	// §10.3 step 4).
@@ -149,6 +155,10 @@ func statusOf(err error) (int, string) {
 		return sip.StatusMethodNotAllowed, "Method Not Allowed"
 	case errors.Is(err, ErrNoCaller):
 		return sip.StatusNotFound, "No Caller To Report"
+	case errors.Is(err, ErrBadEvent):
+		return statusBadEvent, "Bad Event"
+	case errors.Is(err, ErrUnsupportedMedia):
+		return sip.StatusUnsupportedMediaType, "Unsupported Media Type"
 	}
 	return sip.StatusInternalServerError, "Server Internal Error"
 }
@@ -158,6 +168,10 @@ func headersOf(err error) []sip.Header {
 	switch {
 	case errors.Is(err, ErrDeferred):
 		return []sip.Header{sip.NewHeader("Retry-After", retryAfter)}
+	case errors.Is(err, ErrUnsupportedMedia):
+		// RFC 3261 §21.4.13: a 415 lists what is taken; the one body
+		// cleanline takes is a voicemail summary (mwi.go).
+		return []sip.Header{sip.NewHeader("Accept", mwiContentType)}
 	case errors.Is(err, ErrOutOfOrder):
 		// RFC 3261 §14.2: a 500 for a re-INVITE in progress carries a
 		// Retry-After of 0 to 10 s.
@@ -187,6 +201,9 @@ const statusDecline = 603
 // deferred because the store did not answer: long enough for a busy
 // instance to drain, short enough that a retried call still rings.
 const retryAfter = "2"
+
+// statusBadEvent is 489 Bad Event (RFC 6665 §8.3.2).
+const statusBadEvent = 489
 
 // statusIntervalTooBrief is 423 Interval Too Brief (RFC 3261 §21.4.17).
 const statusIntervalTooBrief = 423

@@ -91,6 +91,7 @@ type Server struct {
 	// and straggling counts them. Shutdown does not wait for them.
 	life       context.Context
 	endLife    context.CancelCauseFunc
+	mwiSlots   chan struct{} // voicemail indications being passed on (mwi.go)
 	straggling atomic.Int64
 
 	unrecorded atomic.Int64 // calls begun whose record is not written yet
@@ -131,6 +132,7 @@ func NewServer(cfg Config, sc *screening.Screener, log *zap.Logger, opts ...Opti
 	s.kept = &retained{max: cfg.Limits.RetainedTransactions}
 	s.binds = newBindings(cfg.Registrar.BindingsFile, log.Named("registrar"))
 	s.life, s.endLife = context.WithCancelCause(context.Background())
+	s.mwiSlots = make(chan struct{}, mwiInFlight)
 	s.up = newUpstreams(s)
 	for _, o := range opts {
 		o(s)
@@ -200,7 +202,8 @@ func NewServer(cfg Config, sc *screening.Screener, log *zap.Logger, opts ...Opti
 	s.srv.OnRefer(s.guard(s.onRefer))
 	s.srv.OnPrack(s.guard(s.onPrack))
 	s.srv.OnRegister(s.guard(s.onRegister))
-	// SUBSCRIBE, NOTIFY, MESSAGE, PUBLISH...: 405 to trunks and lines
+	s.srv.OnNotify(s.guard(s.onNotify))
+	// SUBSCRIBE, MESSAGE, PUBLISH...: 405 to trunks and lines
 	// (RFC 3261 §8.2.1), 403 to strangers like everything else.
 	s.srv.OnNoRoute(s.guard(s.onOther))
 	// Last, so that no error return above leaks its goroutines. One shared

@@ -127,6 +127,13 @@ func cmpOr(a, b string) string {
 // socket, as a registered device's keep-alive, and returns the answer.
 func (p *Phone) Options(ctx context.Context, dst netip.AddrPort) (*sip.Response, error) {
 	req := sip.NewRequest(sip.OPTIONS, sip.Uri{Scheme: "sip", Host: dst.Addr().String(), Port: int(dst.Port())})
+	return p.Do(ctx, req)
+}
+
+// Do sends req, an out-of-dialog request the test built, from the phone's
+// UDP socket (sipgo adds what it lacks: Via, From, To, Call-ID, CSeq) and
+// returns the final answer.
+func (p *Phone) Do(ctx context.Context, req *sip.Request) (*sip.Response, error) {
 	req.SetTransport("UDP")
 	return p.cli.Do(ctx, req)
 }

@@ -1,0 +1,192 @@
+package sip
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/emiago/sipgo/sip"
+	"go.uber.org/zap"
+)
+
+// Message waiting (RFC 3842): the provider's voicemail tells the line's
+// phone that messages wait with a NOTIFY of the message-summary event,
+// which lights the phone's lamp or gives an ATA's dial tone its stutter,
+// the sign an elderly person knows. Providers send it unsolicited to the
+// contact a subscriber registered (cleanline's, for a registration trunk)
+// or to where they route the line's calls. cleanline answers it and sends
+// it on to every phone of the line, as the phone would have had it without
+// cleanline. Only a trunk's out-of-dialog NOTIFY is passed on, only of
+// this event and with its small text body: anything else is refused, and
+// a line's phone cannot light another's lamp.
+
+const (
+	mwiEvent       = "message-summary"
+	mwiContentType = "application/simple-message-summary"
+	// mwiMaxBody: a summary is a few short lines (RFC 3842 §5.2), and the
+	// NOTIFY passed on must fit one UDP datagram below the path's MTU
+	// (RFC 3261 §18.1.1: 1,300 bytes when the MTU is unknown), or sipgo
+	// refuses to send it.
+	mwiMaxBody = 768
+	// mwiInFlight bounds the NOTIFYs being passed on at once: a forged
+	// trunk address (UDP) must not make cleanline a NOTIFY amplifier.
+	mwiInFlight = 64
+	// mwiTimeout bounds each NOTIFY to a phone.
+	mwiTimeout = 5 * time.Second
+)
+
+// onNotify takes a trunk's message-summary NOTIFY for a line.
+func (s *Server) onNotify(req *sip.Request, tx sip.ServerTransaction) {
+	if to := req.To(); to != nil && to.Params.Has("tag") {
+		s.onOther(req, tx) // no subscription dialogs here: 405 as before
+		return
+	}
+	rt := s.routing()
+	if rt.trunkFor(req) == nil {
+		s.respondErr(req, tx, fmt.Errorf("%w: NOTIFY from a line's phone", ErrForbidden))
+		return
+	}
+	waiting, err := readMessageSummary(req)
+	if err != nil {
+		s.respondErr(req, tx, err)
+		return
+	}
+	line := rt.lineCalled(req)
+	if line == nil {
+		s.respondErr(req, tx, ErrUnknownLine)
+		return
+	}
+	targets := s.mwiTargets(line)
+	select {
+	case s.mwiSlots <- struct{}{}:
+	default:
+		s.respondErr(req, tx, fmt.Errorf("%w: %d voicemail indications in flight", ErrOverloaded, mwiInFlight))
+		return
+	}
+	s.respond(req, tx, sip.StatusOK, "OK", nil)
+	s.log.Info("voicemail indication passed to the line", zap.String("line", line.Name), zap.Bool("waiting", waiting),
+		zap.Int("phones", len(targets)))
+	state := "active"
+	if h := req.GetHeader("Subscription-State"); h != nil {
+		state = h.Value()
+	}
+	body := append([]byte(nil), req.Body()...)
+	go func() {
+		defer func() { <-s.mwiSlots }()
+		for _, t := range targets {
+			if err := s.sendMWI(t, state, body); err != nil {
+				s.log.Info("voicemail indication not taken by a phone", zap.String("line", line.Name),
+					zap.String("phone", t.req.Recipient.String()), zap.Error(err))
+			}
+		}
+	}()
+}
+
+// mwiTarget is one phone of a line: its URI and, for a device behind NAT
+// or on TCP/TLS, the flow its registration came from.
+type mwiTarget struct {
+	req  *sip.Request // the NOTIFY's start: Request-URI and destination
+	flow string
+}
+
+// mwiTargets are the line's phones, as lineBranches rings them: its static
+// contact and each registered contact (once, when a device registered at
+// the static contact itself).
+func (s *Server) mwiTargets(line *Line) []mwiTarget {
+	var out []mwiTarget
+	static := ""
+	if line.Contact != "" {
+		static = contactKey(line.contact)
+		out = append(out, mwiTarget{req: sip.NewRequest(sip.NOTIFY, *line.contact.Clone())})
+	}
+	for _, b := range s.binds.line(line.Name) {
+		if !b.viaFlow() && contactKey(b.uri) == static {
+			continue
+		}
+		t := mwiTarget{req: sip.NewRequest(sip.NOTIFY, b.target())}
+		if b.viaFlow() {
+			t.flow = b.Flow.String()
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+// sendMWI sends one phone the NOTIFY (RFC 3842 §4, RFC 6665 §8.1.2: Event
+// and Subscription-State) and waits for its answer.
+func (s *Server) sendMWI(t mwiTarget, state string, body []byte) error {
+	req := t.req
+	from := sip.FromHeader{Address: s.dua.ContactHDR.Address, Params: sip.NewParams()}
+	from.Params.Add("tag", sip.GenerateTagN(16))
+	req.AppendHeader(&from)
+	req.AppendHeader(&sip.ToHeader{Address: *req.Recipient.Clone()})
+	req.AppendHeader(sip.NewHeader("Event", mwiEvent))
+	req.AppendHeader(sip.NewHeader("Subscription-State", state))
+	req.AppendHeader(sip.NewHeader("Content-Type", mwiContentType))
+	req.SetBody(body)
+	if t.flow != "" {
+		req.SetDestination(t.flow)
+	}
+	s.fromListener(req)
+	ctx, cancel := context.WithTimeout(s.life, mwiTimeout)
+	defer cancel()
+	res, err := s.cli.Do(ctx, req)
+	if err != nil {
+		return err
+	}
+	if !res.IsSuccess() {
+		return fmt.Errorf("%d %s", res.StatusCode, res.Reason)
+	}
+	return nil
+}
+
+// readMessageSummary checks that req is a message-summary NOTIFY with a
+// body cleanline passes on, and reads whether messages wait.
+func readMessageSummary(req *sip.Request) (waiting bool, err error) {
+	ev := req.GetHeader("Event")
+	if ev == nil {
+		return false, fmt.Errorf("%w: no Event header (RFC 6665 §8.2.1)", ErrBadEvent)
+	}
+	// RFC 6665 §8.2.1: the package, then parameters (";id=...").
+	if pkg, _, _ := strings.Cut(ev.Value(), ";"); !strings.EqualFold(strings.TrimSpace(pkg), mwiEvent) {
+		return false, fmt.Errorf("%w: %q", ErrBadEvent, pkg)
+	}
+	ct := req.ContentType()
+	if ct == nil {
+		return false, fmt.Errorf("%w: no Content-Type, want %s", ErrUnsupportedMedia, mwiContentType)
+	}
+	if typ, _, _ := strings.Cut(ct.Value(), ";"); !strings.EqualFold(strings.TrimSpace(typ), mwiContentType) {
+		return false, fmt.Errorf("%w: %q, want %s", ErrUnsupportedMedia, typ, mwiContentType)
+	}
+	return parseMessageSummary(req.Body())
+}
+
+// parseMessageSummary reads the Messages-Waiting line of a summary body
+// (RFC 3842 §5.2: mandatory, "yes" or "no"), after checking it is short
+// text: what a phone will be sent must be what a phone can take.
+func parseMessageSummary(body []byte) (waiting bool, err error) {
+	switch {
+	case len(body) > mwiMaxBody:
+		return false, fmt.Errorf("%w: message summary of %d bytes, want at most %d", ErrMalformed, len(body), mwiMaxBody)
+	case !utf8.Valid(body), bytes.IndexByte(body, 0) >= 0:
+		return false, fmt.Errorf("%w: message summary is not text", ErrMalformed)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), ":")
+		if !ok || !strings.EqualFold(strings.TrimSpace(name), "Messages-Waiting") {
+			continue
+		}
+		switch v := strings.ToLower(strings.TrimSpace(value)); v {
+		case "yes", "no":
+			return v == "yes", nil
+		default:
+			return false, fmt.Errorf("%w: Messages-Waiting %q, want yes or no", ErrMalformed, v)
+		}
+	}
+	return false, fmt.Errorf("%w: message summary without Messages-Waiting (RFC 3842 §5.2)", ErrMalformed)
+}
