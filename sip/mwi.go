@@ -60,7 +60,9 @@ func (s *Server) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 		s.respondErr(req, tx, ErrUnknownLine)
 		return
 	}
-	targets := s.mwiTargets(line)
+	s.mwiSubs.setSummary(line.Name, append([]byte(nil), req.Body()...))
+	subs := s.mwiSubs.ofLine(line.Name)
+	targets := s.mwiTargets(line, subs)
 	select {
 	case s.mwiSlots <- struct{}{}:
 	default:
@@ -69,7 +71,7 @@ func (s *Server) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	s.respond(req, tx, sip.StatusOK, "OK", nil)
 	s.log.Info("voicemail indication passed to the line", zap.String("line", line.Name), zap.Bool("waiting", waiting),
-		zap.Int("phones", len(targets)))
+		zap.Int("phones", len(targets)), zap.Int("subscribed", len(subs)))
 	state := "active"
 	if h := req.GetHeader("Subscription-State"); h != nil {
 		state = h.Value()
@@ -77,6 +79,11 @@ func (s *Server) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 	body := append([]byte(nil), req.Body()...)
 	go func() {
 		defer func() { <-s.mwiSlots }()
+		for _, sub := range subs {
+			if err := s.notifySub(sub, fmt.Sprintf("active;expires=%d", max(1, int(time.Until(sub.expires).Seconds()))), body); err != nil {
+				s.log.Info("voicemail subscription's NOTIFY not taken", zap.String("line", line.Name), zap.Error(err))
+			}
+		}
 		for _, t := range targets {
 			if err := s.sendMWI(t, state, body); err != nil {
 				s.log.Info("voicemail indication not taken by a phone", zap.String("line", line.Name),
@@ -93,18 +100,26 @@ type mwiTarget struct {
 	flow string
 }
 
-// mwiTargets are the line's phones, as lineBranches rings them: its static
-// contact and each registered contact (once, when a device registered at
-// the static contact itself).
-func (s *Server) mwiTargets(line *Line) []mwiTarget {
+// mwiTargets are the line's phones that take the unsolicited NOTIFY, as
+// lineBranches rings them: its static contact and each registered contact
+// (once, when a device registered at the static contact itself), but not
+// a phone that subscribed (it has its NOTIFY in its subscription, and may
+// refuse another: baresip answers 481).
+func (s *Server) mwiTargets(line *Line, subs []*mwiSub) []mwiTarget {
+	subscribed := map[string]bool{}
+	for _, sub := range subs {
+		subscribed[sub.flow] = true
+	}
 	var out []mwiTarget
 	static := ""
 	if line.Contact != "" {
 		static = contactKey(line.contact)
-		out = append(out, mwiTarget{req: sip.NewRequest(sip.NOTIFY, *line.contact.Clone())})
+		if !subscribed[line.contact.HostPort()] {
+			out = append(out, mwiTarget{req: sip.NewRequest(sip.NOTIFY, *line.contact.Clone())})
+		}
 	}
 	for _, b := range s.binds.line(line.Name) {
-		if !b.viaFlow() && contactKey(b.uri) == static {
+		if !b.viaFlow() && contactKey(b.uri) == static || subscribed[b.Flow.String()] {
 			continue
 		}
 		t := mwiTarget{req: sip.NewRequest(sip.NOTIFY, b.target())}
@@ -147,13 +162,8 @@ func (s *Server) sendMWI(t mwiTarget, state string, body []byte) error {
 // readMessageSummary checks that req is a message-summary NOTIFY with a
 // body cleanline passes on, and reads whether messages wait.
 func readMessageSummary(req *sip.Request) (waiting bool, err error) {
-	ev := req.GetHeader("Event")
-	if ev == nil {
-		return false, fmt.Errorf("%w: no Event header (RFC 6665 §8.2.1)", ErrBadEvent)
-	}
-	// RFC 6665 §8.2.1: the package, then parameters (";id=...").
-	if pkg, _, _ := strings.Cut(ev.Value(), ";"); !strings.EqualFold(strings.TrimSpace(pkg), mwiEvent) {
-		return false, fmt.Errorf("%w: %q", ErrBadEvent, pkg)
+	if err := mwiEventOK(req.GetHeader("Event")); err != nil {
+		return false, err
 	}
 	ct := req.ContentType()
 	if ct == nil {
@@ -163,6 +173,13 @@ func readMessageSummary(req *sip.Request) (waiting bool, err error) {
 		return false, fmt.Errorf("%w: %q, want %s", ErrUnsupportedMedia, typ, mwiContentType)
 	}
 	return parseMessageSummary(req.Body())
+}
+
+// eventPackage is an Event header value's package (RFC 6665 §8.2.1: the
+// package, then parameters such as ";id=").
+func eventPackage(v string) string {
+	pkg, _, _ := strings.Cut(v, ";")
+	return strings.ToLower(strings.TrimSpace(pkg))
 }
 
 // parseMessageSummary reads the Messages-Waiting line of a summary body

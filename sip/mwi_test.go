@@ -3,6 +3,7 @@ package sip
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -173,4 +174,116 @@ func FuzzMessageSummary(f *testing.F) {
 			t.Fatalf("accepted %q without a Messages-Waiting line", body)
 		}
 	})
+}
+
+// subscribe is the line phone's message-summary SUBSCRIBE to cleanline for
+// expires seconds; callID, fromTag and toTag (a refresh) may be empty.
+func (e *env) subscribe(p *siptest.Phone, event string, expires int, callID, fromTag, toTag string, cseq uint32) (*sip.Response, error) {
+	dst := e.s.Addr("udp")
+	aor := sip.Uri{Scheme: "sip", User: lineNumber, Host: dst.Addr().String(), Port: int(dst.Port())}
+	req := sip.NewRequest(sip.SUBSCRIBE, aor)
+	req.AppendHeader(sip.NewHeader("Event", event))
+	req.AppendHeader(sip.NewHeader("Expires", fmt.Sprint(expires)))
+	req.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "landline", Host: p.IP.String(), Port: int(p.Addr.Port())}})
+	if callID != "" {
+		from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "landline", Host: p.IP.String()}, Params: sip.NewParams()}
+		from.Params.Add("tag", fromTag)
+		to := &sip.ToHeader{Address: aor, Params: sip.NewParams()}
+		to.Params.Add("tag", toTag)
+		cid := sip.CallIDHeader(callID)
+		req.AppendHeader(from)
+		req.AppendHeader(to)
+		req.AppendHeader(&cid)
+		req.AppendHeader(&sip.CSeqHeader{SeqNo: cseq, MethodName: sip.SUBSCRIBE})
+	}
+	return p.Do(ctxT(e.t, 5*time.Second), req)
+}
+
+// A phone that subscribes (RFC 6665; baresip's mwi module does, and
+// answers an unsolicited NOTIFY 481) gets the current summary at once in
+// its subscription's dialog, then the provider's in that dialog (CSeq
+// rising) and no unsolicited one; unsubscribing (Expires: 0) gets a last
+// NOTIFY, terminated. A subscription shorter than 60 s gets 423 with
+// Min-Expires, another event 489, a trunk or a stranger 403, and a refresh
+// of a subscription that does not exist 481.
+func TestMWISubscription(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t, 10*time.Second)
+	res, err := e.subscribe(e.line, "message-summary", 600, "", "", "", 0)
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("SUBSCRIBE: %v, %v; want 200", res, err)
+	}
+	ourTag, _ := res.To().Params.Get("tag")
+	theirTag, _ := res.From().Params.Get("tag")
+	callID := res.CallID().Value()
+	if exp := res.GetHeader("Expires"); exp == nil || exp.Value() != "600" || ourTag == "" || res.Contact() == nil {
+		t.Fatalf("200 without Expires 600, a To tag or a Contact: %v", res)
+	}
+	inDialog := func(n int, state, body string) *sip.Request {
+		t.Helper()
+		if err := e.line.WaitRequests(ctx, sip.NOTIFY, n); err != nil {
+			t.Fatalf("NOTIFY %d: %v", n, err)
+		}
+		var notifies []*sip.Request
+		for _, r := range e.line.Requests() {
+			if r.Method == sip.NOTIFY {
+				notifies = append(notifies, r)
+			}
+		}
+		if len(notifies) != n {
+			t.Fatalf("%d NOTIFYs, want %d: one unsolicited besides the subscription's?", len(notifies), n)
+		}
+		r := notifies[n-1]
+		from, _ := r.From().Params.Get("tag")
+		to, _ := r.To().Params.Get("tag")
+		if r.CallID().Value() != callID || from != ourTag || to != theirTag {
+			t.Errorf("NOTIFY %d outside the dialog: Call-ID %s tags %s/%s; want %s %s/%s", n, r.CallID().Value(), from, to, callID, ourTag, theirTag)
+		}
+		if st := r.GetHeader("Subscription-State"); st == nil || !strings.HasPrefix(st.Value(), state) {
+			t.Errorf("NOTIFY %d: Subscription-State %v, want %s", n, st, state)
+		}
+		if !strings.Contains(string(r.Body()), body) {
+			t.Errorf("NOTIFY %d: body %q, want %q", n, r.Body(), body)
+		}
+		if n > 1 && r.CSeq().SeqNo != notifies[n-2].CSeq().SeqNo+1 {
+			t.Errorf("NOTIFY CSeq %d after %d", r.CSeq().SeqNo, notifies[n-2].CSeq().SeqNo)
+		}
+		return r
+	}
+	inDialog(1, "active;expires=", "Messages-Waiting: no")
+
+	if res, err := e.trunk.Do(ctx, e.mwiNotify(lineNumber, "message-summary", mwiContentType, mwiBody)); err != nil || res.StatusCode != 200 {
+		t.Fatalf("the provider's NOTIFY: %v, %v", res, err)
+	}
+	inDialog(2, "active;expires=", "Voice-Message: 2/8 (0/0)")
+
+	res, err = e.subscribe(e.line, "message-summary", 0, callID, theirTag, ourTag, res.CSeq().SeqNo+100)
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("unsubscribe: %v, %v; want 200", res, err)
+	}
+	inDialog(3, "terminated", "Voice-Message: 2/8 (0/0)")
+	if res, err := e.subscribe(e.line, "message-summary", 600, callID, theirTag, ourTag, 1000); err != nil || res.StatusCode != 481 {
+		t.Errorf("refreshing the ended subscription: %v, %v; want 481", res, err)
+	}
+
+	for _, c := range []struct {
+		name   string
+		p      *siptest.Phone
+		event  string
+		exp    int
+		status int
+	}{
+		{"10 s", e.line, "message-summary", 10, 423},
+		{"presence", e.line, "presence", 600, 489},
+		{"from the trunk", e.trunk, "message-summary", 600, 403},
+		{"from a stranger", siptest.NewPhone(t, ipStranger), "message-summary", 600, 403},
+	} {
+		res, err := e.subscribe(c.p, c.event, c.exp, "", "", "", 0)
+		if err != nil || res.StatusCode != c.status {
+			t.Errorf("%s: %v, %v; want %d", c.name, res, err, c.status)
+		}
+		if c.status == 423 && (res.GetHeader("Min-Expires") == nil || res.GetHeader("Min-Expires").Value() != "60") {
+			t.Errorf("423 without Min-Expires: 60")
+		}
+	}
 }

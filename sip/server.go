@@ -92,6 +92,7 @@ type Server struct {
 	life       context.Context
 	endLife    context.CancelCauseFunc
 	mwiSlots   chan struct{} // voicemail indications being passed on (mwi.go)
+	mwiSubs    *mwiSubs      // the lines' phones' subscriptions to them (mwisub.go)
 	straggling atomic.Int64
 
 	unrecorded atomic.Int64 // calls begun whose record is not written yet
@@ -133,6 +134,7 @@ func NewServer(cfg Config, sc *screening.Screener, log *zap.Logger, opts ...Opti
 	s.binds = newBindings(cfg.Registrar.BindingsFile, log.Named("registrar"))
 	s.life, s.endLife = context.WithCancelCause(context.Background())
 	s.mwiSlots = make(chan struct{}, mwiInFlight)
+	s.mwiSubs = newMWISubs()
 	s.up = newUpstreams(s)
 	for _, o := range opts {
 		o(s)
@@ -203,7 +205,8 @@ func NewServer(cfg Config, sc *screening.Screener, log *zap.Logger, opts ...Opti
 	s.srv.OnPrack(s.guard(s.onPrack))
 	s.srv.OnRegister(s.guard(s.onRegister))
 	s.srv.OnNotify(s.guard(s.onNotify))
-	// SUBSCRIBE, MESSAGE, PUBLISH...: 405 to trunks and lines
+	s.srv.OnSubscribe(s.guard(s.onSubscribe))
+	// MESSAGE, PUBLISH...: 405 to trunks and lines
 	// (RFC 3261 §8.2.1), 403 to strangers like everything else.
 	s.srv.OnNoRoute(s.guard(s.onOther))
 	// Last, so that no error return above leaks its goroutines. One shared
