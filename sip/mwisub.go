@@ -196,8 +196,11 @@ func (t *mwiSubs) subscribe(req *sip.Request, line *Line, event string, expires 
 		return sub, nil
 	}
 	n := 0
-	for _, sub := range t.m {
-		if sub.line == line.Name && time.Now().Before(sub.expires) {
+	for k, sub := range t.m {
+		switch {
+		case time.Now().After(sub.expires):
+			delete(t.m, k) // lapsed: a phone that resubscribes anew must not grow the map
+		case sub.line == line.Name:
 			n++
 		}
 	}
