@@ -131,32 +131,39 @@ func (s *Server) mwiTargets(line *Line, subs []*mwiSub) []mwiTarget {
 	return out
 }
 
-// sendMWI sends one phone the NOTIFY (RFC 3842 §4, RFC 6665 §8.1.2: Event
-// and Subscription-State) and waits for its answer.
+// sendMWI sends one phone the unsolicited NOTIFY and waits for its answer.
 func (s *Server) sendMWI(t mwiTarget, state string, body []byte) error {
 	req := t.req
 	from := sip.FromHeader{Address: s.dua.ContactHDR.Address, Params: sip.NewParams()}
 	from.Params.Add("tag", sip.GenerateTagN(16))
 	req.AppendHeader(&from)
 	req.AppendHeader(&sip.ToHeader{Address: *req.Recipient.Clone()})
-	req.AppendHeader(sip.NewHeader("Event", mwiEvent))
+	_, err := s.notify(req, mwiEvent, state, body, t.flow)
+	return err
+}
+
+// notify completes req, a NOTIFY (RFC 3842 §4, RFC 6665 §8.1.2: Event
+// and Subscription-State, the summary), sends it from our listener, to
+// dest when set, and waits for the phone's answer: an error unless 2xx.
+func (s *Server) notify(req *sip.Request, event, state string, body []byte, dest string) (*sip.Response, error) {
+	req.AppendHeader(sip.NewHeader("Event", event))
 	req.AppendHeader(sip.NewHeader("Subscription-State", state))
 	req.AppendHeader(sip.NewHeader("Content-Type", mwiContentType))
 	req.SetBody(body)
-	if t.flow != "" {
-		req.SetDestination(t.flow)
+	if dest != "" {
+		req.SetDestination(dest)
 	}
 	s.fromListener(req)
 	ctx, cancel := context.WithTimeout(s.life, mwiTimeout)
 	defer cancel()
 	res, err := s.cli.Do(ctx, req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if !res.IsSuccess() {
-		return fmt.Errorf("%d %s", res.StatusCode, res.Reason)
+		return res, fmt.Errorf("%d %s", res.StatusCode, res.Reason)
 	}
-	return nil
+	return res, nil
 }
 
 // readMessageSummary checks that req is a message-summary NOTIFY with a

@@ -1,7 +1,6 @@
 package sip
 
 import (
-	"context"
 	"fmt"
 	"strconv"
 	"sync"
@@ -234,24 +233,10 @@ func (s *Server) notifySub(sub *mwiSub, state string, body []byte) error {
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: sub.cseq, MethodName: sip.NOTIFY})
 	ct := s.contact(sub.transport)
 	req.AppendHeader(&ct)
-	req.AppendHeader(sip.NewHeader("Event", sub.event))
-	req.AppendHeader(sip.NewHeader("Subscription-State", state))
-	req.AppendHeader(sip.NewHeader("Content-Type", mwiContentType))
-	req.SetBody(body)
 	req.SetTransport(sub.transport)
-	req.SetDestination(sub.flow)
-	s.fromListener(req)
-	ctx, cancel := context.WithTimeout(s.life, mwiTimeout)
-	defer cancel()
-	res, err := s.cli.Do(ctx, req)
-	if err != nil {
-		return err
-	}
-	if res.StatusCode == sip.StatusCallTransactionDoesNotExists {
+	res, err := s.notify(req, sub.event, state, body, sub.flow)
+	if res != nil && res.StatusCode == sip.StatusCallTransactionDoesNotExists {
 		s.mwiSubs.drop(sub)
 	}
-	if !res.IsSuccess() {
-		return fmt.Errorf("%d %s", res.StatusCode, res.Reason)
-	}
-	return nil
+	return err
 }
