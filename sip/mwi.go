@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -114,7 +116,8 @@ func (s *Server) mwiTargets(line *Line, subs []*mwiSub) []mwiTarget {
 	static := ""
 	if line.Contact != "" {
 		static = contactKey(line.contact)
-		if !subscribed[line.contact.HostPort()] {
+		// As a flow is written: host:port, the default port filled in.
+		if !subscribed[net.JoinHostPort(line.contact.Host, strconv.Itoa(int(contactPort(line.contact))))] {
 			out = append(out, mwiTarget{req: sip.NewRequest(sip.NOTIFY, *line.contact.Clone())})
 		}
 	}
