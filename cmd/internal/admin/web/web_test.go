@@ -138,13 +138,19 @@ func TestFormsNeedTheirSessionToken(t *testing.T) {
 	if csrf == otherCSRF {
 		t.Fatal("two sessions have the same form token")
 	}
+	// One character changed; "x"+csrf[1:] was the token itself whenever
+	// the random token began with x (1 run in 64).
+	wrong := "x" + csrf[1:]
+	if csrf[0] == 'x' {
+		wrong = "y" + csrf[1:]
+	}
 	for name, c := range map[string]struct {
 		form   url.Values
 		header map[string]string
 		status int
 	}{
 		"no token":              {url.Values{"number": {"020 7946 0111"}}, nil, http.StatusForbidden},
-		"wrong token":           {url.Values{"number": {"020 7946 0111"}, "csrf": {"x" + csrf[1:]}}, nil, http.StatusForbidden},
+		"wrong token":           {url.Values{"number": {"020 7946 0111"}, "csrf": {wrong}}, nil, http.StatusForbidden},
 		"another session's":     {url.Values{"number": {"020 7946 0111"}, "csrf": {otherCSRF}}, nil, http.StatusForbidden},
 		"cross-site, its token": {url.Values{"number": {"020 7946 0111"}, "csrf": {csrf}}, map[string]string{"Sec-Fetch-Site": "cross-site"}, http.StatusForbidden},
 		"other origin":          {url.Values{"number": {"020 7946 0111"}, "csrf": {csrf}}, map[string]string{"Origin": "http://evil.example"}, http.StatusForbidden},
