@@ -69,8 +69,9 @@ type call struct {
 	trunk *Trunk
 	log   *zap.Logger
 
-	in   *sipgo.DialogServerSession
-	inTx sip.ServerTransaction // in's INVITE transaction: refuse answers on it
+	in     *sipgo.DialogServerSession
+	inTx   sip.ServerTransaction // in's INVITE transaction: refuse answers on it
+	inFace *face                 // what in's peer is told (face.go)
 	m    *callMedia
 
 	ctx    context.Context // ends at teardown
@@ -98,6 +99,7 @@ type call struct {
 
 	mu       sync.Mutex
 	out      *sipgo.DialogClientSession
+	outFace  *face // what out's peer is told: the face of the branch that won
 	ringing  bool   // INVITEs to the far side are out, none answered yet
 	device   string // the registered device on the line's leg (it answered, or placed the call); "" for the static contact
 	devNAT   bool   // that device is behind NAT: its media comes from its signalling's IP (callmedia.go)
@@ -160,8 +162,8 @@ func newCallID() string {
 
 // newCall registers a call without media: the received dialog stays
 // unbound, so no in-dialog request can reach it, until attachMedia.
-func (s *Server) newCall(rt *routing, dir direction, line *Line, trunk *Trunk, in *sipgo.DialogServerSession, tx sip.ServerTransaction) *call {
-	c := &call{s: s, rt: rt, id: newCallID(), dir: dir, line: line, trunk: trunk, in: in, inTx: tx, start: time.Now()}
+func (s *Server) newCall(rt *routing, dir direction, line *Line, trunk *Trunk, in *sipgo.DialogServerSession, tx sip.ServerTransaction, f *face) *call {
+	c := &call{s: s, rt: rt, id: newCallID(), dir: dir, line: line, trunk: trunk, in: in, inTx: tx, inFace: f, start: time.Now()}
 	c.refresh = [2]chan *sessionTimer{make(chan *sessionTimer, 1), make(chan *sessionTimer, 1)}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	fields := []zap.Field{zap.String("call", c.id), zap.String("dir", dir.String()), zap.String("line", line.Name)}
@@ -221,12 +223,27 @@ func (c *call) outSide() side {
 	return sideLine
 }
 
-// setOut records the dialled dialog; false if the call already ended.
-func (c *call) setOut(out *sipgo.DialogClientSession) bool {
+// setOut records the dialled dialog and its face; false if the call
+// already ended.
+func (c *call) setOut(out *sipgo.DialogClientSession, f *face) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.out = out
+	c.out, c.outFace = out, f
 	return !c.ended
+}
+
+// face is what sd's peer is told: a dialog stays on the face it began on.
+// Before the far side answers, the local face.
+func (c *call) face(sd side) *face {
+	if sd == c.inSide() {
+		return c.inFace
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.outFace == nil {
+		return c.s.local
+	}
+	return c.outFace
 }
 
 // setDevice records the registered device on the line's leg.

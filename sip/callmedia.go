@@ -37,7 +37,7 @@ func (s *Server) newCallMedia(c *call) (*callMedia, error) {
 	r, err := media.NewRelay(media.RelayConfig{
 		Pool:        s.ports,
 		BindIP:      s.bindIP,
-		AdvertiseIP: s.advIP,
+		AdvertiseIP: s.local.media,
 		Inactivity:  max(s.timers().MediaInactivity, 0),
 		OnInactive:  func(media.Side) { c.end(outcomeMediaInactive, sideNone) },
 		OnForeign:   s.metrics.foreignMedia, // per packet of a flood: an atomic add
@@ -101,10 +101,16 @@ func (m *callMedia) setRemote(sd side, si *media.SessionInfo, from origin) {
 	m.leg(sd).SetRemoteSDP(si)
 }
 
-// answer applies an offer from sd's peer and writes our answer. The first
+// at is where sd's peer reaches the leg: adv, the media address of the face
+// that peer is told (face.go), and the leg's port.
+func (m *callMedia) at(sd side, adv netip.Addr) netip.AddrPort {
+	return netip.AddrPortFrom(adv, m.leg(sd).LocalAddr().Port())
+}
+
+// answer applies an offer from sd's peer and writes our answer, at adv. The first
 // answer of a call picks the codec; later ones (re-INVITE, UPDATE) must keep
 // it, because the other leg was offered only that codec.
-func (m *callMedia) answer(sd side, offer []byte, from origin) ([]byte, error) {
+func (m *callMedia) answer(sd side, offer []byte, from origin, adv netip.Addr) ([]byte, error) {
 	si, err := media.ParseSDP(offer)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNotAcceptable, err)
@@ -115,7 +121,7 @@ func (m *callMedia) answer(sd side, offer []byte, from origin) ([]byte, error) {
 		supported = []media.Codec{m.codec}
 	}
 	m.mu.Unlock()
-	body, neg, err := m.sdp[sd.media()].Answer(si, m.leg(sd).LocalAddr(), supported)
+	body, neg, err := m.sdp[sd.media()].Answer(si, m.at(sd, adv), supported)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNotAcceptable, err)
 	}
@@ -131,15 +137,16 @@ func (m *callMedia) answer(sd side, offer []byte, from origin) ([]byte, error) {
 	return body, nil
 }
 
-// offer writes our offer to sd's peer: the call's codec and telephone-event.
-func (m *callMedia) offer(sd side) ([]byte, error) {
+// offer writes our offer to sd's peer, at adv: the call's codec and
+// telephone-event.
+func (m *callMedia) offer(sd side, adv netip.Addr) ([]byte, error) {
 	m.mu.Lock()
 	codec := m.codec
 	m.mu.Unlock()
 	if codec.Name == "" {
 		return nil, fmt.Errorf("%w: no codec agreed yet", ErrNotAcceptable)
 	}
-	return m.sdp[sd.media()].Offer(m.leg(sd).LocalAddr(), media.SendRecv, codec, media.CodecTelephoneEvent)
+	return m.sdp[sd.media()].Offer(m.at(sd, adv), media.SendRecv, codec, media.CodecTelephoneEvent)
 }
 
 // applyAnswer applies sd's peer's answer to our offer.

@@ -22,6 +22,11 @@ type Config struct {
 	// Advertise is the host put in our Via and Contact headers; default: the
 	// first listener's IP (which must then not be 0.0.0.0).
 	Advertise string `yaml:"advertise"`
+	// External is how peers outside the box's own networks reach it, when
+	// that is not advertise: a router forwarding ports to the box, or a
+	// second interface towards the provider (face.go). Unset: every peer
+	// is told advertise and media.advertise.
+	External ExternalConfig `yaml:"external"`
 	// UserAgent is the User-Agent/Server header value. Default "cleanline".
 	UserAgent string `yaml:"user_agent"`
 	// Trunks are the providers whose INVITEs are screened. An INVITE from
@@ -47,6 +52,28 @@ type Config struct {
 	// can watch a session expire in seconds. Not configurable from YAML.
 	minSEFloor time.Duration
 }
+
+// ExternalConfig is the box's address as seen from outside its local
+// networks (what Asterisk calls external_signaling_address and local_net).
+type ExternalConfig struct {
+	// Advertise is the host put in our Via and Contact for a peer outside
+	// LocalNets, e.g. the router's public address. Empty: no external face.
+	Advertise string `yaml:"advertise"`
+	// Media is the IP put in SDP for such a peer; default Advertise, which
+	// must then be an IP.
+	Media string `yaml:"media"`
+	// LocalNets are the networks (CIDR) whose peers are told sip.advertise
+	// and media.advertise; every other peer, and one named by a host name,
+	// is external. Default: loopback, the private ranges (RFC 1918, IPv6
+	// unique local) and link-local.
+	LocalNets []string `yaml:"local_nets"`
+
+	localNets []netip.Prefix
+	media     netip.Addr
+}
+
+// defaultLocalNets are the networks a box's LAN peers are in.
+var defaultLocalNets = []string{"127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "::1/128", "fc00::/7", "fe80::/10"}
 
 // Listener is one SIP socket.
 type Listener struct {
@@ -291,6 +318,43 @@ func (c *Config) Defaults() {
 	}
 }
 
+func (x *ExternalConfig) validate() error {
+	if x.Advertise == "" {
+		if x.Media != "" || len(x.LocalNets) > 0 {
+			return cfgErr("sip.external.advertise", "empty while sip.external has media or local_nets: say which address outside peers reach us on")
+		}
+		return nil
+	}
+	if _, err := netip.ParseAddr(x.Advertise); err != nil && strings.ContainsAny(x.Advertise, " :;<>@[]") {
+		return cfgErr("sip.external.advertise", "%q: want a host name or IPv4 address, without port", x.Advertise)
+	}
+	m := x.Media
+	if m == "" {
+		m = x.Advertise
+	}
+	a, err := netip.ParseAddr(m)
+	if err != nil {
+		if x.Media == "" {
+			return cfgErr("sip.external.media", "empty while sip.external.advertise %q is not an IP: say which IP outside peers send media to", x.Advertise)
+		}
+		return cfgErr("sip.external.media", "%q: want an IP address", x.Media)
+	}
+	x.media = a
+	nets := x.LocalNets
+	if len(nets) == 0 {
+		nets = defaultLocalNets
+	}
+	x.localNets = x.localNets[:0]
+	for i, n := range nets {
+		p, err := netip.ParsePrefix(n)
+		if err != nil {
+			return cfgErr(fmt.Sprintf("sip.external.local_nets[%d]", i), "%q: want a network in CIDR form, e.g. 192.168.1.0/24", n)
+		}
+		x.localNets = append(x.localNets, p.Masked())
+	}
+	return nil
+}
+
 func cfgErr(key, format string, a ...any) error {
 	return fmt.Errorf("%w: %s: %s", ErrConfig, key, fmt.Sprintf(format, a...))
 }
@@ -319,6 +383,9 @@ func (c *Config) Validate() error {
 		if ap.Addr().IsUnspecified() {
 			return cfgErr("sip.advertise", "empty while sip.listen[0] is %s: say which address peers reach us on", c.Listen[0].Addr)
 		}
+	}
+	if err := c.External.validate(); err != nil {
+		return err
 	}
 	if len(c.Trunks) == 0 {
 		return cfgErr("sip.trunks", "none configured: every INVITE would be refused")

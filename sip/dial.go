@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 
 	"github.com/emiago/sipgo"
@@ -19,11 +20,11 @@ import (
 // and taking the first answer is fork.go's.
 
 // newInvite builds an INVITE of a new dialog to target, from user (with a
-// display name) at our host: our own Call-ID, tags and CSeq, our Contact for
-// its transport, our session-timer offer and SDP.
-func (s *Server) newInvite(target sip.Uri, display, user string, offer []byte) *sip.Request {
+// display name): our own Call-ID, tags and CSeq, our session-timer offer.
+// sealInvite completes it once its first hop is set.
+func (s *Server) newInvite(target sip.Uri, display, user string) *sip.Request {
 	out := sip.NewRequest(sip.INVITE, target)
-	from := sip.FromHeader{DisplayName: display, Address: sip.Uri{Scheme: "sip", User: user, Host: s.host}}
+	from := sip.FromHeader{DisplayName: display, Address: sip.Uri{Scheme: "sip", User: user}}
 	from.Params = sip.NewParams()
 	from.Params.Add("tag", sip.GenerateTagN(16))
 	out.AppendHeader(&from)
@@ -32,14 +33,30 @@ func (s *Server) newInvite(target sip.Uri, display, user string, offer []byte) *
 	if tr, ok := target.UriParams.Get("transport"); ok && tr != "" {
 		out.SetTransport(strings.ToUpper(tr))
 	}
-	ct := s.contact(out.Transport())
-	out.AppendHeader(&ct)
 	out.AppendHeader(sip.NewHeader("Allow", allowMethods))
 	s.timerOffer(out)
-	out.AppendHeader(sdpType())
-	out.SetBody(offer)
-	s.fromListener(out)
 	return out
+}
+
+// sealInvite completes out, whose first hop (destination, Route,
+// transport) is now set, for the face that hop is told: our host in From
+// (unless set), our Contact for its transport, and offer's SDP at the
+// face's media address. It returns that face, which the dialog keeps.
+func (s *Server) sealInvite(out *sip.Request, offer func(adv netip.Addr) ([]byte, error)) (*face, error) {
+	f := s.faceTo(out)
+	body, err := offer(f.media)
+	if err != nil {
+		return nil, err
+	}
+	if from := out.From(); from.Address.Host == "" {
+		from.Address.Host = f.host
+	}
+	ct := f.contact(out.Transport())
+	out.AppendHeader(&ct)
+	out.AppendHeader(sdpType())
+	out.SetBody(body)
+	s.fromListener(out)
+	return f, nil
 }
 
 // farFailed maps the far side's refusal (or silence) back to the caller.
@@ -72,7 +89,7 @@ func (c *call) farFailed(err error, ringCtx context.Context) {
 // sipgo's default is the UDP one, and a caller may send in-dialog requests
 // to a provisional response's Contact (RFC 3261 §12.1.2).
 func (c *call) provisional(code int, reason string, body []byte, hdrs ...sip.Header) error {
-	ct := c.s.contact(c.in.InviteRequest.Transport())
+	ct := c.inFace.contact(c.in.InviteRequest.Transport())
 	return c.in.Respond(code, reason, body, append(hdrs, &ct)...)
 }
 
@@ -82,7 +99,7 @@ func (c *call) provisional(code int, reason string, body []byte, hdrs ...sip.Hea
 // call that ended meanwhile hangs that leg up itself.
 func (c *call) answerCaller(body []byte, timer *sessionTimer) (up, acked bool) {
 	res := sip.NewSDPResponseFromRequest(c.in.InviteRequest, body)
-	ct := c.s.contact(c.in.InviteRequest.Transport())
+	ct := c.inFace.contact(c.in.InviteRequest.Transport())
 	res.AppendHeader(&ct)
 	timer.addHeaders(res)
 	c.s.reg.awaitAck(c)

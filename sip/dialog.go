@@ -222,19 +222,19 @@ func (s *Server) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
 	var body []byte
 	if len(req.Body()) > 0 {
 		var err error
-		if body, err = c.m.answer(sd, req.Body(), c.originOf(sd, req.Source())); err != nil {
+		if body, err = c.m.answer(sd, req.Body(), c.originOf(sd, req.Source()), c.face(sd).media); err != nil {
 			c.log.Info("re-INVITE refused", zap.Error(err))
 			s.respondErr(req, tx, err)
 			return
 		}
-	} else if body, _ = c.m.offer(sd); body == nil {
+	} else if body, _ = c.m.offer(sd, c.face(sd).media); body == nil {
 		s.respondErr(req, tx, ErrNotAcceptable)
 		return
 	}
 	c.refreshed(sd, t)
 	hdrs := []sip.Header{sdpType(), sip.NewHeader("Allow", allowMethods)}
 	hdrs = append(hdrs, s.refreshHeaders(e, req)...)
-	ct := s.contact(req.Transport())
+	ct := c.face(sd).contact(req.Transport())
 	hdrs = append(hdrs, &ct)
 	s.respond(req, tx, sip.StatusOK, "OK", body, hdrs...)
 }
@@ -262,7 +262,7 @@ func (s *Server) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
 	hdrs := []sip.Header{}
 	if len(req.Body()) > 0 {
 		var err error
-		if body, err = c.m.answer(sd, req.Body(), c.originOf(sd, req.Source())); err != nil {
+		if body, err = c.m.answer(sd, req.Body(), c.originOf(sd, req.Source()), c.face(sd).media); err != nil {
 			s.respondErr(req, tx, err)
 			return
 		}
@@ -270,7 +270,7 @@ func (s *Server) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	c.refreshed(sd, t)
 	hdrs = append(hdrs, s.refreshHeaders(e, req)...)
-	ct := s.contact(req.Transport())
+	ct := c.face(sd).contact(req.Transport())
 	hdrs = append(hdrs, &ct)
 	s.respond(req, tx, sip.StatusOK, "OK", body, hdrs...)
 }

@@ -26,8 +26,9 @@ import (
 
 // branch is one INVITE of a fork.
 type branch struct {
-	req *sip.Request
-	dua *sipgo.DialogUA // natDUA for a device reached through its flow
+	req  *sip.Request
+	face *face           // what this branch's peer is told
+	dua  *sipgo.DialogUA // the face's: natDUA for a device reached through its flow, upDua for a provider we register at
 	// nat: this peer's media comes through NAT (the line's or trunk's nat,
 	// or the device's registration from behind NAT).
 	nat    bool
@@ -50,32 +51,53 @@ type fork struct {
 	decided, early, rang bool
 }
 
-// lineBranches are the INVITEs that ring c's line with offer: its static
-// contact, and each of its devices' registered contacts (a device whose
-// registration came from behind NAT, or over TCP or TLS, through the
-// address it came from: symmetric signalling, RFC 3581 §4 and RFC 5626's
-// flow). A device registered at the static contact itself rings once.
-func (s *Server) lineBranches(c *call, req *sip.Request, offer []byte, binds []binding) []*branch {
+// lineBranches are the INVITEs that ring c's line: its static contact, and
+// each of its devices' registered contacts (a device whose registration
+// came from behind NAT, or over TCP or TLS, through the address it came
+// from: symmetric signalling, RFC 3581 §4 and RFC 5626's flow). A device
+// registered at the static contact itself rings once. Each offers the
+// line's leg at its face's address (one offer per face).
+func (s *Server) lineBranches(c *call, req *sip.Request, binds []binding) ([]*branch, error) {
+	offers := map[netip.Addr][]byte{}
+	offer := func(adv netip.Addr) ([]byte, error) {
+		if b, ok := offers[adv]; ok {
+			return b, nil
+		}
+		b, err := c.m.offer(sideLine, adv)
+		offers[adv] = b
+		return b, err
+	}
 	var out []*branch
 	static := ""
 	if c.line.Contact != "" {
 		static = contactKey(c.line.contact)
-		out = append(out, &branch{req: s.lineInvite(c, req, offer, *c.line.contact.Clone()), dua: s.dua, nat: c.line.NAT})
+		r := s.lineInvite(c, req, *c.line.contact.Clone())
+		f, err := s.sealInvite(r, offer)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, &branch{req: r, face: f, dua: f.dua, nat: c.line.NAT})
 	}
 	for _, b := range binds {
 		if !b.viaFlow() && contactKey(b.uri) == static {
 			continue
 		}
-		r := s.lineInvite(c, req, offer, b.target())
-		dua := s.dua
+		r := s.lineInvite(c, req, b.target())
 		if b.viaFlow() {
 			r.SetDestination(b.Flow.String())
-			dua = s.natDUA
+		}
+		f, err := s.sealInvite(r, offer)
+		if err != nil {
+			return nil, err
+		}
+		dua := f.dua
+		if b.viaFlow() {
+			dua = f.natDUA
 		}
 		nat := b.behindNAT()
-		out = append(out, &branch{req: r, dua: dua, nat: c.line.NAT || nat, device: b.Device, devNAT: nat})
+		out = append(out, &branch{req: r, face: f, dua: dua, nat: c.line.NAT || nat, device: b.Device, devNAT: nat})
 	}
-	return out
+	return out, nil
 }
 
 // dial sends every branch's INVITE to the far side, relays their progress
@@ -131,7 +153,7 @@ func (c *call) dial(branches []*branch, inAnswer []byte, warn bool) {
 	}
 	f.abandon(sent, w, true)
 	out := w.out
-	if !c.setOut(out) {
+	if !c.setOut(out, w.face) {
 		// Ended as it was answered: that answer is ACKed and hung up.
 		w.p.abandon()
 		c.refuse(ErrShuttingDown)

@@ -61,7 +61,7 @@ func (s *Server) inbound(rt *routing, req *sip.Request, tx sip.ServerTransaction
 	if !c.attachMedia() {
 		return
 	}
-	answer, err := c.m.answer(sideTrunk, req.Body(), c.originOf(sideTrunk, req.Source()))
+	answer, err := c.m.answer(sideTrunk, req.Body(), c.originOf(sideTrunk, req.Source()), c.inFace.media)
 	if err != nil {
 		c.log.Info("offer refused", zap.Error(err))
 		c.fail(outcomeError, sideNone, err)
@@ -114,12 +114,12 @@ func (c *call) ring(req *sip.Request, trunkAnswer []byte, warn bool) {
 	if warn {
 		_ = c.provisional(sip.StatusRinging, "Ringing", nil)
 	}
-	offer, err := c.m.offer(sideLine)
+	branches, err := c.s.lineBranches(c, req, binds)
 	if err != nil {
 		c.fail(outcomeError, sideNone, err)
 		return
 	}
-	c.dial(c.s.lineBranches(c, req, offer, binds), trunkAnswer, warn)
+	c.dial(branches, trunkAnswer, warn)
 }
 
 // warn plays the warning to the line, which has answered, and waits for its
@@ -209,7 +209,7 @@ func (c *call) reportedEvent(number string) {
 // lineInvite builds an INVITE to the line at target from scratch: our own
 // Call-ID, tags and CSeq; of the caller's request only the identity is
 // copied, and only after it has been cut down to safe characters.
-func (s *Server) lineInvite(c *call, req *sip.Request, offer []byte, target sip.Uri) *sip.Request {
+func (s *Server) lineInvite(c *call, req *sip.Request, target sip.Uri) *sip.Request {
 	user, display := "anonymous", "Anonymous"
 	if !c.scall.Privacy {
 		if n := c.verdict.Number; n != "" {
@@ -221,5 +221,5 @@ func (s *Server) lineInvite(c *call, req *sip.Request, offer []byte, target sip.
 			display = "Warning " + display
 		}
 	}
-	return s.newInvite(target, display, user, offer)
+	return s.newInvite(target, display, user)
 }

@@ -99,7 +99,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 func (s *Server) refuseLateOffer(req *sip.Request, tx sip.ServerTransaction) {
 	s.log.Info("INVITE without SDP offer refused", zap.Stringer("source", source(req)))
 	s.respondErr(req, tx, ErrLateOffer,
-		sip.NewHeader("Warning", `399 `+s.host+` "INVITE must carry an SDP offer (late offer not supported)"`))
+		sip.NewHeader("Warning", `399 `+s.faceFrom(req).host+` "INVITE must carry an SDP offer (late offer not supported)"`))
 }
 
 // malformedInvite refuses the RFC 4475 invalid INVITEs that sipgo's parser
@@ -182,10 +182,11 @@ func (s *Server) acceptInvite(rt *routing, req *sip.Request, tx sip.ServerTransa
 		s.refuseLateOffer(req, tx)
 		return nil
 	}
-	in, err := s.dua.ReadInvite(req, tx)
+	f := s.faceFrom(req)
+	in, err := f.dua.ReadInvite(req, tx)
 	if err != nil {
 		s.respondErr(req, tx, fmt.Errorf("%w: %w", ErrMalformed, err))
 		return nil
 	}
-	return s.newCall(rt, dir, line, trunk, in, tx)
+	return s.newCall(rt, dir, line, trunk, in, tx, f)
 }

@@ -137,7 +137,10 @@ func (s *Server) mwiTargets(line *Line, subs []*mwiSub) []mwiTarget {
 // sendMWI sends one phone the unsolicited NOTIFY and waits for its answer.
 func (s *Server) sendMWI(t mwiTarget, state string, body []byte) error {
 	req := t.req
-	from := sip.FromHeader{Address: s.dua.ContactHDR.Address, Params: sip.NewParams()}
+	if t.flow != "" {
+		req.SetDestination(t.flow)
+	}
+	from := sip.FromHeader{Address: s.faceTo(req).dua.ContactHDR.Address, Params: sip.NewParams()}
 	from.Params.Add("tag", sip.GenerateTagN(16))
 	req.AppendHeader(&from)
 	req.AppendHeader(&sip.ToHeader{Address: *req.Recipient.Clone()})
@@ -159,7 +162,7 @@ func (s *Server) notify(req *sip.Request, event, state string, body []byte, dest
 	s.fromListener(req)
 	ctx, cancel := context.WithTimeout(s.life, mwiTimeout)
 	defer cancel()
-	res, err := s.cli.Do(ctx, req)
+	res, err := s.faceTo(req).cli.Do(ctx, req)
 	if err != nil {
 		return nil, err
 	}

@@ -144,7 +144,7 @@ func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 		to.Params.Add("tag", sub.ourTag)
 	}
 	res.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(int(expires.Seconds()))))
-	ct := s.contact(req.Transport())
+	ct := s.faceFrom(req).contact(req.Transport())
 	res.AppendHeader(&ct)
 	if err := tx.Respond(res); err != nil {
 		s.log.Debug("respond failed", zap.Error(err))
@@ -231,7 +231,7 @@ func (s *Server) notifySub(sub *mwiSub, state string, body []byte) error {
 	req.AppendHeader(&to)
 	req.AppendHeader(&cid)
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: sub.cseq, MethodName: sip.NOTIFY})
-	ct := s.contact(sub.transport)
+	ct := s.faceAt(sub.flow).contact(sub.transport)
 	req.AppendHeader(&ct)
 	req.SetTransport(sub.transport)
 	res, err := s.notify(req, sub.event, state, body, sub.flow)

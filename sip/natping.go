@@ -115,13 +115,14 @@ func (s *Server) natPing(b binding, timeout time.Duration) bool {
 	ctx, cancel := context.WithTimeout(s.life, timeout)
 	defer cancel()
 	req := sip.NewRequest(sip.OPTIONS, b.target())
-	from := sip.FromHeader{Address: s.dua.ContactHDR.Address, Params: sip.NewParams()}
+	req.SetTransport("UDP")
+	req.SetDestination(b.Flow.String())
+	f := s.faceTo(req)
+	from := sip.FromHeader{Address: f.dua.ContactHDR.Address, Params: sip.NewParams()}
 	from.Params.Add("tag", sip.GenerateTagN(16))
 	req.AppendHeader(&from)
 	req.AppendHeader(&sip.ToHeader{Address: b.target()})
-	req.SetTransport("UDP")
-	req.SetDestination(b.Flow.String())
 	s.fromListener(req)
-	_, err := s.cli.Do(ctx, req)
+	_, err := f.cli.Do(ctx, req)
 	return err == nil
 }

@@ -3,6 +3,7 @@ package sip
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -46,7 +47,7 @@ func (s *Server) outbound(rt *routing, req *sip.Request, tx sip.ServerTransactio
 	if !c.attachMedia() {
 		return
 	}
-	answer, err := c.m.answer(sideLine, req.Body(), c.originOf(sideLine, req.Source()))
+	answer, err := c.m.answer(sideLine, req.Body(), c.originOf(sideLine, req.Source()), c.inFace.media)
 	if err != nil {
 		c.fail(outcomeError, sideNone, err)
 		return
@@ -96,12 +97,12 @@ func (s *Server) outbound(rt *routing, req *sip.Request, tx sip.ServerTransactio
 	}
 	c.trunk = trunk
 	c.log = c.log.With(zap.String("trunk", trunk.Name))
-	offer, err := c.m.offer(sideTrunk)
+	b, err := s.trunkBranch(c)
 	if err != nil {
 		c.fail(outcomeError, sideNone, err)
 		return
 	}
-	c.dial([]*branch{{req: s.trunkInvite(c, offer), dua: s.duaFor(c), nat: trunk.NAT}}, answer, false)
+	c.dial([]*branch{b}, answer, false)
 }
 
 // reportLast reports the line's last inbound caller (the report code).
@@ -124,23 +125,35 @@ func (c *call) reportLast(answer []byte) {
 	c.feature(answer, media.PromptReported, nil)
 }
 
-// trunkInvite builds the INVITE to the trunk for a line's call: a new
-// dialog, identity from the line's configuration only.
-func (s *Server) trunkInvite(c *call, offer []byte) *sip.Request {
+// trunkBranch is the INVITE to the trunk for a line's call: a new dialog,
+// identity from the line's configuration only. Towards a provider we
+// register at, the line is the subscriber (upstream_call.go).
+func (s *Server) trunkBranch(c *call) (*branch, error) {
 	to := *c.trunk.outURI.Clone()
 	to.User = c.dialled
+	offer := func(adv netip.Addr) ([]byte, error) { return c.m.offer(sideTrunk, adv) }
 	if c.trunk.Register != nil {
-		return s.upstreamInvite(c.trunk, to, offer)
+		out := s.upstreamInvite(c.trunk, to)
+		f, err := s.sealInvite(out, offer)
+		if err != nil {
+			return nil, err
+		}
+		// Via with rport (RFC 3581), as our REGISTERs have.
+		return &branch{req: out, face: f, dua: f.upDua, nat: c.trunk.NAT}, nil
 	}
 	user := c.line.Name
 	if len(c.line.Numbers) > 0 {
 		user = c.line.Numbers[0]
 	}
 	user = safeUser(user)
-	out := s.newInvite(to, "", user, offer)
+	out := s.newInvite(to, "", user)
+	f, err := s.sealInvite(out, offer)
+	if err != nil {
+		return nil, err
+	}
 	// RFC 3325 §9.1: the line's identity, for a trunk that wants it asserted.
-	out.AppendHeader(sip.NewHeader("P-Asserted-Identity", "<sip:"+user+"@"+s.host+">"))
-	return out
+	out.AppendHeader(sip.NewHeader("P-Asserted-Identity", "<sip:"+user+"@"+f.host+">"))
+	return &branch{req: out, face: f, dua: f.dua, nat: c.trunk.NAT}, nil
 }
 
 // feature answers the line's call to a feature code, says so (event, once

@@ -41,10 +41,8 @@ type Server struct {
 	log     *zap.Logger
 	ua      *sipgo.UserAgent
 	srv     *sipgo.Server
-	cli     *sipgo.Client
-	dua     *sipgo.DialogUA
-	upCli   *sipgo.Client   // towards providers we register at: Via with rport (RFC 3581), for the NAT in between
-	upDua   *sipgo.DialogUA // the lines' calls through a registration, on upCli
+	local    *face // what every peer is told, or the LAN's when there is an external face (face.go)
+	external *face // what peers outside sip.external.local_nets are told; nil: none
 	up      *upstreams      // the trunks' registrations at their providers (upstream.go)
 	reg     *registry
 	auth    *authenticator // digest challenges of lines with credentials
@@ -55,8 +53,6 @@ type Server struct {
 	promReg prometheus.Registerer // where metrics were registered; nil: nowhere
 	events  []*eventQueue         // call events' sinks (WithEvents)
 	bindIP  netip.Addr
-	advIP   netip.Addr
-	host    string // our host in Via and Contact
 
 	// The registrar (registrar.go, bindings.go): the devices'
 	// registrations, which outlive a reload; the lockout of guessers (wrong
@@ -64,9 +60,6 @@ type Server struct {
 	// through their flow (in-dialog requests go where they answered from).
 	binds    *bindings
 	authLock *limit.Rates
-	natDUA   *sipgo.DialogUA
-
-	contacts map[string]sip.ContactHeader // "tcp", "tls" → our Contact there; set by Start
 
 	conns     *limit.Conns               // TCP and TLS connections, against sip.limits
 	rates     *limit.Rates               // strangers' requests per second, and their bans
@@ -155,26 +148,26 @@ func NewServer(cfg Config, sc *screening.Screener, log *zap.Logger, opts ...Opti
 	s.metrics.registerServer(s.promReg, s)
 	s.ports.KeepWarm(cfg.Media.WarmPorts, cfg.Media.PortRest)
 	s.bindIP = netip.MustParseAddr(cfg.Media.Bind)
-	s.host = cfg.Advertise
-	if s.host == "" {
-		s.host = netip.MustParseAddrPort(cfg.Listen[0].Addr).Addr().String()
+	host := cfg.Advertise
+	if host == "" {
+		host = netip.MustParseAddrPort(cfg.Listen[0].Addr).Addr().String()
 	}
-	s.advIP = s.bindIP
+	advIP := s.bindIP
 	switch {
 	case cfg.Media.Advertise != "":
-		s.advIP = netip.MustParseAddr(cfg.Media.Advertise)
+		advIP = netip.MustParseAddr(cfg.Media.Advertise)
 	case s.bindIP.IsUnspecified():
-		a, err := netip.ParseAddr(s.host)
+		a, err := netip.ParseAddr(host)
 		if err != nil {
-			return nil, cfgErr("sip.media.advertise", "empty while media.bind is %s and sip.advertise %q is not an IP", s.bindIP, s.host)
+			return nil, cfgErr("sip.media.advertise", "empty while media.bind is %s and sip.advertise %q is not an IP", s.bindIP, host)
 		}
-		s.advIP = a
+		advIP = a
 	}
 
 	slogger := newSlogLogger(log)
 	s.ua, err = sipgo.NewUA(
 		sipgo.WithUserAgent(cfg.UserAgent),
-		sipgo.WithUserAgentHostname(s.host),
+		sipgo.WithUserAgentHostname(host),
 		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(slogger)),
 		// Strangers over their rate are banned and dropped before parsing (flood.go).
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(slogger), sip.WithTransportLayerReadFilter(s.readFilter)),
@@ -186,13 +179,16 @@ func NewServer(cfg Config, sc *screening.Screener, log *zap.Logger, opts ...Opti
 		s.ua.Close()
 		return nil, err
 	}
-	if s.cli, err = sipgo.NewClient(s.ua, sipgo.WithClientHostname(s.host), sipgo.WithClientLogger(slogger)); err != nil {
+	if s.local, err = newFace(s.ua, "local", host, advIP, sipgo.WithClientLogger(slogger)); err != nil {
 		s.ua.Close()
 		return nil, err
 	}
-	if s.upCli, err = sipgo.NewClient(s.ua, sipgo.WithClientHostname(s.host), sipgo.WithClientLogger(slogger), sipgo.WithClientNAT()); err != nil {
-		s.ua.Close()
-		return nil, err
+	if x := cfg.External; x.Advertise != "" {
+		if s.external, err = newFace(s.ua, "external", x.Advertise, x.media, sipgo.WithClientLogger(slogger)); err != nil {
+			s.local.close()
+			s.ua.Close()
+			return nil, err
+		}
 	}
 	s.srv.OnInvite(s.guard(s.onInvite))
 	s.srv.OnAck(s.guard(s.onAck))
@@ -294,25 +290,18 @@ func (s *Server) listen() error {
 			}
 		}
 	}
-	s.dua = &sipgo.DialogUA{
-		Client:     s.cli,
-		ContactHDR: sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "cleanline", Host: s.host, Port: port}},
-	}
-	s.natDUA = &sipgo.DialogUA{Client: s.cli, ContactHDR: s.dua.ContactHDR, RewriteContact: true}
-	s.upDua = &sipgo.DialogUA{Client: s.upCli, ContactHDR: s.dua.ContactHDR}
-	s.contacts = map[string]sip.ContactHeader{}
-	for _, network := range []string{"tcp", "tls"} {
-		if ap, ok := s.addrs[network]; ok {
-			uri := sip.Uri{Scheme: "sip", User: "cleanline", Host: s.host, Port: int(ap.Port()), UriParams: sip.NewParams()}
-			uri.UriParams.Add("transport", network)
-			s.contacts[network] = sip.ContactHeader{Address: uri}
-		}
+	for _, f := range s.faces() {
+		f.listen(port, s.addrs)
 	}
 	for _, f := range serve {
 		f()
 	}
-	s.log.Info("sip listening", zap.Any("listeners", s.addrs), zap.String("advertise", s.host),
-		zap.Stringer("media", s.advIP), zap.Int("trunks", len(s.routing().cfg.Trunks)), zap.Int("lines", len(s.routing().cfg.Lines)))
+	fields := []zap.Field{zap.Any("listeners", s.addrs), zap.String("advertise", s.local.host), zap.Stringer("media", s.local.media),
+		zap.Int("trunks", len(s.routing().cfg.Trunks)), zap.Int("lines", len(s.routing().cfg.Lines))}
+	if s.external != nil {
+		fields = append(fields, zap.String("external", s.external.host), zap.Stringer("external_media", s.external.media))
+	}
+	s.log.Info("sip listening", fields...)
 	return nil
 }
 
@@ -575,14 +564,12 @@ func (s *Server) fromListener(req *sip.Request) {
 	}
 }
 
-// contact is our Contact header for a dialog on transport. A peer sends
-// its in-dialog requests (the BYE of D1) to it (RFC 3261 §12.1.1), so a
-// dialog over TCP or TLS names that listener, with its transport.
-func (s *Server) contact(transport string) sip.ContactHeader {
-	if ct, ok := s.contacts[strings.ToLower(transport)]; ok {
-		return ct
+// faces are the local face and the external one, if any.
+func (s *Server) faces() []*face {
+	if s.external == nil {
+		return []*face{s.local}
 	}
-	return s.dua.ContactHDR
+	return []*face{s.local, s.external}
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }

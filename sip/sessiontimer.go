@@ -280,10 +280,11 @@ func (c *call) refreshLeg(sd side, t *sessionTimer) (*sessionTimer, bool) {
 	req := sip.NewRequest(method, target)
 	req.AppendHeader(sip.NewHeader("Session-Expires", itoa(int(t.interval/time.Second))+";refresher=uac"))
 	req.AppendHeader(sip.NewHeader("Supported", "timer"))
-	ct := c.s.contact(tp)
+	f := c.face(sd)
+	ct := f.contact(tp)
 	req.AppendHeader(&ct)
 	if method == sip.INVITE {
-		body, err := c.m.offer(sd)
+		body, err := c.m.offer(sd, f.media)
 		if err != nil {
 			return nil, false
 		}

@@ -13,10 +13,11 @@ import (
 // provider's is answered with the subscriber's credentials, once.
 
 // upstreamInvite builds the INVITE of a line's call through t, a
-// registration, to `to` (the provider's domain, or t's outbound).
-func (s *Server) upstreamInvite(t *Trunk, to sip.Uri, offer []byte) *sip.Request {
+// registration, to `to` (the provider's domain, or t's outbound), for
+// sealInvite.
+func (s *Server) upstreamInvite(t *Trunk, to sip.Uri) *sip.Request {
 	r := t.Register
-	out := s.newInvite(to, "", r.Username, offer)
+	out := s.newInvite(to, "", r.Username)
 	// RFC 3261 §8.1.1.3: From is the subscriber's address of record, which
 	// the provider authenticates and presents. No P-Asserted-Identity:
 	// cleanline is outside the provider's trust domain (RFC 3325 §2).
@@ -26,16 +27,9 @@ func (s *Server) upstreamInvite(t *Trunk, to sip.Uri, offer []byte) *sip.Request
 	for _, v := range s.up.route(t) {
 		out.AppendHeader(sip.NewHeader("Route", v))
 	}
-	if tp := strings.ToUpper(r.transport); !strings.EqualFold(out.Transport(), tp) {
-		// The first hop's transport, and our Contact on it (the proxy's
-		// may differ from what the Request-URI says).
-		out.SetTransport(tp)
-		out.RemoveHeader("Contact")
-		ct := s.contact(tp)
-		out.AppendHeader(&ct)
-		out.Laddr = sip.Addr{}
-		s.fromListener(out)
-	}
+	// The first hop's transport (the proxy's may differ from what the
+	// Request-URI says); sealInvite gives our Contact on it.
+	out.SetTransport(strings.ToUpper(r.transport))
 	return out
 }
 
@@ -48,11 +42,3 @@ func (c *call) credentials() sipgo.AnswerOptions {
 	return sipgo.AnswerOptions{Username: c.trunk.Register.AuthUsername, Password: c.trunk.Register.password}
 }
 
-// duaFor is the dialog UA c dials with: towards a provider we register at,
-// the one whose Via asks for rport (RFC 3581), as our REGISTERs do.
-func (s *Server) duaFor(c *call) *sipgo.DialogUA {
-	if c.dir == outbound && c.trunk != nil && c.trunk.Register != nil {
-		return s.upDua
-	}
-	return s.dua
-}

@@ -115,7 +115,7 @@ func (r *upstreamReg) options(ctx context.Context) error {
 	}
 	req.SetTransport(strings.ToUpper(r.cfg.transport))
 	r.s.fromListener(req)
-	if _, err := r.s.upCli.Do(ctx, req); err != nil {
+	if _, err := r.face.upCli.Do(ctx, req); err != nil {
 		if r.ctx.Err() != nil {
 			return nil // stopping
 		}

@@ -29,6 +29,7 @@ type upstreamReg struct {
 	s      *Server
 	trunk  string
 	cfg    Register // validated; compared whole by reconcile
+	face   *face    // what the provider is told: the face of the first hop
 	log    *zap.Logger
 	ctx    context.Context // ends when the registration stops
 	cancel context.CancelFunc
@@ -62,7 +63,7 @@ const registerTimeout = 64 * 500 * time.Millisecond
 func newRegistration(u *upstreams, trunk string, cfg Register) *upstreamReg {
 	s := u.s
 	r := &upstreamReg{u: u, s: s, trunk: trunk, cfg: cfg, done: make(chan struct{}),
-		callID: newCallID() + "@" + s.host, tag: sip.GenerateTagN(16), expires: cfg.Expires, pongs: make(chan struct{}, 1)}
+		face: s.faceAt(cfg.firstHop().Host), callID: newCallID(), tag: sip.GenerateTagN(16), expires: cfg.Expires, pongs: make(chan struct{}, 1)}
 	r.ctx, r.cancel = context.WithCancel(s.life)
 	r.log = s.log.With(zap.String("trunk", trunk), zap.String("registrar", cfg.Registrar))
 	// The trunk's series exist from the start: a dashboard sees 0, not nothing.
@@ -71,7 +72,7 @@ func newRegistration(u *upstreams, trunk string, cfg Register) *upstreamReg {
 	// The Contact names our listener of the first hop's transport (RFC 3261
 	// §10.2.1): the provider's INVITEs come to it, with ContactUser.
 	ap := s.Addr(cfg.transport)
-	uri := sip.Uri{Scheme: "sip", User: cfg.ContactUser, Host: s.host, Port: int(ap.Port())}
+	uri := sip.Uri{Scheme: "sip", User: cfg.ContactUser, Host: r.face.host, Port: int(ap.Port())}
 	if cfg.transport != "udp" {
 		uri.UriParams = sip.NewParams()
 		uri.UriParams.Add("transport", cfg.transport)
@@ -198,7 +199,7 @@ func (r *upstreamReg) register(ctx context.Context) (time.Duration, error) {
 func (r *upstreamReg) do(ctx context.Context, req *sip.Request) (*sip.Response, error) {
 	ctx, cancel := context.WithTimeout(ctx, registerTimeout)
 	defer cancel()
-	res, err := r.s.upCli.Do(ctx, req)
+	res, err := r.face.upCli.Do(ctx, req)
 	if err != nil {
 		return nil, unanswered(err)
 	}
@@ -210,7 +211,7 @@ func (r *upstreamReg) do(ctx context.Context, req *sip.Request) (*sip.Response, 
 		if answered == 2 || answered == 1 && !staleChallenge(res) {
 			return nil, regRefused(r.heard(res), true)
 		}
-		res, err = r.s.upCli.DoDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: r.cfg.AuthUsername, Password: r.cfg.password})
+		res, err = r.face.upCli.DoDigestAuth(ctx, req, res, sipgo.DigestAuth{Username: r.cfg.AuthUsername, Password: r.cfg.password})
 		r.cseq = req.CSeq().SeqNo
 		if err != nil {
 			return nil, unanswered(err)
