@@ -72,7 +72,7 @@ type call struct {
 	in     *sipgo.DialogServerSession
 	inTx   sip.ServerTransaction // in's INVITE transaction: refuse answers on it
 	inFace *face                 // what in's peer is told (face.go)
-	m    *callMedia
+	m      *callMedia
 
 	ctx    context.Context // ends at teardown
 	cancel context.CancelFunc
@@ -99,7 +99,7 @@ type call struct {
 
 	mu       sync.Mutex
 	out      *sipgo.DialogClientSession
-	outFace  *face // what out's peer is told: the face of the branch that won
+	outFace  *face  // what out's peer is told: the face of the branch that won
 	ringing  bool   // INVITEs to the far side are out, none answered yet
 	device   string // the registered device on the line's leg (it answered, or placed the call); "" for the static contact
 	devNAT   bool   // that device is behind NAT: its media comes from its signalling's IP (callmedia.go)

@@ -36,8 +36,8 @@ type face struct {
 
 	// Set by Start, once the listeners' ports are known.
 	dua      *sipgo.DialogUA
-	natDUA   *sipgo.DialogUA // devices reached through their flow: in-dialog requests go where they answered from
-	upDua    *sipgo.DialogUA // the lines' calls through a registration, on upCli
+	natDUA   *sipgo.DialogUA              // devices reached through their flow: in-dialog requests go where they answered from
+	upDua    *sipgo.DialogUA              // the lines' calls through a registration, on upCli
 	contacts map[string]sip.ContactHeader // "tcp", "tls" → our Contact there; UDP's is dua's
 }
 

@@ -261,6 +261,10 @@ func TestReloadRefusedKeepsRunningConfig(t *testing.T) {
 		{"media range", "sip.media.port_min", func(c *Config) { addAnnex(c); c.Media.PortMin += 2 }},
 		{"limits", "sip.limits.tcp_max", func(c *Config) { addAnnex(c); c.Limits.TCPMax = 8192 }},
 		{"advertise", "sip.advertise", func(c *Config) { addAnnex(c); c.Advertise = "127.0.0.9" }},
+		{"external", "sip.external.advertise", func(c *Config) { addAnnex(c); c.External.Advertise = "127.0.0.9" }},
+		{"bad external", "sip.external.local_nets[0]", func(c *Config) {
+			c.External = ExternalConfig{Advertise: "127.0.0.9", LocalNets: []string{"lan"}}
+		}},
 	} {
 		err := e.reload(tc.change)
 		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.key+":") {

@@ -36,23 +36,23 @@ import (
 // Server is the B2BUA: one sipgo UserAgent with its Server and Client, the
 // call registry, and the media port pool.
 type Server struct {
-	cfg     Config                  // as started: what only a restart changes (listeners, media, limits) is read here
-	rt      atomic.Pointer[routing] // trunks, lines, screener, prompts, timers: what Reload replaces (reload.go)
-	log     *zap.Logger
-	ua      *sipgo.UserAgent
-	srv     *sipgo.Server
-	local    *face // what every peer is told, or the LAN's when there is an external face (face.go)
-	external *face // what peers outside sip.external.local_nets are told; nil: none
-	up      *upstreams      // the trunks' registrations at their providers (upstream.go)
-	reg     *registry
-	auth    *authenticator // digest challenges of lines with credentials
-	ports   *media.PortPool
-	prompts *media.Prompts
-	player  *media.Player // paces every prompt from a few goroutines, not one timer each
-	metrics *Metrics
-	promReg prometheus.Registerer // where metrics were registered; nil: nowhere
-	events  []*eventQueue         // call events' sinks (WithEvents)
-	bindIP  netip.Addr
+	cfg      Config                  // as started: what only a restart changes (listeners, media, limits) is read here
+	rt       atomic.Pointer[routing] // trunks, lines, screener, prompts, timers: what Reload replaces (reload.go)
+	log      *zap.Logger
+	ua       *sipgo.UserAgent
+	srv      *sipgo.Server
+	local    *face      // what every peer is told, or the LAN's when there is an external face (face.go)
+	external *face      // what peers outside sip.external.local_nets are told; nil: none
+	up       *upstreams // the trunks' registrations at their providers (upstream.go)
+	reg      *registry
+	auth     *authenticator // digest challenges of lines with credentials
+	ports    *media.PortPool
+	prompts  *media.Prompts
+	player   *media.Player // paces every prompt from a few goroutines, not one timer each
+	metrics  *Metrics
+	promReg  prometheus.Registerer // where metrics were registered; nil: nowhere
+	events   []*eventQueue         // call events' sinks (WithEvents)
+	bindIP   netip.Addr
 
 	// The registrar (registrar.go, bindings.go): the devices'
 	// registrations, which outlive a reload; the lockout of guessers (wrong

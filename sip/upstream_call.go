@@ -41,4 +41,3 @@ func (c *call) credentials() sipgo.AnswerOptions {
 	}
 	return sipgo.AnswerOptions{Username: c.trunk.Register.AuthUsername, Password: c.trunk.Register.password}
 }
-
