@@ -1,9 +1,12 @@
 package sip
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"strings"
 	"time"
 
@@ -27,6 +30,9 @@ type Config struct {
 	// second interface towards the provider (face.go). Unset: every peer
 	// is told advertise and media.advertise.
 	External ExternalConfig `yaml:"external"`
+	// TLS is how we check the servers we connect to over TLS: a provider
+	// we register at or send the lines' calls to with transport=tls.
+	TLS TLSClient `yaml:"tls"`
 	// UserAgent is the User-Agent/Server header value. Default "cleanline".
 	UserAgent string `yaml:"user_agent"`
 	// Trunks are the providers whose INVITEs are screened. An INVITE from
@@ -51,6 +57,36 @@ type Config struct {
 	// minSEFloor replaces RFC 4028's 90 s floor of MinSE, so that tests
 	// can watch a session expire in seconds. Not configurable from YAML.
 	minSEFloor time.Duration
+}
+
+// TLSClient is what a TLS server we connect to must prove. Its certificate
+// must chain to CAFile's CAs (or the system's) and name the host we dial
+// (the URI's host: a name, or an IP in the certificate's IP SANs); TLS 1.2
+// at least. There is no way to skip the check: a provider whose
+// certificate it fails is unreachable, not trusted.
+type TLSClient struct {
+	// CAFile is a PEM file of the CAs trusted for those certificates, for
+	// a provider with a private CA. Default: the system's (Debian's
+	// ca-certificates).
+	CAFile string `yaml:"ca_file"`
+}
+
+// config is the tls.Config of our TLS connections: sipgo sets ServerName
+// to the host dialled.
+func (c TLSClient) config() (*tls.Config, error) {
+	conf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.CAFile == "" {
+		return conf, nil
+	}
+	pem, err := os.ReadFile(c.CAFile)
+	if err != nil {
+		return nil, cfgErr("sip.tls.ca_file", "%v", err)
+	}
+	conf.RootCAs = x509.NewCertPool()
+	if !conf.RootCAs.AppendCertsFromPEM(pem) {
+		return nil, cfgErr("sip.tls.ca_file", "%s: no PEM certificate in it", c.CAFile)
+	}
+	return conf, nil
 }
 
 // ExternalConfig is the box's address as seen from outside its local
@@ -385,6 +421,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	if err := c.External.validate(); err != nil {
+		return err
+	}
+	if _, err := c.TLS.config(); err != nil {
 		return err
 	}
 	if len(c.Trunks) == 0 {

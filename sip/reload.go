@@ -145,6 +145,7 @@ func needsRestart(running, next *Config) error {
 		{"sip.listen", running.Listen, next.Listen},
 		{"sip.advertise", running.Advertise, next.Advertise},
 		{"sip.external", running.External, next.External},
+		{"sip.tls", running.TLS, next.TLS},
 		{"sip.user_agent", running.UserAgent, next.UserAgent},
 		{"sip.media", running.Media, next.Media},
 		{"sip.limits", running.Limits, next.Limits},

@@ -165,7 +165,12 @@ func NewServer(cfg Config, sc *screening.Screener, log *zap.Logger, opts ...Opti
 	}
 
 	slogger := newSlogLogger(log)
+	tlsConf, err := cfg.TLS.config()
+	if err != nil {
+		return nil, err
+	}
 	s.ua, err = sipgo.NewUA(
+		sipgo.WithUserAgenTLSConfig(tlsConf),
 		sipgo.WithUserAgent(cfg.UserAgent),
 		sipgo.WithUserAgentHostname(host),
 		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(slogger)),

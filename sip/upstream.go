@@ -37,7 +37,8 @@ type Register struct {
 	// Registrar is the provider's registrar: a SIP URI without a user
 	// (sip:provider.example;transport=udp), the REGISTER's Request-URI; its
 	// host is the domain of the address of record. transport udp (the
-	// default) or tcp.
+	// default), tcp or tls (the registrar's certificate checked against
+	// sip.tls.ca_file and the URI's host).
 	Registrar string `yaml:"registrar"`
 	// Username is the subscriber's user at the provider: the address of
 	// record is sip:username@registrar's host.
@@ -78,7 +79,7 @@ type Register struct {
 	password  string  // from Password or PasswordFile
 	registrar sip.Uri // Registrar, parsed
 	proxy     sip.Uri // OutboundProxy, parsed; Host "" without one
-	transport string  // "udp" or "tcp": the first hop's
+	transport string  // "udp", "tcp" or "tls": the first hop's
 }
 
 // validate checks r (the Server's own copy: see Config.Validate), fills its
@@ -165,8 +166,8 @@ func parseHop(key, raw string, u *sip.Uri) (string, error) {
 	if v, ok := u.UriParams.Get("transport"); ok {
 		tp = strings.ToLower(v)
 	}
-	if tp != "udp" && tp != "tcp" {
-		return "", cfgErr(key, "%q: transport %s: want udp or tcp", raw, tp)
+	if tp != "udp" && tp != "tcp" && tp != "tls" {
+		return "", cfgErr(key, "%q: transport %s: want udp, tcp or tls", raw, tp)
 	}
 	return tp, nil
 }

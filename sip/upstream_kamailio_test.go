@@ -27,14 +27,19 @@ const ipFar = "127.0.0.5"
 func kamEnv(t *testing.T, transport, password string, f func(*Register)) (*env, *siptest.Kamailio, *siptest.Phone) {
 	t.Helper()
 	far := siptest.NewPhone(t, ipFar)
-	k, err := siptest.StartKamailio(t, siptest.KamailioOptions{IP: ipTrunk, Username: upUser, Password: upPass,
-		Subscriber: ipCleanline, FarEnd: far.URI("")})
+	ko := siptest.KamailioOptions{IP: ipTrunk, Username: upUser, Password: upPass, Subscriber: ipCleanline, FarEnd: far.URI("")}
+	var opts []envOption
+	switch transport {
+	case "tcp":
+		opts = append(opts, overTCP)
+	case "tls":
+		dir := t.TempDir()
+		ko.TLSCert, ko.TLSKey = siptest.Certificate(t, dir, "provider", ipTrunk)
+		opts = append(opts, overTLS(t, dir, ko.TLSCert))
+	}
+	k, err := siptest.StartKamailio(t, ko)
 	if err != nil {
 		t.Fatal(err) // ErrNoKamailio says how to install it
-	}
-	var opts []envOption
-	if transport == "tcp" {
-		opts = append(opts, overTCP)
 	}
 	e := upEnv(t, k.URI(transport), func(r *Register) {
 		r.Password = password
@@ -161,12 +166,76 @@ func TestUpstreamKamailioRegistersAndCallsBothWays(t *testing.T) {
 	}
 }
 
+// Over TLS, against Kamailio's tls module with a certificate cleanline
+// trusts (sip.tls.ca_file): registered with a TLS Contact, the provider's
+// call reaches the line, the line's own call is challenged and connects,
+// audio crosses both ways in both.
+func TestUpstreamKamailioTLS(t *testing.T) {
+	e, k, far := kamEnv(t, "tls", upPass, nil)
+	ctx := ctxT(t, 30*time.Second)
+	st := e.waitUpstream(ctx, "registered", upRegistered)
+	if !strings.Contains(st.Contact, "transport=tls") {
+		t.Errorf("contact %s; want our TLS listener", st.Contact)
+	}
+	loc, err := k.Location(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(loc, "AoR: "+upUser) || !strings.Contains(loc, "transport=tls") {
+		t.Fatalf("Kamailio's location table lacks the TLS contact for %s:\n%s", upUser, loc)
+	}
+	out, err := far.Dial(ctx, subscriberURI(k), siptestOpts(callerOK))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := e.line.Incoming(ctx)
+	if err != nil {
+		t.Fatalf("the provider's call never rang the line: %v\n%v", err, k.Logged("upstream-test"))
+	}
+	if err := in.Answer(); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := out.WaitFinal(ctx); err != nil || res.StatusCode != 200 {
+		t.Fatalf("caller got %v, %v; want 200", res, err)
+	}
+	audioCrosses(t, ctx, out, in, 0x51)
+	e.hangUp(ctx, out, in)
+
+	dialled, err := e.line.Dial(ctx, fmt.Sprintf("sip:02079460999@%s", e.s.Addr("udp")), siptestOpts(lineNumber))
+	if err != nil {
+		t.Fatal(err)
+	}
+	farIn, err := far.Incoming(ctx)
+	if err != nil {
+		t.Fatalf("the line's call never reached the far end: %v\n%v", err, k.Logged("upstream-test"))
+	}
+	if _, err := k.WaitLog(ctx, "INVITE authenticated user="+upUser, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := farIn.Answer(); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := dialled.WaitFinal(ctx); err != nil || res.StatusCode != 200 {
+		t.Fatalf("the line's call got %v, %v; want 200", res, err)
+	}
+	audioCrosses(t, ctx, dialled, farIn, 0x61)
+	if err := dialled.Bye(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-farIn.Ended():
+	case <-ctx.Done():
+		t.Fatal("the far end never got BYE through Kamailio")
+	}
+	e.waitNoCalls()
+}
+
 // Kamailio restarted: its location table is gone. cleanline notices by its
-// keep-alive (OPTIONS on UDP, CRLF on TCP), says failing, and registers
+// keep-alive (OPTIONS on UDP, CRLF on TCP and TLS), says failing, and registers
 // again within its retry bound once Kamailio is back; the provider's calls
 // reach the line again.
 func TestUpstreamKamailioRestart(t *testing.T) {
-	for _, transport := range []string{"udp", "tcp"} {
+	for _, transport := range []string{"udp", "tcp", "tls"} {
 		t.Run(transport, func(t *testing.T) {
 			e, k, far := kamEnv(t, transport, upPass, nil)
 			ctx := ctxT(t, 40*time.Second)

@@ -59,7 +59,7 @@ func (r *upstreamReg) keepAliveTimeout() time.Duration {
 func (r *upstreamReg) keepAlive() error {
 	ctx, cancel := context.WithTimeout(r.ctx, r.keepAliveTimeout())
 	defer cancel()
-	if r.cfg.transport == "tcp" {
+	if r.cfg.transport != "udp" {
 		return r.ping(ctx)
 	}
 	return r.options(ctx)
@@ -73,7 +73,7 @@ func (r *upstreamReg) ping(ctx context.Context) error {
 	r.mu.Lock()
 	flow := r.flow
 	r.mu.Unlock()
-	conn, _ := r.s.ua.TransportLayer().GetConnection("tcp", flow)
+	conn, _ := r.s.ua.TransportLayer().GetConnection(r.cfg.transport, flow)
 	if conn == nil {
 		return errFlowGone
 	}

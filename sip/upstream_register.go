@@ -53,7 +53,7 @@ type upstreamReg struct {
 	st           UpstreamState
 	serviceRoute []string
 	bound        bool   // the registrar may hold our binding: un-REGISTER it at the end
-	flow         string // TCP: the remote address of the registration's connection
+	flow         string // TCP, TLS: the remote address of the registration's connection
 }
 
 // registerTimeout bounds one REGISTER transaction: Timer F (RFC 3261
@@ -300,7 +300,7 @@ func (r *upstreamReg) accepted(res *sip.Response) (time.Duration, error) {
 	r.st.ServiceRoute = r.serviceRoute
 	r.st.Path = headerList(res, "Path")
 	r.bound = true
-	if strings.EqualFold(res.Transport(), "tcp") {
+	if !strings.EqualFold(res.Transport(), "udp") {
 		r.flow = res.Source()
 	}
 	r.mu.Unlock()

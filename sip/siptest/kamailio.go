@@ -21,19 +21,28 @@ import (
 // ErrNoKamailio is returned by StartKamailio when Kamailio is not installed.
 var ErrNoKamailio = errors.New("kamailio not found: install it with `apt-get install -y kamailio` (make deps does)")
 
+// ErrNoKamailioTLS is returned by StartKamailio for a TLS provider when
+// Kamailio's tls module is not installed.
+var ErrNoKamailioTLS = errors.New("kamailio's tls module not found: install it with `apt-get install -y kamailio-tls-modules` (make deps does)")
+
+// kamailioModules is where Debian installs Kamailio's modules.
+const kamailioModules = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+
 // Kamailio plays a provider from Debian's Kamailio: a registrar with
 // digest authentication (auth_db over db_text), usrloc in memory, and a
 // proxy that routes a call to a registered subscriber (lookup("location"))
 // and challenges the subscriber's own calls (proxy_authorize) before
 // sending them to the far end. It listens on UDP and TCP on one loopback
-// port, keeps it across Restart, and logs to stderr, which it keeps.
+// port (and on TLS on another, with KamailioOptions.TLSCert), keeps them
+// across Restart, and logs to stderr, which it keeps.
 type Kamailio struct {
-	t    testing.TB
-	bin  string
-	dir  string
-	cfg  string
-	ctl  string
-	Addr netip.AddrPort // UDP and TCP
+	t       testing.TB
+	bin     string
+	dir     string
+	cfg     string
+	ctl     string
+	Addr    netip.AddrPort // UDP and TCP
+	TLSAddr netip.AddrPort // TLS, with KamailioOptions.TLSCert
 
 	mu     sync.Mutex
 	lines  []LogLine
@@ -56,6 +65,9 @@ type KamailioOptions struct {
 	Subscriber string // the IP the subscriber's own calls come from (cleanline)
 	FarEnd     string // where the subscriber's calls go: sip:IP:port
 	MinExpires int    // registrar's min_expires (default 60)
+	// TLSCert and TLSKey, when set, make it listen on TLS too (Debian's
+	// kamailio-tls-modules), presenting that certificate; it checks none.
+	TLSCert, TLSKey string
 }
 
 var kamailioCfg = template.Must(template.New("cfg").Parse(`#!KAMAILIO
@@ -68,7 +80,7 @@ tcp_children=2
 dns=no
 rev_dns=no
 auto_aliases=no
-mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+mpath="{{.Modules}}"
 
 loadmodule "tm.so"
 loadmodule "sl.so"
@@ -84,7 +96,15 @@ loadmodule "db_text.so"
 loadmodule "auth.so"
 loadmodule "auth_db.so"
 loadmodule "ctl.so"
-
+{{if .TLSCert}}
+enable_tls=yes
+loadmodule "tls.so"
+modparam("tls", "certificate", "{{.TLSCert}}")
+modparam("tls", "private_key", "{{.TLSKey}}")
+modparam("tls", "tls_method", "TLSv1.2+")
+modparam("tls", "verify_certificate", 0)
+modparam("tls", "require_certificate", 0)
+{{end}}
 modparam("auth_db", "db_url", "text://{{.DB}}")
 modparam("auth_db", "calculate_ha1", yes)
 modparam("auth_db", "password_column", "password")
@@ -184,6 +204,11 @@ func StartKamailio(t testing.TB, o KamailioOptions) (*Kamailio, error) {
 	if err != nil {
 		return nil, ErrNoKamailio
 	}
+	if o.TLSCert != "" {
+		if _, err := os.Stat(filepath.Join(kamailioModules, "tls.so")); err != nil {
+			return nil, ErrNoKamailioTLS
+		}
+	}
 	if o.MinExpires == 0 {
 		o.MinExpires = 60
 	}
@@ -205,13 +230,19 @@ func StartKamailio(t testing.TB, o KamailioOptions) (*Kamailio, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = kamailioCfg.Execute(f, map[string]any{"DB": db, "Ctl": k.ctl, "Subscriber": o.Subscriber, "FarEnd": o.FarEnd, "MinExpires": o.MinExpires})
+	err = kamailioCfg.Execute(f, map[string]any{"DB": db, "Ctl": k.ctl, "Subscriber": o.Subscriber, "FarEnd": o.FarEnd, "MinExpires": o.MinExpires,
+		"TLSCert": o.TLSCert, "TLSKey": o.TLSKey, "Modules": kamailioModules})
 	f.Close()
 	if err != nil {
 		return nil, err
 	}
 	if k.Addr, err = FreeSIPPort(o.IP); err != nil {
 		return nil, err
+	}
+	if o.TLSCert != "" {
+		if k.TLSAddr, err = FreeSIPPort(o.IP); err != nil {
+			return nil, err
+		}
 	}
 	t.Cleanup(func() {
 		k.Stop()
@@ -255,10 +286,13 @@ func FreeSIPPort(ip string) (netip.AddrPort, error) {
 	return netip.AddrPort{}, errors.New("siptest: no port free for both UDP and TCP")
 }
 
-// URI is Kamailio's SIP URI over transport ("udp", "tcp").
+// URI is Kamailio's SIP URI over transport ("udp", "tcp", "tls").
 func (k *Kamailio) URI(transport string) string {
-	if transport == "tcp" {
+	switch transport {
+	case "tcp":
 		return fmt.Sprintf("sip:%s;transport=tcp", k.Addr)
+	case "tls":
+		return fmt.Sprintf("sip:%s;transport=tls", k.TLSAddr)
 	}
 	return fmt.Sprintf("sip:%s", k.Addr)
 }
@@ -269,8 +303,12 @@ func (k *Kamailio) Start() error {
 	if err := os.MkdirAll(run, 0o700); err != nil {
 		return err
 	}
-	cmd := exec.Command(k.bin, "-DD", "-E", "-f", k.cfg, "-Y", run, "-P", filepath.Join(run, "kamailio.pid"),
-		"-l", "udp:"+k.Addr.String(), "-l", "tcp:"+k.Addr.String(), "-m", "64", "-M", "8", "-w", k.dir)
+	args := []string{"-DD", "-E", "-f", k.cfg, "-Y", run, "-P", filepath.Join(run, "kamailio.pid"),
+		"-l", "udp:" + k.Addr.String(), "-l", "tcp:" + k.Addr.String(), "-m", "64", "-M", "8", "-w", k.dir}
+	if k.TLSAddr.IsValid() {
+		args = append(args, "-l", "tls:"+k.TLSAddr.String())
+	}
+	cmd := exec.Command(k.bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its children are stopped with it
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

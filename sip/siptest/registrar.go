@@ -2,6 +2,7 @@ package siptest
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -25,7 +26,8 @@ type Registrar struct {
 	t       testing.TB
 	IP      netip.Addr
 	Addr    netip.AddrPort // UDP
-	TCPAddr netip.AddrPort // NewRegistrarTCP only
+	TCPAddr netip.AddrPort // NewRegistrarTCP and NewRegistrarTLS only
+	tls     bool
 
 	ua  *sipgo.UserAgent
 	srv *sipgo.Server
@@ -49,12 +51,23 @@ type Received struct {
 }
 
 // NewRegistrar starts a registrar on ip over UDP; the test's cleanup stops it.
-func NewRegistrar(t testing.TB, ip string) *Registrar { return newRegistrar(t, ip, false) }
+func NewRegistrar(t testing.TB, ip string) *Registrar { return newRegistrar(t, ip, "udp", nil) }
 
 // NewRegistrarTCP starts a registrar on ip that listens on TCP too.
-func NewRegistrarTCP(t testing.TB, ip string) *Registrar { return newRegistrar(t, ip, true) }
+func NewRegistrarTCP(t testing.TB, ip string) *Registrar { return newRegistrar(t, ip, "tcp", nil) }
 
-func newRegistrar(t testing.TB, ip string, tcp bool) *Registrar {
+// NewRegistrarTLS starts a registrar on ip that listens on TLS too (at
+// TCPAddr), presenting the certificate in certFile (with keyFile).
+func NewRegistrarTLS(t testing.TB, ip, certFile, keyFile string) *Registrar {
+	t.Helper()
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newRegistrar(t, ip, "tls", &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+}
+
+func newRegistrar(t testing.TB, ip, network string, tlsConf *tls.Config) *Registrar {
 	t.Helper()
 	r := &Registrar{t: t, IP: netip.MustParseAddr(ip), notify: make(chan struct{})}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -73,26 +86,45 @@ func newRegistrar(t testing.TB, ip string, tcp bool) *Registrar {
 	r.srv.OnRegister(r.on)
 	r.srv.OnOptions(r.on)
 	go r.srv.ServeUDP(r.pc) //nolint:errcheck
-	if tcp {
+	if network != "udp" {
 		ln, err := net.Listen("tcp", ip+":0")
 		if err != nil {
-			t.Fatalf("siptest: registrar on tcp %s: %v", ip, err)
+			t.Fatalf("siptest: registrar on %s %s: %v", network, ip, err)
 		}
 		r.TCPAddr = ln.Addr().(*net.TCPAddr).AddrPort()
-		r.ln = &countingListener{Listener: ln, r: r}
-		go r.srv.ServeTCP(r.ln) //nolint:errcheck
+		if tlsConf != nil {
+			// Counted above TLS, where the pings are plain CRLFs.
+			r.tls = true
+			r.ln = &countingListener{Listener: tls.NewListener(ln, tlsConf), r: r}
+			go r.srv.ServeTLS(r.ln) //nolint:errcheck
+		} else {
+			r.ln = &countingListener{Listener: ln, r: r}
+			go r.srv.ServeTCP(r.ln) //nolint:errcheck
+		}
 	}
 	waitListening(t, r.ua, r.Addr)
 	t.Cleanup(r.Close)
 	return r
 }
 
-// URI is the registrar's SIP URI (over TCP for a TCP registrar).
+// URI is the registrar's SIP URI (over TCP or TLS for a TCP or TLS
+// registrar).
 func (r *Registrar) URI() string {
+	if r.tls {
+		return fmt.Sprintf("sip:%s;transport=tls", r.TCPAddr)
+	}
 	if r.ln != nil {
 		return fmt.Sprintf("sip:%s;transport=tcp", r.TCPAddr)
 	}
 	return fmt.Sprintf("sip:%s", r.Addr)
+}
+
+// Connections is how many connections (TCP or TLS) the registrar has
+// accepted, a TLS handshake that failed included.
+func (r *Registrar) Connections() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.conns)
 }
 
 // SetAnswer makes f answer every REGISTER from now on (nil: Grant what was
