@@ -86,10 +86,11 @@ $(STATICCHECK):
 # made with (flite, sox), the speech recogniser that checks them, a real SIP
 # phone (baresip), SIPp (sip-tester), the SIPVicious scanners, the browser
 # the carer's page is tested in (chromium) and the provider's registrar and
-# proxy cleanline registers at (kamailio, with its TLS module), and iproute2 (ip) for the tests
-# that run in a network namespace of their own. This is the one list: .ci/run
+# proxy cleanline registers at (kamailio, with its TLS module), iproute2 (ip) for the tests
+# that run in a network namespace of their own, and the DNS server that
+# publishes a provider's SRV records (dnsmasq-base). This is the one list: .ci/run
 # installs them through `make deps` too.
-DEB_PACKAGES := redis-server flite sox pocketsphinx pocketsphinx-en-us baresip sip-tester sipvicious chromium kamailio kamailio-tls-modules iproute2
+DEB_PACKAGES := redis-server flite sox pocketsphinx pocketsphinx-en-us baresip sip-tester sipvicious chromium kamailio kamailio-tls-modules iproute2 dnsmasq-base
 
 # make deps installs whichever of DEB_PACKAGES is missing, and does nothing
 # (no network) when all are there.

@@ -53,6 +53,7 @@ type Server struct {
 	promReg  prometheus.Registerer // where metrics were registered; nil: nowhere
 	events   []*eventQueue         // call events' sinks (WithEvents)
 	bindIP   netip.Addr
+	resolver *net.Resolver // host names: the providers' (upstream_dns.go), and sipgo's
 
 	// The registrar (registrar.go, bindings.go): the devices'
 	// registrations, which outlive a reload; the lockout of guessers (wrong
@@ -105,6 +106,10 @@ func WithMetrics(reg prometheus.Registerer) Option { return func(s *Server) { s.
 // reloads.
 func WithPrompts(p *media.Prompts) Option { return func(s *Server) { s.prompts = p } }
 
+// WithResolver makes s look host names up (the providers' SRV and address
+// records) with r instead of the system's resolver.
+func WithResolver(r *net.Resolver) Option { return func(s *Server) { s.resolver = r } }
+
 // NewServer builds the B2BUA. cfg must have been through Defaults and
 // Validate (NewServer calls both again, they are idempotent).
 func NewServer(cfg Config, sc *screening.Screener, log *zap.Logger, opts ...Option) (*Server, error) {
@@ -129,6 +134,7 @@ func NewServer(cfg Config, sc *screening.Screener, log *zap.Logger, opts ...Opti
 	s.mwiSlots = make(chan struct{}, mwiInFlight)
 	s.mwiSubs = newMWISubs()
 	s.up = newUpstreams(s)
+	s.resolver = net.DefaultResolver
 	for _, o := range opts {
 		o(s)
 	}
@@ -171,6 +177,7 @@ func NewServer(cfg Config, sc *screening.Screener, log *zap.Logger, opts ...Opti
 	}
 	s.ua, err = sipgo.NewUA(
 		sipgo.WithUserAgenTLSConfig(tlsConf),
+		sipgo.WithUserAgentDNSResolver(s.resolver),
 		sipgo.WithUserAgent(cfg.UserAgent),
 		sipgo.WithUserAgentHostname(host),
 		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(slogger)),

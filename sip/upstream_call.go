@@ -28,8 +28,14 @@ func (s *Server) upstreamInvite(t *Trunk, to sip.Uri) *sip.Request {
 		out.AppendHeader(sip.NewHeader("Route", v))
 	}
 	// The first hop's transport (the proxy's may differ from what the
-	// Request-URI says); sealInvite gives our Contact on it.
+	// Request-URI says) and the server the registration is at (RFC 3263);
+	// sealInvite gives our Contact on it.
 	out.SetTransport(strings.ToUpper(r.transport))
+	if reg := s.up.get(t.Name); reg != nil {
+		if d := reg.dest(); d != "" {
+			out.SetDestination(d)
+		}
+	}
 	return out
 }
 

@@ -114,6 +114,9 @@ func (r *upstreamReg) options(ctx context.Context) error {
 		req.AppendHeader(sip.NewHeader("Route", pr))
 	}
 	req.SetTransport(strings.ToUpper(r.cfg.transport))
+	if d := r.dest(); d != "" {
+		req.SetDestination(d)
+	}
 	r.s.fromListener(req)
 	if _, err := r.face.upCli.Do(ctx, req); err != nil {
 		if r.ctx.Err() != nil {

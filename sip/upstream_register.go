@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -54,6 +53,7 @@ type upstreamReg struct {
 	serviceRoute []string
 	bound        bool   // the registrar may hold our binding: un-REGISTER it at the end
 	flow         string // TCP, TLS: the remote address of the registration's connection
+	hop          hop    // the first hop's server in use (upstream_dns.go)
 }
 
 // registerTimeout bounds one REGISTER transaction: Timer F (RFC 3261
@@ -106,7 +106,7 @@ func (r *upstreamReg) run(after <-chan struct{}) {
 	}
 	failures := 0
 	for r.ctx.Err() == nil {
-		granted, err := r.register(r.ctx)
+		granted, err := r.registerAny(r.ctx)
 		if r.ctx.Err() != nil {
 			return
 		}
@@ -160,10 +160,10 @@ func (r *upstreamReg) backoff(failures int, err error) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// register REGISTERs once (answering a challenge, and a 423 by asking for
-// the registrar's Min-Expires) and returns the lifetime granted.
-func (r *upstreamReg) register(ctx context.Context) (time.Duration, error) {
-	r.resolve(ctx)
+// registerAt REGISTERs once at the server in use (answering a challenge,
+// and a 423 by asking for the registrar's Min-Expires) and returns the
+// lifetime granted.
+func (r *upstreamReg) registerAt(ctx context.Context) (time.Duration, error) {
 	for range 3 {
 		res, err := r.do(ctx, r.request(r.expires))
 		if err != nil {
@@ -265,6 +265,9 @@ func (r *upstreamReg) request(expires time.Duration) *sip.Request {
 	req.AppendHeader(sip.NewHeader("Supported", "path"))
 	req.AppendHeader(sip.NewHeader("Allow", allowMethods))
 	req.SetTransport(strings.ToUpper(r.cfg.transport))
+	if d := r.dest(); d != "" {
+		req.SetDestination(d)
+	}
 	r.s.fromListener(req)
 	return req
 }
@@ -316,19 +319,31 @@ func (r *upstreamReg) heard(res *sip.Response) *sip.Response {
 	return res
 }
 
-// resolve looks the registrar's (or proxy's) host up again, as sipgo
-// does to send: its addresses are the default sources of the provider's
-// requests (a host name's may change).
-func (r *upstreamReg) resolve(ctx context.Context) {
-	host := r.cfg.firstHop().Host
-	hosts := []string{r.cfg.registrar.Host, host}
+// resolve looks the first hop's servers up again (upstream_dns.go), and
+// the registrar's host and theirs, as sipgo does to send: their addresses
+// are the default sources of the provider's requests (a host name's may
+// change).
+func (r *upstreamReg) resolve(ctx context.Context) []hop {
+	hops := r.hops(ctx)
+	// With SRV records the domain's own address is not a SIP server (it is
+	// often the web site): not a source of the provider's requests.
+	hosts := []string{r.cfg.registrar.Host, r.cfg.firstHop().Host}
+	if hops[0].srv {
+		hosts = hosts[:0]
+		if r.cfg.proxy.Host != "" {
+			hosts = append(hosts, r.cfg.registrar.Host)
+		}
+	}
+	for _, h := range hops {
+		hosts = append(hosts, h.host)
+	}
 	for _, h := range hosts {
 		if a, err := netip.ParseAddr(strings.Trim(h, "[]")); err == nil {
 			r.addAddrs(a.Unmap())
 			continue
 		}
 		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		addrs, err := net.DefaultResolver.LookupNetIP(lctx, "ip", h)
+		addrs, err := r.s.resolver.LookupNetIP(lctx, "ip", h)
 		cancel()
 		if err != nil {
 			r.log.Info("registrar's host not resolved", zap.String("host", h), zap.Error(err))
@@ -338,6 +353,7 @@ func (r *upstreamReg) resolve(ctx context.Context) {
 			r.addAddrs(a.Unmap())
 		}
 	}
+	return hops
 }
 
 func (r *upstreamReg) addAddrs(as ...netip.Addr) {

@@ -19,9 +19,9 @@ import (
 )
 
 // Registrar plays a provider's registrar: a sipgo UA on a loopback IP that
-// records every REGISTER and OPTIONS it receives, with when, and answers
-// each as its Answer function says (by default 200 OK granting what was
-// asked). Over TCP it answers CRLF pings as sipgo does, and counts them.
+// records every REGISTER, OPTIONS and INVITE it receives, with when, and
+// answers each REGISTER as its Answer function says (by default 200 OK
+// granting what was asked), each INVITE 486. Over TCP it answers CRLF pings as sipgo does, and counts them.
 type Registrar struct {
 	t       testing.TB
 	IP      netip.Addr
@@ -85,6 +85,7 @@ func newRegistrar(t testing.TB, ip, network string, tlsConf *tls.Config) *Regist
 	r.Addr = r.pc.LocalAddr().(*net.UDPAddr).AddrPort()
 	r.srv.OnRegister(r.on)
 	r.srv.OnOptions(r.on)
+	r.srv.OnInvite(r.on)    // recorded and refused: the provider is busy
 	go r.srv.ServeUDP(r.pc) //nolint:errcheck
 	if network != "udp" {
 		ln, err := net.Listen("tcp", ip+":0")
@@ -155,6 +156,8 @@ func (r *Registrar) on(req *sip.Request, tx sip.ServerTransaction) {
 		res = sip.NewResponseFromRequest(req, options, "Forced", nil)
 	case req.Method == sip.OPTIONS:
 		res = sip.NewResponseFromRequest(req, 200, "OK", nil)
+	case req.Method == sip.INVITE:
+		res = sip.NewResponseFromRequest(req, sip.StatusBusyHere, "Busy Here", nil)
 	case answer != nil:
 		res = answer(req)
 	default:
