@@ -40,7 +40,7 @@ func others(except float64) []float64 {
 
 // startBaresip fails (never skips) when baresip is missing, unless the
 // environment opts out: the interop proof must not vanish silently from CI.
-func startBaresip(t *testing.T) *siptest.Baresip {
+func startBaresip(t *testing.T, mods ...func(*siptest.BaresipOptions)) *siptest.Baresip {
 	t.Helper()
 	if _, err := exec.LookPath("baresip"); err != nil {
 		if os.Getenv("CLEANLINE_SKIP_BARESIP") == "1" {
@@ -48,7 +48,11 @@ func startBaresip(t *testing.T) *siptest.Baresip {
 		}
 		t.Fatal(siptest.ErrNoBaresip)
 	}
-	b, err := siptest.StartBaresip(t, siptest.BaresipOptions{IP: ipLine, MediaIP: ipCleanline, ToneHz: bareToneHz})
+	o := siptest.BaresipOptions{IP: ipLine, MediaIP: ipCleanline, ToneHz: bareToneHz}
+	for _, m := range mods {
+		m(&o)
+	}
+	b, err := siptest.StartBaresip(t, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,4 +235,63 @@ func TestBaresipWarnPress1Connects(t *testing.T) {
 	if ok, r := siptest.ToneDominates(pcm, trunkToneHz, others(trunkToneHz), 5); !ok {
 		t.Fatalf("baresip's recording does not hold the warning tone (ratio %.1f, %d samples)", r, len(pcm))
 	}
+}
+
+// An ATA set to "SRTP mandatory" (Debian's baresip with its srtp module,
+// srtp-mand) on a line marked srtp: cleanline offers it RTP/SAVP with a
+// key of its own (RFC 4568), it answers with its key, and the call's audio
+// crosses both ways, encrypted on the line's leg and plain on the
+// trunk's, with nothing failing authentication. The same phone on a line
+// not marked srtp is offered plain RTP and refuses it: the caller gets
+// the phone's refusal, and no audio went to it in the clear.
+func TestBaresipSRTP(t *testing.T) {
+	mand := func(o *siptest.BaresipOptions) { o.MediaEnc = "srtp-mand" }
+	t.Run("line marked srtp", func(t *testing.T) {
+		b := startBaresip(t, mand)
+		e := newEnv(t, withCfg(func(c *Config) { c.Lines[0].Contact, c.Lines[0].SRTP = b.URI(), true }))
+		ctx := ctxT(t, 15*time.Second)
+		out := e.dial(callerOK)
+		answeredByBaresip(t, ctx, out, b)
+		if out.Answer == nil || out.Answer.SRTP {
+			t.Fatalf("the trunk's answer is %+v; want plain RTP on its leg", out.Answer)
+		}
+		sent := make(chan error, 1)
+		go func() { sent <- out.RTP.SendPCM(ctx, siptest.Sine(trunkToneHz, 2*time.Second), codecPT(out)) }()
+		heardTone(t, ctx, out, bareToneHz)
+		if err := <-sent; err != nil {
+			t.Fatal(err)
+		}
+		if err := out.Bye(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.WaitEvent(ctx, "CALL_CLOSED"); err != nil {
+			t.Fatal(err)
+		}
+		e.waitNoCalls()
+		rec := e.logs.FilterMessage("call").All()
+		if len(rec) != 1 {
+			t.Fatalf("%d call records", len(rec))
+		}
+		if f := rec[0].ContextMap(); f["line_srtp"] != true || f["trunk_srtp"] != false || f["srtp_failed"] != uint64(0) {
+			t.Errorf("call record: line_srtp %v trunk_srtp %v srtp_failed %v; want true, false, 0", f["line_srtp"], f["trunk_srtp"], f["srtp_failed"])
+		}
+		pcm, err := b.Recording("dec")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok, r := siptest.ToneDominates(pcm, trunkToneHz, others(trunkToneHz), 20); len(pcm) < 8000 || !ok {
+			t.Fatalf("baresip's recording (%d samples) is not the trunk's %.0f Hz tone (power ratio %.1f)", len(pcm), trunkToneHz, r)
+		}
+	})
+	t.Run("line not marked", func(t *testing.T) {
+		b := startBaresip(t, mand)
+		e := newEnv(t, withCfg(func(c *Config) { c.Lines[0].Contact = b.URI() }))
+		ctx := ctxT(t, 15*time.Second)
+		out := e.dial(callerOK)
+		res, err := out.WaitFinal(ctx)
+		if err != nil || res.StatusCode < 400 {
+			t.Fatalf("caller got %v, %v; want the phone's refusal of plain RTP", res, err)
+		}
+		e.waitNoCalls()
+	})
 }

@@ -22,6 +22,10 @@ type callMedia struct {
 	sdp    [2]*media.SDPBuilder // indexed by media.Side
 	digits *media.DigitCollector
 
+	// secure reports whether sd's peer must use SRTP (sip.trunks[].srtp,
+	// sip.lines[].srtp), read when we offer or answer.
+	secure func(sd side) bool
+
 	mu        sync.Mutex
 	codec     media.Codec // zero until the first answer
 	te        [2]uint8    // telephone-event PT per side, 0 when none
@@ -54,7 +58,16 @@ func (s *Server) newCallMedia(c *call) (*callMedia, error) {
 		player: s.player,
 		sdp:    [2]*media.SDPBuilder{media.NewSDPBuilder("cleanline"), media.NewSDPBuilder("cleanline")},
 		digits: media.NewDigitCollector(),
+		secure: c.secure,
 	}, nil
+}
+
+// secure reports whether sd's peer is configured for SRTP only.
+func (c *call) secure(sd side) bool {
+	if sd == sideLine {
+		return c.line.SRTP
+	}
+	return c.trunk != nil && c.trunk.SRTP
 }
 
 func (m *callMedia) leg(sd side) *media.Leg { return m.relay.Leg(sd.media()) }
@@ -115,6 +128,9 @@ func (m *callMedia) answer(sd side, offer []byte, from origin, adv netip.Addr) (
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNotAcceptable, err)
 	}
+	if !si.SRTP && m.secure(sd) {
+		return nil, fmt.Errorf("%w: RTP/AVP offered where SRTP is required", ErrNotAcceptable)
+	}
 	m.mu.Lock()
 	supported := supportedCodecs
 	if m.codec.Name != "" {
@@ -123,6 +139,9 @@ func (m *callMedia) answer(sd side, offer []byte, from origin, adv netip.Addr) (
 	m.mu.Unlock()
 	body, neg, err := m.sdp[sd.media()].Answer(si, m.at(sd, adv), supported)
 	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNotAcceptable, err)
+	}
+	if err := m.leg(sd).SetSRTP(neg.Theirs, neg.Ours); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNotAcceptable, err)
 	}
 	m.setRemote(sd, si, from)
@@ -146,7 +165,15 @@ func (m *callMedia) offer(sd side, adv netip.Addr) ([]byte, error) {
 	if codec.Name == "" {
 		return nil, fmt.Errorf("%w: no codec agreed yet", ErrNotAcceptable)
 	}
-	return m.sdp[sd.media()].Offer(m.at(sd, adv), media.SendRecv, codec, media.CodecTelephoneEvent)
+	b := m.sdp[sd.media()]
+	if m.secure(sd) && b.Crypto() == nil {
+		c, err := media.NewCrypto(1, media.SuiteAES80)
+		if err != nil {
+			return nil, err
+		}
+		b.SetCrypto(c)
+	}
+	return b.Offer(m.at(sd, adv), media.SendRecv, codec, media.CodecTelephoneEvent)
 }
 
 // applyAnswer applies sd's peer's answer to our offer.
@@ -157,6 +184,9 @@ func (m *callMedia) applyAnswer(sd side, body []byte, from origin) error {
 	}
 	if si.Disabled || len(si.Codecs) == 0 {
 		return fmt.Errorf("%w: answer refuses the audio stream", ErrNotAcceptable)
+	}
+	if err := m.answeredCrypto(sd, si); err != nil {
+		return err
 	}
 	m.setRemote(sd, si, from)
 	if si.TelephoneEvent != nil {
@@ -208,4 +238,29 @@ func (c *call) playNamed(ctx context.Context, sd side, name string) {
 	if err := c.m.play(ctx, sd, p); err != nil && ctx.Err() == nil {
 		c.log.Warn("prompt not played", zap.String("prompt", name), zap.Error(err))
 	}
+}
+
+// answeredCrypto applies the SRTP of sd's answer to our offer (RFC 4568
+// §7.1.2): an RTP/SAVP offer must be answered RTP/SAVP with a crypto of
+// our tag and suite, which gives the peer's key; a plain offer, plainly.
+func (m *callMedia) answeredCrypto(sd side, si *media.SessionInfo) error {
+	ours := m.sdp[sd.media()].Crypto()
+	if ours == nil {
+		if si.SRTP {
+			return fmt.Errorf("%w: RTP/SAVP answer to an RTP/AVP offer", ErrNotAcceptable)
+		}
+		return m.leg(sd).SetSRTP(nil, nil)
+	}
+	if !si.SRTP {
+		return fmt.Errorf("%w: answer refuses SRTP", ErrNotAcceptable)
+	}
+	for i := range si.Crypto {
+		if c := &si.Crypto[i]; c.Tag == ours.Tag && c.Suite == ours.Suite {
+			if err := m.leg(sd).SetSRTP(c, ours); err != nil {
+				return fmt.Errorf("%w: %w", ErrNotAcceptable, err)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: answer has no crypto for our tag %d (%s)", ErrNotAcceptable, ours.Tag, ours.Suite)
 }

@@ -148,6 +148,11 @@ type Trunk struct {
 	// its signalling came from, the first packet from there latching for the
 	// call; without it only the SDP's own address is accepted (issue 12 §1).
 	NAT bool `yaml:"nat"`
+	// SRTP: the trunk's media is SRTP with keys in the SDP (RFC 4568, SDES):
+	// our offers to it are RTP/SAVP, and its plain offers and answers are
+	// refused. An RTP/SAVP offer is taken from any peer without it. The keys
+	// are as private as the signalling: use it over TLS.
+	SRTP bool `yaml:"srtp"`
 	// Register makes the trunk a registration at the provider: cleanline
 	// registers as the subscriber, and the provider's calls come to the
 	// contact registered (upstream.go).
@@ -194,6 +199,9 @@ type Line struct {
 	// there latching for the call; without it only the SDP's own address is
 	// accepted (issue 12 §1).
 	NAT bool `yaml:"nat"`
+	// SRTP: the line's phones take SRTP only (as Trunk.SRTP): every device
+	// of the line is offered RTP/SAVP.
+	SRTP bool `yaml:"srtp"`
 
 	contact sip.Uri
 	sources []peerSource

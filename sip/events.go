@@ -124,6 +124,12 @@ type RTPCounts struct {
 	LineOut  uint64 `json:"line_out"`
 	Dropped  uint64 `json:"dropped"`
 	Foreign  uint64 `json:"foreign"` // from sources neither leg accepts
+	// TrunkSRTP and LineSRTP: that leg's media was SRTP when the call ended;
+	// SRTPFailed counts packets from a leg's peer that failed SRTP's
+	// authentication (forged or replayed).
+	TrunkSRTP  bool   `json:"trunk_srtp,omitempty"`
+	LineSRTP   bool   `json:"line_srtp,omitempty"`
+	SRTPFailed uint64 `json:"srtp_failed,omitempty"`
 }
 
 // ID is the event's identity: its call's id and its sequence number.
@@ -221,7 +227,8 @@ func (c *call) record() {
 	rec.Reported, rec.Result = c.reported, c.result
 	rec.RTP = &RTPCounts{TrunkIn: st.Trunk.PacketsIn, TrunkOut: st.Trunk.PacketsOut,
 		LineIn: st.Line.PacketsIn, LineOut: st.Line.PacketsOut,
-		Dropped: st.Trunk.Dropped + st.Line.Dropped, Foreign: st.Trunk.Foreign + st.Line.Foreign}
+		Dropped: st.Trunk.Dropped + st.Line.Dropped, Foreign: st.Trunk.Foreign + st.Line.Foreign,
+		TrunkSRTP: st.Trunk.SRTP, LineSRTP: st.Line.SRTP, SRTPFailed: st.Trunk.SRTPFailed + st.Line.SRTPFailed}
 	c.mu.Unlock()
 	c.s.emit(ended)
 	c.s.emit(rec)
@@ -275,5 +282,6 @@ func recordFields(r *Event, screened bool) []zap.Field {
 		zap.Uint64("trunk_rtp_in", rtp.TrunkIn), zap.Uint64("trunk_rtp_out", rtp.TrunkOut),
 		zap.Uint64("line_rtp_in", rtp.LineIn), zap.Uint64("line_rtp_out", rtp.LineOut),
 		zap.Uint64("rtp_dropped", rtp.Dropped),
-		zap.Uint64("rtp_foreign", rtp.Foreign)) // the part from sources neither leg accepts
+		zap.Uint64("rtp_foreign", rtp.Foreign), // the part from sources neither leg accepts
+		zap.Bool("trunk_srtp", rtp.TrunkSRTP), zap.Bool("line_srtp", rtp.LineSRTP), zap.Uint64("srtp_failed", rtp.SRTPFailed))
 }

@@ -13,6 +13,7 @@ func FuzzParseSDP(f *testing.F) {
 	for _, seed := range [][]byte{linphoneOffer, trunkOffer, baresipOffer,
 		[]byte("v=0\r\n"), []byte("v=0\r\no=- 0 0 IN IP4 0.0.0.0\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\nm=audio 0 RTP/AVP 0\r\n"),
 		[]byte("v=0\r\no=- 1 1 IN IP6 ::1\r\ns=-\r\nc=IN IP6 ::1\r\nt=0 0\r\nm=audio 9 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=rtcp:9 IN IP6 ::1\r\n"),
+		savpOffer("1 AES_CM_128_HMAC_SHA1_32 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj|2^20", "2 AES_CM_128_HMAC_SHA1_80 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj|2^20|1:32"),
 	} {
 		f.Add(seed)
 	}
@@ -29,8 +30,12 @@ func FuzzParseSDP(f *testing.F) {
 		if neg == nil || len(neg.Codecs) == 0 {
 			t.Fatal("answer without codecs")
 		}
-		if _, err := ParseSDP(ans); err != nil {
+		back, err := ParseSDP(ans)
+		if err != nil {
 			t.Fatalf("our own answer does not parse: %v\n%s", err, ans)
+		}
+		if back.SRTP != si.SRTP || si.SRTP && (len(back.Crypto) != 1 || neg.Ours == nil || back.Crypto[0].Tag != neg.Theirs.Tag) {
+			t.Fatalf("answer's SRTP %v %+v to an offer's %v %+v", back.SRTP, back.Crypto, si.SRTP, si.Crypto)
 		}
 	})
 }

@@ -61,6 +61,11 @@ type LegStats struct {
 	// Foreign counts the part of Dropped that came from a source the leg
 	// does not accept (stale or spoofed media; see source.go).
 	Foreign uint64
+	// SRTPFailed counts the part of Dropped that came from the peer's
+	// address and failed SRTP's authentication (forged or replayed).
+	SRTPFailed uint64
+	// SRTP tells whether the leg's media is encrypted now.
+	SRTP bool
 	// Remote is where this leg's RTP goes now; Latched tells whether it is
 	// a NAT latch (SetNAT) rather than the SDP's address.
 	Remote  netip.AddrPort
@@ -86,6 +91,8 @@ type Leg struct {
 	mu   sync.Mutex // serialises changes to dest
 	dest atomic.Pointer[legDest]
 
+	srtp atomic.Pointer[legSRTP] // nil: plain RTP (srtp.go)
+
 	dtmf  atomic.Pointer[dtmfHook]
 	ptMap atomic.Pointer[[128]uint8] // PT rewrite for RTP received here; nil: none
 
@@ -104,6 +111,7 @@ type Leg struct {
 
 	pktIn, bytesIn, pktOut, bytesOut  atomic.Uint64
 	rtcpIn, rtcpOut, dropped, foreign atomic.Uint64
+	srtpFailed                        atomic.Uint64
 }
 
 // Side tells which leg this is.
@@ -138,7 +146,7 @@ func (l *Leg) WriteRTP(p *rtp.Packet) error {
 	if !to.IsValid() {
 		return fmt.Errorf("%w (%s leg)", ErrNoRemote, l.side)
 	}
-	if _, err := l.rtpConn.WriteToUDPAddrPort(buf[:n], to); err != nil {
+	if err := l.write(l.rtpConn, to, buf[:n], false); err != nil {
 		return fmt.Errorf("media: write RTP to %s leg %s: %w", l.side, to, err)
 	}
 	l.pktOut.Add(1)
@@ -158,6 +166,8 @@ func (l *Leg) Stats() LegStats {
 		RTCPOut:    l.rtcpOut.Load(),
 		Dropped:    l.dropped.Load(),
 		Foreign:    l.foreign.Load(),
+		SRTPFailed: l.srtpFailed.Load(),
+		SRTP:       l.srtp.Load() != nil,
 		Remote:     d.rtp,
 		Latched:    d.natRTP.IsValid(),
 	}

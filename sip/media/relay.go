@@ -320,8 +320,13 @@ func (r *Relay) receiveRTP(l *Leg, b []byte, src netip.AddrPort) {
 		l.dropped.Add(1)
 		return
 	}
+	b, ok := l.open(b, false)
+	if !ok {
+		l.dropped.Add(1)
+		return
+	}
 	l.pktIn.Add(1)
-	l.bytesIn.Add(uint64(n))
+	l.bytesIn.Add(uint64(len(b)))
 	l.touch()
 	// RFC 4733 digits only from the accepted source, checked above: a
 	// sprayed telephone-event never reaches the decoder.
@@ -363,6 +368,11 @@ func (r *Relay) receiveRTCP(l *Leg, b []byte, src netip.AddrPort) {
 // passRTCP relays RTCP from l's peer, received on its RTCP port or muxed
 // on its RTP port.
 func (r *Relay) passRTCP(l *Leg, b []byte) {
+	b, ok := l.open(b, true)
+	if !ok {
+		l.dropped.Add(1)
+		return
+	}
 	l.rtcpIn.Add(1)
 	l.touch()
 	r.forward(l, b, true)
@@ -390,7 +400,7 @@ func (r *Relay) forward(from *Leg, b []byte, rtcp bool) {
 			b[1] = b[1]&0x80 | m[b[1]&0x7F] // keep the marker bit
 		}
 	}
-	if _, err := conn.WriteToUDPAddrPort(b, addr); err != nil {
+	if err := to.write(conn, addr, b, rtcp); err != nil {
 		from.dropped.Add(1)
 		return
 	}

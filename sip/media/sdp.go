@@ -123,6 +123,10 @@ type SessionInfo struct {
 	// Hold is set when the peer will not receive audio: sendonly, inactive
 	// or c=0.0.0.0 (RFC 3264 §8.4).
 	Hold bool
+	// SRTP is set for an RTP/SAVP stream (RFC 3711); Crypto are its
+	// a=crypto lines of suites we do, in the offerer's order (RFC 4568).
+	SRTP   bool
+	Crypto []Crypto
 	// Disabled means the audio m-line has port 0: the stream is rejected.
 	Disabled bool
 	Ptime    int // a=ptime in ms, 0 if absent
@@ -160,8 +164,12 @@ func ParseSDP(body []byte) (si *SessionInfo, err error) {
 	if md == nil {
 		return nil, sdpErr("no audio m-line")
 	}
-	if !hasProto(md.MediaName.Protos, "RTP", "AVP") {
-		return nil, sdpErr("audio transport %q is not RTP/AVP", strings.Join(md.MediaName.Protos, "/"))
+	switch {
+	case hasProto(md.MediaName.Protos, "RTP", "AVP"):
+	case hasProto(md.MediaName.Protos, "RTP", "SAVP"):
+		si.SRTP = true
+	default:
+		return nil, sdpErr("audio transport %q is not RTP/AVP nor RTP/SAVP", strings.Join(md.MediaName.Protos, "/"))
 	}
 	port := md.MediaName.Port.Value
 	if port < 0 || port > 65535 {
@@ -230,6 +238,10 @@ func ParseSDP(body []byte) (si *SessionInfo, err error) {
 			si.RTCP, si.RTCPExplicit = netip.AddrPortFrom(ra.Unmap(), uint16(p)), true
 		case "rtcp-mux":
 			si.RTCPMux = true
+		case "crypto":
+			if c, ok := parseCrypto(a.Value); ok && si.SRTP {
+				si.Crypto = append(si.Crypto, c)
+			}
 		case "ptime":
 			if n, err := strconv.Atoi(strings.TrimSpace(a.Value)); err == nil && n > 0 && n <= 1000 {
 				si.Ptime = n
@@ -328,6 +340,9 @@ type Negotiated struct {
 	// Direction is the direction written in the answer.
 	Direction Direction
 	RTCPMux   bool
+	// Theirs and Ours are the SRTP keys agreed (the offer's crypto we took,
+	// and ours in the answer, same tag and suite); nil for plain RTP.
+	Theirs, Ours *Crypto
 }
 
 // SDPBuilder writes the SDP of one side of one call: its o= session id is
@@ -340,6 +355,22 @@ type SDPBuilder struct {
 	id       uint64
 	version  uint64
 	lastBody []byte
+	crypto   *Crypto // our SRTP key in what it writes; nil: RTP/AVP
+}
+
+// SetCrypto makes the offers written from now on RTP/SAVP with our key c
+// (nil: plain RTP/AVP). An answer to an RTP/SAVP offer sets it itself.
+func (b *SDPBuilder) SetCrypto(c *Crypto) {
+	b.mu.Lock()
+	b.crypto = c
+	b.mu.Unlock()
+}
+
+// Crypto is our key in what it writes, nil for plain RTP.
+func (b *SDPBuilder) Crypto() *Crypto {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.crypto
 }
 
 // NewSDPBuilder returns a builder; user is the o= username ("-" if empty).
@@ -402,11 +433,43 @@ func (b *SDPBuilder) Answer(offer *SessionInfo, local netip.AddrPort, supported 
 		dir = SendOnly // c=0.0.0.0: the offerer will not receive
 	}
 	neg.Direction = dir.Reverse()
+	if err := b.answerCrypto(offer, neg); err != nil {
+		return nil, nil, err
+	}
 	body, err := b.write(local, neg.Direction, codecs, offer.RTCPMux, offer)
 	if err != nil {
 		return nil, nil, err
 	}
 	return body, neg, nil
+}
+
+// answerCrypto picks the SRTP key of an RTP/SAVP offer (RFC 4568 §7.1.1:
+// the first crypto of a suite we do) and answers it with ours under its
+// tag: the key we already use if the suite is the same (a re-INVITE keeps
+// the keys), else a new one. A plain offer gets a plain answer.
+func (b *SDPBuilder) answerCrypto(offer *SessionInfo, neg *Negotiated) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !offer.SRTP {
+		b.crypto = nil
+		return nil
+	}
+	if len(offer.Crypto) == 0 {
+		return ErrNoCommonCrypto
+	}
+	theirs := offer.Crypto[0]
+	ours := b.crypto
+	if ours == nil || ours.Suite != theirs.Suite {
+		var err error
+		if ours, err = NewCrypto(theirs.Tag, theirs.Suite); err != nil {
+			return err
+		}
+	} else if ours.Tag != theirs.Tag {
+		ours = &Crypto{Tag: theirs.Tag, Suite: ours.Suite, Key: ours.Key}
+	}
+	b.crypto = ours
+	neg.Theirs, neg.Ours = &theirs, ours
+	return nil
 }
 
 func (b *SDPBuilder) write(local netip.AddrPort, dir Direction, codecs []Codec, mux bool, offer *SessionInfo) ([]byte, error) {
@@ -450,6 +513,10 @@ func (b *SDPBuilder) write(local netip.AddrPort, dir Direction, codecs []Codec, 
 
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.crypto != nil {
+		audio.MediaName.Protos = []string{"RTP", "SAVP"}
+		audio.Attributes = append(audio.Attributes, sdp.NewAttribute("crypto", b.crypto.String()))
+	}
 	desc := &sdp.SessionDescription{
 		Origin: sdp.Origin{
 			Username: b.user, SessionID: b.id, SessionVersion: b.version,

@@ -60,6 +60,10 @@ type BaresipOptions struct {
 	// AnswerMode is auto (default: answers at once) or manual (rings, and
 	// answers on the "accept" command).
 	AnswerMode string
+	// MediaEnc is the account's media encryption (its srtp module):
+	// "srtp-mand" takes and offers only RTP/SAVP with SDES keys, as an ATA
+	// set to "SRTP mandatory" does; "" is plain RTP.
+	MediaEnc string
 }
 
 // Baresip is a Debian baresip 1.0.0 running headless as an auto-answering
@@ -189,6 +193,7 @@ module g711.so
 module aufile.so
 module alsa.so
 module sndfile.so
+module srtp.so
 module_tmp account.so
 module_app menu.so
 module_app ctrl_tcp.so
@@ -205,14 +210,18 @@ snd_path %[5]s
 	if mode == "" {
 		mode = "auto"
 	}
-	account := fmt.Sprintf("<sip:%s@%s>;regint=0;answermode=%s;audio_codecs=PCMA,PCMU\n", o.User, b.Addr, mode)
+	enc := ""
+	if o.MediaEnc != "" {
+		enc = ";mediaenc=" + o.MediaEnc
+	}
+	account := fmt.Sprintf("<sip:%s@%s>;regint=0;answermode=%s;audio_codecs=PCMA,PCMU%s\n", o.User, b.Addr, mode, enc)
 	if o.Registrar != "" {
 		regint := o.RegInt
 		if regint == 0 {
 			regint = 60
 		}
-		account = fmt.Sprintf("<sip:%s@%s>;auth_pass=%s;regint=%d;answermode=%s;audio_codecs=PCMA,PCMU\n",
-			o.User, o.Registrar, o.Password, regint, mode)
+		account = fmt.Sprintf("<sip:%s@%s>;auth_pass=%s;regint=%d;answermode=%s;audio_codecs=PCMA,PCMU%s\n",
+			o.User, o.Registrar, o.Password, regint, mode, enc)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "accounts"), []byte(account), 0o644); err != nil {
 		return nil, err
