@@ -247,6 +247,9 @@ type UpstreamState struct {
 	NextAttempt  time.Time
 	ServiceRoute []string // RFC 3608: the route the lines' calls through the trunk take
 	Path         []string // RFC 3327: the route the provider's requests take to us
+	// Server is the provider's server in use when it was found by DNS SRV
+	// (RFC 3263): target:port; "" when the URI names it.
+	Server string
 }
 
 // Upstream lists the trunks' registrations, by trunk name.

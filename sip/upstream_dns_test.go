@@ -85,15 +85,21 @@ func TestUpstreamFailsOverToTheNextServer(t *testing.T) {
 		r.KeepAlive, r.RetryMin, r.RetryMax = 100*time.Millisecond, 100*time.Millisecond, time.Second
 	}, overTCP, withServerOpts(WithResolver(dns.Resolver())))
 	ctx := ctxT(t, 20*time.Second)
-	e.waitUpstream(ctx, "registered", upRegistered)
+	st := e.waitUpstream(ctx, "registered", upRegistered)
 	if len(first.Received(sip.REGISTER)) == 0 {
 		t.Fatal("not registered at the first server")
+	}
+	if want := fmt.Sprintf("sip1.provider.test:%d", first.TCPAddr.Port()); st.Server != want {
+		t.Errorf("server in use %q; want %q", st.Server, want)
 	}
 	gone := time.Now()
 	first.Close()
 	bound, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	e.waitUpstream(bound, "registered at the next server", func(st UpstreamState) bool { return upRegistered(st) && st.Since.After(gone) })
+	st = e.waitUpstream(bound, "registered at the next server", func(st UpstreamState) bool { return upRegistered(st) && st.Since.After(gone) })
+	if want := fmt.Sprintf("sip2.provider.test:%d", second.TCPAddr.Port()); st.Server != want {
+		t.Errorf("server in use after the failover %q; want %q", st.Server, want)
+	}
 	if len(second.Received(sip.REGISTER)) == 0 {
 		t.Fatal("registered again, but not at the second server")
 	}

@@ -461,6 +461,7 @@ func (r *upstreamReg) snapshot() UpstreamState {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	st := r.st
+	st.Server = r.hop.dest()
 	st.ServiceRoute = append([]string(nil), st.ServiceRoute...)
 	st.Path = append([]string(nil), st.Path...)
 	return st

@@ -43,6 +43,9 @@ func cmdUpstream(ctx context.Context, e *env, args []string) error {
 func upstreamLine(u admin.UpstreamInfo) string {
 	clock := func(t time.Time) string { return t.Local().Format(time.TimeOnly) }
 	s := fmt.Sprintf("%s %s %s contact=%s since %s", u.Trunk, u.State, u.AOR, u.Contact, clock(u.Since))
+	if u.Server != "" {
+		s += " server=" + u.Server
+	}
 	if u.Expires != nil {
 		s += " expires " + clock(*u.Expires)
 	}

@@ -274,4 +274,7 @@ type UpstreamInfo struct {
 	NextAttempt  *time.Time `json:"next_attempt,omitempty"` // the next refresh, or retry
 	ServiceRoute []string   `json:"service_route,omitempty"`
 	Path         []string   `json:"path,omitempty"`
+	// Server is the provider's server in use when DNS SRV found it
+	// (target:port; the next one after a failure).
+	Server string `json:"server,omitempty"`
 }

@@ -18,7 +18,8 @@ func (s *Service) Upstream(ctx context.Context, in ListQuery) (Page[UpstreamInfo
 	for i, r := range regs {
 		out[i] = UpstreamInfo{Trunk: r.Trunk, Registrar: r.Registrar, AOR: r.AOR, Contact: r.Contact, State: r.State,
 			Since: r.Since, LastStatus: r.LastStatus, LastReason: r.LastReason, Failures: r.Failures,
-			Expires: timeOrNil(r.Expires), NextAttempt: timeOrNil(r.NextAttempt), ServiceRoute: r.ServiceRoute, Path: r.Path}
+			Expires: timeOrNil(r.Expires), NextAttempt: timeOrNil(r.NextAttempt), ServiceRoute: r.ServiceRoute, Path: r.Path,
+			Server: r.Server}
 	}
 	return pageOf(out, func(u UpstreamInfo) string { return u.Trunk }, in)
 }
