@@ -112,3 +112,50 @@ func TestTLSClientConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// A static trunk reached over TLS (outbound: ...;transport=tls, a care
+// home's business trunk) gets the lines' calls only over a connection
+// whose certificate checks out against sip.tls.ca_file: the provider's
+// gets the INVITE; an impostor's at the same address gets nothing, and
+// the line is told the call failed.
+func TestTrunkOutboundOverTLS(t *testing.T) {
+	dir := t.TempDir()
+	provider, providerKey := siptest.Certificate(t, dir, "provider", ipTrunk)
+	for _, tc := range []struct {
+		name      string
+		cert, key string
+		reached   bool
+	}{
+		{"the provider", provider, providerKey, true},
+		{"an impostor", "", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cert, key := tc.cert, tc.key
+			if cert == "" {
+				cert, key = siptest.Certificate(t, t.TempDir(), "impostor", ipTrunk)
+			}
+			far := siptest.NewRegistrarTLS(t, ipTrunk, cert, key)
+			e := newEnv(t, overTLS(t, dir, provider), withCfg(func(c *Config) { c.Trunks[0].Outbound = far.URI() }))
+			ctx := ctxT(t, 10*time.Second)
+			call, err := e.line.Dial(ctx, "sip:02079460999@"+e.s.Addr("udp").String(), siptestOpts("landline"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := call.WaitFinal(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := far.Received(sip.INVITE)
+			if tc.reached {
+				if res.StatusCode != sip.StatusBusyHere || len(got) != 1 || !strings.EqualFold(got[0].Req.Via().Transport, "TLS") {
+					t.Fatalf("the line got %d, the provider %d INVITEs; want its 486 over TLS", res.StatusCode, len(got))
+				}
+				return
+			}
+			// ErrUnavailable's 480, as for any far side that cannot be reached.
+			if res.StatusCode != sip.StatusTemporarilyUnavailable || len(got) != 0 || far.Connections() == 0 {
+				t.Fatalf("the line got %d, the impostor %d INVITEs on %d connections; want 480 and none", res.StatusCode, len(got), far.Connections())
+			}
+		})
+	}
+}
