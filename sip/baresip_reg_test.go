@@ -102,19 +102,7 @@ func TestBaresipRegistersWithItsPassword(t *testing.T) {
 
 	out := e.dial(callerOK)
 	answeredByBaresip(t, ctx, out, b)
-	sent := make(chan error, 1)
-	go func() { sent <- out.RTP.SendPCM(ctx, siptest.Sine(trunkToneHz, time.Second), codecPT(out)) }()
-	heardTone(t, ctx, out, bareToneHz)
-	if err := <-sent; err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Bye(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.WaitEvent(ctx, "CALL_CLOSED"); err != nil {
-		t.Fatal(err)
-	}
-	e.waitNoCalls()
+	talkThenTrunkHangsUp(t, ctx, e, out, b, time.Second)
 
 	// D1/D2: baresip hangs up the next call.
 	mark := len(b.Events())

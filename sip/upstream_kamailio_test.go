@@ -102,60 +102,8 @@ func TestUpstreamKamailioRegistersAndCallsBothWays(t *testing.T) {
 	if res, err := out.WaitFinal(ctx); err != nil || res.StatusCode != 603 {
 		t.Fatalf("scam caller through Kamailio got %v, %v; want 603", res, err)
 	}
-	out, err = far.Dial(ctx, subscriberURI(k), siptestOpts(callerOK))
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := e.line.Incoming(ctx)
-	if err != nil {
-		t.Fatalf("the allowed caller never rang the line: %v\n%v", err, k.Logged("upstream-test"))
-	}
-	if err := in.Answer(); err != nil {
-		t.Fatal(err)
-	}
-	if res, err := out.WaitFinal(ctx); err != nil || res.StatusCode != 200 {
-		t.Fatalf("allowed caller got %v, %v; want 200", res, err)
-	}
-	audioCrosses(t, ctx, out, in, 0x31)
-	e.hangUp(ctx, out, in)
-
-	// The line's own call: challenged once, then authenticated.
-	dialled, err := e.line.Dial(ctx, fmt.Sprintf("sip:02079460999@%s", e.s.Addr("udp")), siptestOpts(lineNumber))
-	if err != nil {
-		t.Fatal(err)
-	}
-	farIn, err := far.Incoming(ctx)
-	if err != nil {
-		t.Fatalf("the line's call never reached the far end: %v\n%v", err, k.Logged("upstream-test"))
-	}
-	if farIn.Req.Recipient.User != "02079460999" || farIn.Req.From().Address.User != upUser {
-		t.Errorf("far end got Request-URI %s From %s; want the number dialled, from the subscriber", farIn.Req.Recipient.String(), farIn.Req.From().Address.String())
-	}
-	// Kamailio's log is read as it comes: wait for the lines.
-	authed, err := k.WaitLog(ctx, "INVITE authenticated user="+upUser, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	challenged := k.Logged("INVITE challenged")
-	if len(challenged) != 1 || len(authed) != 1 || cseqIn(t, authed[0]) != cseqIn(t, challenged[0])+1 {
-		t.Fatalf("Kamailio: challenged %v, authenticated %v; want one each, CSeq up by one", challenged, authed)
-	}
-	if err := farIn.Answer(); err != nil {
-		t.Fatal(err)
-	}
-	if res, err := dialled.WaitFinal(ctx); err != nil || res.StatusCode != 200 {
-		t.Fatalf("the line's call got %v, %v; want 200", res, err)
-	}
-	audioCrosses(t, ctx, dialled, farIn, 0x41)
-	if err := dialled.Bye(ctx); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-farIn.Ended():
-	case <-ctx.Done():
-		t.Fatal("the far end never got BYE through Kamailio")
-	}
-	e.waitNoCalls()
+	providerCallsTheLine(t, ctx, e, k, far, 0x31)
+	lineCallsOut(t, ctx, e, k, far, 0x41)
 
 	// Shutdown removes the binding.
 	if err := e.s.Shutdown(ctx); err != nil {
@@ -169,7 +117,7 @@ func TestUpstreamKamailioRegistersAndCallsBothWays(t *testing.T) {
 // Over TLS, against Kamailio's tls module with a certificate cleanline
 // trusts (sip.tls.ca_file): registered with a TLS Contact, the provider's
 // call reaches the line, the line's own call is challenged and connects,
-// audio crosses both ways in both.
+// audio crosses both ways in both (the same steps as over UDP).
 func TestUpstreamKamailioTLS(t *testing.T) {
 	e, k, far := kamEnv(t, "tls", upPass, nil)
 	ctx := ctxT(t, 30*time.Second)
@@ -184,50 +132,8 @@ func TestUpstreamKamailioTLS(t *testing.T) {
 	if !strings.Contains(loc, "AoR: "+upUser) || !strings.Contains(loc, "transport=tls") {
 		t.Fatalf("Kamailio's location table lacks the TLS contact for %s:\n%s", upUser, loc)
 	}
-	out, err := far.Dial(ctx, subscriberURI(k), siptestOpts(callerOK))
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := e.line.Incoming(ctx)
-	if err != nil {
-		t.Fatalf("the provider's call never rang the line: %v\n%v", err, k.Logged("upstream-test"))
-	}
-	if err := in.Answer(); err != nil {
-		t.Fatal(err)
-	}
-	if res, err := out.WaitFinal(ctx); err != nil || res.StatusCode != 200 {
-		t.Fatalf("caller got %v, %v; want 200", res, err)
-	}
-	audioCrosses(t, ctx, out, in, 0x51)
-	e.hangUp(ctx, out, in)
-
-	dialled, err := e.line.Dial(ctx, fmt.Sprintf("sip:02079460999@%s", e.s.Addr("udp")), siptestOpts(lineNumber))
-	if err != nil {
-		t.Fatal(err)
-	}
-	farIn, err := far.Incoming(ctx)
-	if err != nil {
-		t.Fatalf("the line's call never reached the far end: %v\n%v", err, k.Logged("upstream-test"))
-	}
-	if _, err := k.WaitLog(ctx, "INVITE authenticated user="+upUser, 1); err != nil {
-		t.Fatal(err)
-	}
-	if err := farIn.Answer(); err != nil {
-		t.Fatal(err)
-	}
-	if res, err := dialled.WaitFinal(ctx); err != nil || res.StatusCode != 200 {
-		t.Fatalf("the line's call got %v, %v; want 200", res, err)
-	}
-	audioCrosses(t, ctx, dialled, farIn, 0x61)
-	if err := dialled.Bye(ctx); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-farIn.Ended():
-	case <-ctx.Done():
-		t.Fatal("the far end never got BYE through Kamailio")
-	}
-	e.waitNoCalls()
+	providerCallsTheLine(t, ctx, e, k, far, 0x51)
+	lineCallsOut(t, ctx, e, k, far, 0x61)
 }
 
 // Kamailio restarted: its location table is gone. cleanline notices by its
@@ -298,4 +204,71 @@ func TestUpstreamKamailioWrongPassword(t *testing.T) {
 	if loc, err := k.Location(ctx); err != nil || strings.Contains(loc, "AoR: "+upUser) {
 		t.Fatalf("location (%v):\n%s", err, loc)
 	}
+}
+
+// providerCallsTheLine has the provider's side call the subscriber: an
+// allowed caller rings the line through the registration, the line
+// answers, audio crosses both ways (fill marks it), the caller hangs up.
+func providerCallsTheLine(t *testing.T, ctx context.Context, e *env, k *siptest.Kamailio, far *siptest.Phone, fill byte) {
+	t.Helper()
+	out, err := far.Dial(ctx, subscriberURI(k), siptestOpts(callerOK))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := e.line.Incoming(ctx)
+	if err != nil {
+		t.Fatalf("the allowed caller never rang the line: %v\n%v", err, k.Logged("upstream-test"))
+	}
+	if err := in.Answer(); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := out.WaitFinal(ctx); err != nil || res.StatusCode != 200 {
+		t.Fatalf("allowed caller got %v, %v; want 200", res, err)
+	}
+	audioCrosses(t, ctx, out, in, fill)
+	e.hangUp(ctx, out, in)
+}
+
+// lineCallsOut has the line call out through the registration: Kamailio
+// challenges it once, it is authenticated as the subscriber, reaches the
+// far end with the number dialled, audio crosses both ways, and the
+// line's BYE reaches the far end.
+func lineCallsOut(t *testing.T, ctx context.Context, e *env, k *siptest.Kamailio, far *siptest.Phone, fill byte) {
+	t.Helper()
+	dialled, err := e.line.Dial(ctx, fmt.Sprintf("sip:02079460999@%s", e.s.Addr("udp")), siptestOpts(lineNumber))
+	if err != nil {
+		t.Fatal(err)
+	}
+	farIn, err := far.Incoming(ctx)
+	if err != nil {
+		t.Fatalf("the line's call never reached the far end: %v\n%v", err, k.Logged("upstream-test"))
+	}
+	if farIn.Req.Recipient.User != "02079460999" || farIn.Req.From().Address.User != upUser {
+		t.Errorf("far end got Request-URI %s From %s; want the number dialled, from the subscriber", farIn.Req.Recipient.String(), farIn.Req.From().Address.String())
+	}
+	// Kamailio's log is read as it comes: wait for the lines.
+	authed, err := k.WaitLog(ctx, "INVITE authenticated user="+upUser, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	challenged := k.Logged("INVITE challenged")
+	if len(challenged) != 1 || len(authed) != 1 || cseqIn(t, authed[0]) != cseqIn(t, challenged[0])+1 {
+		t.Fatalf("Kamailio: challenged %v, authenticated %v; want one each, CSeq up by one", challenged, authed)
+	}
+	if err := farIn.Answer(); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := dialled.WaitFinal(ctx); err != nil || res.StatusCode != 200 {
+		t.Fatalf("the line's call got %v, %v; want 200", res, err)
+	}
+	audioCrosses(t, ctx, dialled, farIn, fill)
+	if err := dialled.Bye(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-farIn.Ended():
+	case <-ctx.Done():
+		t.Fatal("the far end never got BYE through Kamailio")
+	}
+	e.waitNoCalls()
 }
