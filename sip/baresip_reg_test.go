@@ -102,7 +102,7 @@ func TestBaresipRegistersWithItsPassword(t *testing.T) {
 
 	out := e.dial(callerOK)
 	answeredByBaresip(t, ctx, out, b)
-	talkThenTrunkHangsUp(t, ctx, e, out, b, time.Second)
+	talkWithBaresipThenHangUp(t, ctx, e, out, b, time.Second)
 
 	// D1/D2: baresip hangs up the next call.
 	mark := len(b.Events())

@@ -42,13 +42,19 @@ func others(except float64) []float64 {
 // environment opts out: the interop proof must not vanish silently from CI.
 func startBaresip(t *testing.T, mods ...func(*siptest.BaresipOptions)) *siptest.Baresip {
 	t.Helper()
+	return startBaresipAt(t, ipLine, mods...)
+}
+
+// startBaresipAt is startBaresip on ip (the line's, or a far end's).
+func startBaresipAt(t *testing.T, ip string, mods ...func(*siptest.BaresipOptions)) *siptest.Baresip {
+	t.Helper()
 	if _, err := exec.LookPath("baresip"); err != nil {
 		if os.Getenv("CLEANLINE_SKIP_BARESIP") == "1" {
 			t.Skip("CLEANLINE_SKIP_BARESIP=1")
 		}
 		t.Fatal(siptest.ErrNoBaresip)
 	}
-	o := siptest.BaresipOptions{IP: ipLine, MediaIP: ipCleanline, ToneHz: bareToneHz}
+	o := siptest.BaresipOptions{IP: ip, MediaIP: ipCleanline, ToneHz: bareToneHz}
 	for _, m := range mods {
 		m(&o)
 	}
@@ -116,17 +122,18 @@ func TestBaresipAnswersAndAudioFlowsBothWays(t *testing.T) {
 	out := e.dial(callerOK)
 	answeredByBaresip(t, ctx, out, b)
 
-	talkThenTrunkHangsUp(t, ctx, e, out, b, 2*time.Second)
+	talkWithBaresipThenHangUp(t, ctx, e, out, b, 2*time.Second)
 	if !slices.ContainsFunc(b.ReceivedRequests(0), func(l string) bool { return strings.HasPrefix(l, "BYE ") }) {
 		t.Errorf("baresip's SIP trace shows no BYE received: %q", b.ReceivedRequests(0))
 	}
 	heardByBaresip(t, b)
 }
 
-// talkThenTrunkHangsUp has the trunk talk (440 Hz) for d while baresip's
+// talkWithBaresipThenHangUp has the caller (out: the trunk, or the line
+// calling baresip as the far end) talk (440 Hz) for d while baresip's
 // tone comes back, then hang up: baresip gets the BYE and its call
 // closes, and cleanline has no call left.
-func talkThenTrunkHangsUp(t *testing.T, ctx context.Context, e *env, out *siptest.Outgoing, b *siptest.Baresip, d time.Duration) {
+func talkWithBaresipThenHangUp(t *testing.T, ctx context.Context, e *env, out *siptest.Outgoing, b *siptest.Baresip, d time.Duration) {
 	t.Helper()
 	sent := make(chan error, 1)
 	go func() { sent <- out.RTP.SendPCM(ctx, siptest.Sine(trunkToneHz, d), codecPT(out)) }()
@@ -265,7 +272,7 @@ func TestBaresipSRTP(t *testing.T) {
 		if out.Answer == nil || out.Answer.SRTP {
 			t.Fatalf("the trunk's answer is %+v; want plain RTP on its leg", out.Answer)
 		}
-		talkThenTrunkHangsUp(t, ctx, e, out, b, 2*time.Second)
+		talkWithBaresipThenHangUp(t, ctx, e, out, b, 2*time.Second)
 		rec := e.logs.FilterMessage("call").All()
 		if len(rec) != 1 {
 			t.Fatalf("%d call records", len(rec))

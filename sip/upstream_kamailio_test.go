@@ -272,3 +272,45 @@ func lineCallsOut(t *testing.T, ctx context.Context, e *env, k *siptest.Kamailio
 	}
 	e.waitNoCalls()
 }
+
+// A household whose provider takes TLS and SRTP, as an ATA set to both
+// would use it: cleanline registers at Kamailio over TLS, and the line's
+// call (plain RTP from the phone) goes out through it as RTP/SAVP to a far
+// end that takes only SRTP (Debian's baresip, srtp-mand); the far end
+// answers with its key and the audio crosses both ways, encrypted on the
+// provider's side and plain to the line; the far end hears the line's
+// tone, the line the far end's.
+func TestUpstreamKamailioTLSAndSRTP(t *testing.T) {
+	// The far end is the number the line dials (baresip answers only its
+	// own user).
+	b := startBaresipAt(t, ipFar, func(o *siptest.BaresipOptions) { o.MediaEnc, o.User = "srtp-mand", "02079460999" })
+	dir := t.TempDir()
+	ko := siptest.KamailioOptions{IP: ipTrunk, Username: upUser, Password: upPass, Subscriber: ipCleanline, FarEnd: b.URI()}
+	ko.TLSCert, ko.TLSKey = siptest.Certificate(t, dir, "provider", ipTrunk)
+	k, err := siptest.StartKamailio(t, ko)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := upEnv(t, k.URI("tls"), func(r *Register) { r.KeepAlive = -1 }, overTLS(t, dir, ko.TLSCert),
+		withCfg(func(c *Config) { c.Trunks[0].SRTP = true }))
+	ctx := ctxT(t, 30*time.Second)
+	e.waitUpstream(ctx, "registered", upRegistered)
+
+	out, err := e.line.Dial(ctx, fmt.Sprintf("sip:02079460999@%s", e.s.Addr("udp")), siptestOpts(lineNumber))
+	if err != nil {
+		t.Fatal(err)
+	}
+	answeredByBaresip(t, ctx, out, b)
+	if out.Answer == nil || out.Answer.SRTP {
+		t.Fatalf("the line's answer is %+v; want plain RTP on its leg", out.Answer)
+	}
+	talkWithBaresipThenHangUp(t, ctx, e, out, b, 2*time.Second)
+	heardByBaresip(t, b)
+	rec := e.logs.FilterMessage("call").All()
+	if len(rec) != 1 {
+		t.Fatalf("%d call records", len(rec))
+	}
+	if f := rec[0].ContextMap(); f["trunk_srtp"] != true || f["line_srtp"] != false || f["srtp_failed"] != uint64(0) {
+		t.Errorf("call record: trunk_srtp %v line_srtp %v srtp_failed %v; want true, false, 0", f["trunk_srtp"], f["line_srtp"], f["srtp_failed"])
+	}
+}
