@@ -60,6 +60,7 @@ type envSetup struct {
 	serverOpts  []Option
 	screening   func(*screening.Config)
 	noContact   bool // the line has no static contact (registrar_test.go)
+	debugLogs   bool // env.logs observes Debug too (what must never be logged)
 }
 
 // withScreening changes the screener's configuration.
@@ -83,6 +84,9 @@ type envOption func(*envSetup)
 
 // withCfg changes the server's configuration.
 func withCfg(f func(*Config)) envOption { return func(s *envSetup) { f(s.cfg) } }
+
+// debugLogs makes env.logs observe everything cleanline logs, Debug too.
+func debugLogs(s *envSetup) { s.debugLogs = true }
 
 // realPrompts keeps the embedded prompts (the warning is 17 s long); by
 // default tests get 0.4 s tones so that they stay fast.
@@ -166,7 +170,11 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	core, logs := observer.New(zap.InfoLevel)
+	level := zap.InfoLevel
+	if setup.debugLogs {
+		level = zap.DebugLevel
+	}
+	core, logs := observer.New(level)
 	e.logs = logs
 	log := zap.New(zapcore.NewTee(zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)).Core(), core))
 	e.s, err = NewServer(cfg, e.sc, log, append([]Option{WithPrompts(prompts)}, setup.serverOpts...)...)

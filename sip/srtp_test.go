@@ -2,11 +2,13 @@ package sip
 
 import (
 	"encoding/base64"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"go.uber.org/zap"
 
 	"github.com/cleanline/cleanline/sip/media"
 	"github.com/cleanline/cleanline/sip/siptest"
@@ -38,7 +40,7 @@ func TestSRTPPolicy(t *testing.T) {
 		}
 	})
 	t.Run("offered by a peer not marked", func(t *testing.T) {
-		e := newEnv(t)
+		e := newEnv(t, debugLogs)
 		ctx := ctxT(t, 5*time.Second)
 		out, err := e.trunk.Dial(ctx, e.lineURI(), siptest.DialOptions{FromUser: callerOK, Body: savpOffer(t)})
 		if err != nil {
@@ -66,5 +68,14 @@ func TestSRTPPolicy(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.waitNoCalls()
+		// Whoever reads the logs must not read the keys, at any level.
+		for _, l := range e.logs.All() {
+			if s := fmt.Sprint(l.Message, l.ContextMap()); strings.Contains(s, "inline:") {
+				t.Fatalf("an SRTP key was logged: %s", s)
+			}
+		}
+		if e.logs.FilterLevelExact(zap.DebugLevel).Len() == 0 {
+			t.Fatal("no Debug entry observed: the check above saw nothing")
+		}
 	})
 }
